@@ -1,0 +1,60 @@
+import { parseArgs } from 'node:util';
+import { renderHostSummary } from '../ctl/summary.js';
+import { Lab } from '../sim/lab.js';
+import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
+import { writeSnapshot } from '../sim/sysfs/snapshot.js';
+import { UsageError, type CommandContext } from './context.js';
+
+export const LAB_USAGE = `usage: mdevkit lab <command> [options]
+
+Commands of the emulated host (the lab):
+  summary  [--profile P]        parents, types and capacity of the lab host
+  snapshot [--profile P] DIR    write the lab as a static tree: DIR/sys and DIR/etc/mdevctl.d
+
+Profiles: a built-in name (lab, samples) or a path to a JSON profile.
+`;
+
+type LabSubcommand = (ctx: CommandContext, args: string[]) => Promise<number> | number;
+
+const SUBCOMMANDS: Record<string, LabSubcommand> = {
+  summary(ctx, args) {
+    const { values } = parseArgs({ args, options: { profile: { type: 'string' } }, strict: true });
+    const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
+    ctx.stdout.write(
+      renderHostSummary(lab.port, `Emulated host '${lab.profile.name}' (${lab.profile.source})`),
+    );
+    return 0;
+  },
+  snapshot(ctx, args) {
+    const { values, positionals } = parseArgs({
+      args,
+      options: { profile: { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (positionals.length !== 1) throw new UsageError('lab snapshot takes one DIR', LAB_USAGE);
+    const dir = positionals[0]!;
+    const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
+    const stats = writeSnapshot(lab.kernel.tree, dir);
+    ctx.stdout.write(
+      `wrote ${dir}/sys (${stats.dirs} directories, ${stats.files} files, ${stats.links} links) and ${dir}/etc/mdevctl.d\n`,
+    );
+    return 0;
+  },
+};
+
+/** Register more lab subcommands (serve, shell, reboot, open, close ...). */
+export function addLabSubcommand(name: string, run: LabSubcommand): void {
+  SUBCOMMANDS[name] = run;
+}
+
+export async function labCommand(ctx: CommandContext, args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === '--help' || sub === '-h') {
+    ctx.stdout.write(LAB_USAGE);
+    return sub === undefined ? 2 : 0;
+  }
+  const run = SUBCOMMANDS[sub];
+  if (run === undefined) throw new UsageError(`unknown lab command '${sub}'`, LAB_USAGE);
+  return run(ctx, rest);
+}

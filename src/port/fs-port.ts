@@ -1,0 +1,79 @@
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { toErrnoError } from '../common/errno.js';
+import type { SysfsNodeKind, SysfsPort } from './sysfs-port.js';
+
+/**
+ * The sysfs port over node:fs, under a root directory: "/" on a real host,
+ * a FUSE mount of the live lab, or a static snapshot. sysfs paths are
+ * prefixed with the root; results are mapped back so callers never see it.
+ */
+export class FsSysfsPort implements SysfsPort {
+  readonly description: string;
+  readonly #prefix: string;
+
+  constructor(readonly root: string = '/') {
+    this.#prefix = nodePath.resolve(root) === '/' ? '' : nodePath.resolve(root);
+    this.description = nodePath.resolve(root);
+  }
+
+  #host(path: string): string {
+    return this.#prefix + path;
+  }
+
+  read(path: string): string {
+    try {
+      return fs.readFileSync(this.#host(path), 'utf8');
+    } catch (err) {
+      throw toErrnoError(err, path);
+    }
+  }
+
+  write(path: string, data: string): void {
+    // One write(2) of the whole buffer, as `echo x > attr` does: sysfs hands
+    // each write to the store callback separately, so it must not be split.
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(this.#host(path), fs.constants.O_WRONLY);
+      fs.writeSync(fd, data);
+    } catch (err) {
+      throw toErrnoError(err, path);
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
+    }
+  }
+
+  list(path: string): string[] {
+    try {
+      return fs.readdirSync(this.#host(path));
+    } catch (err) {
+      throw toErrnoError(err, path);
+    }
+  }
+
+  readlink(path: string): string {
+    try {
+      return fs.readlinkSync(this.#host(path));
+    } catch (err) {
+      throw toErrnoError(err, path);
+    }
+  }
+
+  kind(path: string): SysfsNodeKind | null {
+    const st = fs.lstatSync(this.#host(path), { throwIfNoEntry: false });
+    if (st === undefined) return null;
+    if (st.isSymbolicLink()) return 'link';
+    return st.isDirectory() ? 'dir' : 'file';
+  }
+
+  realpath(path: string): string {
+    let real: string;
+    try {
+      real = fs.realpathSync(this.#host(path));
+    } catch (err) {
+      throw toErrnoError(err, path);
+    }
+    if (this.#prefix === '') return real;
+    return real.startsWith(this.#prefix + '/') ? real.slice(this.#prefix.length) : real;
+  }
+}

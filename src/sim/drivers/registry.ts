@@ -1,0 +1,14 @@
+import type { DriverModule } from './module.js';
+import { mbochsModule } from './samples/mbochs.js';
+import { mdpyModule } from './samples/mdpy.js';
+import { mttyModule } from './samples/mtty.js';
+
+/**
+ * Every driver model a host profile can name. A new vendor driver adds its
+ * module file under src/sim/drivers/ and one line here.
+ */
+export const DRIVER_MODULES: readonly DriverModule[] = [mttyModule, mdpyModule, mbochsModule];
+
+export function driverModule(name: string): DriverModule | undefined {
+  return DRIVER_MODULES.find((m) => m.name === name);
+}

@@ -1,0 +1,232 @@
+import { ErrnoError, fail } from '../../common/errno.js';
+
+/**
+ * The emulator's virtual sysfs: directories, attribute files whose contents
+ * come from show/store callbacks, and symbolic links. Semantics follow
+ * kernfs/sysfs, because every reader (our CLI, FUSE, real mdevctl) must see
+ * what it would see on a host:
+ *  - an attribute's mode decides what may be done with it, even for root:
+ *    reading a write-only file (create, remove) is EACCES, writing a
+ *    read-only one is EACCES;
+ *  - a store receives the whole buffer of one write(2); more than a page
+ *    is E2BIG;
+ *  - a store or show that fails surfaces its errno unchanged.
+ * Everything is synchronous: one store runs to completion before the next,
+ * which is what makes check-and-claim steps in drivers atomic (the kernel
+ * gets the same from its locks).
+ */
+
+export const PAGE_SIZE = 4096;
+
+export interface AttrOps {
+  /** Contents of the file; may throw an ErrnoError. */
+  show?: () => string;
+  /** Handles one write(2) of `buf`; may throw an ErrnoError. */
+  store?: (buf: string) => void;
+}
+
+export class SysfsAttr {
+  readonly kind = 'file';
+  constructor(
+    /** Permission bits as sysfs shows them (0o444, 0o200, 0o644 ...). */
+    readonly mode: number,
+    readonly ops: AttrOps,
+  ) {}
+}
+
+export class SysfsLink {
+  readonly kind = 'link';
+  constructor(readonly target: string) {}
+}
+
+export class SysfsDir {
+  readonly kind = 'dir';
+  readonly mode = 0o755;
+  readonly children = new Map<string, SysfsNode>();
+  /** Bumped on every change of `children`; lets caches (FUSE) notice. */
+  generation = 0;
+
+  get(name: string): SysfsNode | undefined {
+    return this.children.get(name);
+  }
+
+  /** Add a child; a name that exists already is a bug in the caller (EEXIST). */
+  add<N extends SysfsNode>(name: string, node: N): N {
+    if (this.children.has(name)) fail('EEXIST', `sysfs: duplicate entry '${name}'`);
+    this.children.set(name, node);
+    this.generation++;
+    return node;
+  }
+
+  /** Directory child, created if missing. */
+  dir(name: string): SysfsDir {
+    const existing = this.children.get(name);
+    if (existing instanceof SysfsDir) return existing;
+    if (existing !== undefined) fail('ENOTDIR', `sysfs: '${name}' is not a directory`);
+    return this.add(name, new SysfsDir());
+  }
+
+  /** Nested directories from a relative path such as "mdev/aggregation". */
+  dirPath(rel: string): SysfsDir {
+    return rel
+      .split('/')
+      .filter((part) => part !== '')
+      .reduce<SysfsDir>((d, part) => d.dir(part), this);
+  }
+
+  attr(name: string, mode: number, ops: AttrOps): SysfsAttr {
+    return this.add(name, new SysfsAttr(mode, ops));
+  }
+
+  link(name: string, target: string): SysfsLink {
+    return this.add(name, new SysfsLink(target));
+  }
+
+  remove(name: string): void {
+    if (this.children.delete(name)) this.generation++;
+  }
+}
+
+export type SysfsNode = SysfsDir | SysfsAttr | SysfsLink;
+
+/** Symlink hops before ELOOP, as Linux's MAXSYMLINKS. */
+const MAX_LINK_HOPS = 40;
+
+interface Resolved {
+  node: SysfsNode;
+  /** Canonical path (links resolved, no trailing slash). */
+  path: string;
+}
+
+export class SysfsTree {
+  /** The root of the file system ("/"); sysfs lives under "/sys". */
+  readonly root = new SysfsDir();
+
+  /**
+   * Walk `path`, expanding links in every component and, when `followLast`,
+   * in the final one too. ENOENT for a missing component, ENOTDIR for a walk
+   * through a file, ELOOP after too many links.
+   */
+  resolve(path: string, followLast = true): Resolved {
+    let parts = path.split('/');
+    let i = 0;
+    const nodes: SysfsNode[] = [this.root];
+    const names: string[] = [];
+    let hops = 0;
+    while (i < parts.length) {
+      const name = parts[i++]!;
+      if (name === '' || name === '.') continue;
+      if (name === '..') {
+        if (nodes.length > 1) {
+          nodes.pop();
+          names.pop();
+        }
+        continue;
+      }
+      const cur = nodes[nodes.length - 1]!;
+      if (cur.kind !== 'dir') throw new ErrnoError('ENOTDIR', undefined, path);
+      const child = cur.children.get(name);
+      if (child === undefined) throw new ErrnoError('ENOENT', undefined, path);
+      if (child.kind === 'link' && (followLast || hasMore(parts, i))) {
+        if (++hops > MAX_LINK_HOPS) throw new ErrnoError('ELOOP', undefined, path);
+        if (child.target.startsWith('/')) {
+          nodes.length = 1;
+          names.length = 0;
+        }
+        parts = child.target.split('/').concat(parts.slice(i));
+        i = 0;
+        continue;
+      }
+      nodes.push(child);
+      names.push(name);
+    }
+    return { node: nodes[nodes.length - 1]!, path: '/' + names.join('/') };
+  }
+
+  /** The node at `path` or undefined, following links. */
+  lookup(path: string, followLast = true): SysfsNode | undefined {
+    try {
+      return this.resolve(path, followLast).node;
+    } catch (err) {
+      if (err instanceof ErrnoError) return undefined;
+      throw err;
+    }
+  }
+
+  /** The directory at `path`; ENOTDIR if it is something else. */
+  dirAt(path: string): SysfsDir {
+    const { node } = this.resolve(path);
+    if (node.kind !== 'dir') throw new ErrnoError('ENOTDIR', undefined, path);
+    return node;
+  }
+
+  /** Create directories along an absolute path (no links expected). */
+  mkdirp(path: string): SysfsDir {
+    return this.root.dirPath(path);
+  }
+
+  read(path: string): string {
+    const { node } = this.resolve(path);
+    if (node.kind === 'dir') throw new ErrnoError('EISDIR', undefined, path);
+    if (node.kind === 'link') throw new ErrnoError('ELOOP', undefined, path);
+    const show = node.ops.show;
+    if (show === undefined || (node.mode & 0o444) === 0) {
+      throw new ErrnoError('EACCES', undefined, path);
+    }
+    const text = show();
+    return text.length > PAGE_SIZE ? text.slice(0, PAGE_SIZE) : text;
+  }
+
+  write(path: string, data: string): void {
+    const { node } = this.resolve(path);
+    if (node.kind === 'dir') throw new ErrnoError('EISDIR', undefined, path);
+    if (node.kind === 'link') throw new ErrnoError('ELOOP', undefined, path);
+    const store = node.ops.store;
+    if (store === undefined || (node.mode & 0o222) === 0) {
+      throw new ErrnoError('EACCES', undefined, path);
+    }
+    if (Buffer.byteLength(data) > PAGE_SIZE) throw new ErrnoError('E2BIG', undefined, path);
+    try {
+      store(data);
+    } catch (err) {
+      // Keep the driver's errno and explanation, but name the file written.
+      if (err instanceof ErrnoError && err.path === undefined) {
+        throw new ErrnoError(err.code, undefined, path, err.detail);
+      }
+      throw err;
+    }
+  }
+
+  list(path: string): string[] {
+    return [...this.dirAt(path).children.keys()];
+  }
+
+  readlink(path: string): string {
+    const { node } = this.resolve(path, false);
+    if (node.kind !== 'link') throw new ErrnoError('EINVAL', undefined, path);
+    return node.target;
+  }
+
+  realpath(path: string): string {
+    return this.resolve(path).path;
+  }
+}
+
+function hasMore(parts: string[], i: number): boolean {
+  for (let j = i; j < parts.length; j++) if (parts[j] !== '' && parts[j] !== '.') return true;
+  return false;
+}
+
+/**
+ * Relative symlink target from directory `fromDir` to `to` (both absolute),
+ * as sysfs_create_link stores them ("../../devices/virtual/mtty/mtty").
+ */
+export function relativeLink(fromDir: string, to: string): string {
+  const a = fromDir.split('/').filter(Boolean);
+  const b = to.split('/').filter(Boolean);
+  let common = 0;
+  while (common < a.length && common < b.length && a[common] === b[common]) common++;
+  const up = a.length - common;
+  const rest = b.slice(common);
+  return [...Array<string>(up).fill('..'), ...rest].join('/') || '.';
+}
