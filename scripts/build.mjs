@@ -1,10 +1,16 @@
-// Bundle the CLI into one ES module (dist/mdevkit.mjs): one file to load is
-// the cheapest start-up a Node CLI can have. Native addons stay external.
+// Bundle the CLI (dist/mdevkit.mjs) with code splitting: the entry and what
+// every command needs load as one chunk, and heavy parts (the agent's HTTP
+// stack, FUSE, XML) load only when their command runs, via dynamic import()
+// in src/cli/main.ts. Few files to load is the cheapest start-up a Node CLI
+// can have. Native addons stay external.
 import { build } from 'esbuild';
 
 await build({
-  entryPoints: ['src/cli/entry.ts'],
-  outfile: 'dist/mdevkit.mjs',
+  entryPoints: { mdevkit: 'src/cli/entry.ts' },
+  outdir: 'dist',
+  outExtension: { '.js': '.mjs' },
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   bundle: true,
   platform: 'node',
   format: 'esm',

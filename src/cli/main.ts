@@ -2,7 +2,6 @@ import * as fs from 'node:fs';
 import { ErrnoError, strerror } from '../common/errno.js';
 import { ProfileError } from '../sim/profiles/profile.js';
 import { CommandError, UsageError, type CommandContext } from './context.js';
-import { labCommand } from './lab.js';
 
 /**
  * Entry point of `bin/mdevkit`: picks the command and maps failures to exit
@@ -12,13 +11,23 @@ import { labCommand } from './lab.js';
 
 export const VERSION = '0.1.0';
 
+export type CommandRunner = (ctx: CommandContext, args: string[]) => Promise<number> | number;
+
 interface Command {
   readonly summary: string;
-  run(ctx: CommandContext, args: string[]): Promise<number> | number;
+  /** Loaded on use, so a command pays only for its own modules at start-up. */
+  load(): Promise<CommandRunner>;
 }
 
+/**
+ * The command table. Each entry imports its module lazily (esbuild splits
+ * it into its own chunk); add new commands here.
+ */
 const COMMANDS: Record<string, Command> = {
-  lab: { summary: 'the emulated host: summary, snapshot', run: labCommand },
+  lab: {
+    summary: 'the emulated host: summary, snapshot',
+    load: async () => (await import('./lab.js')).labCommand,
+  },
 };
 
 export function usage(): string {
@@ -50,7 +59,8 @@ export async function main(argv: string[], ctx: CommandContext): Promise<number>
   const cmd = COMMANDS[name];
   try {
     if (cmd === undefined) throw new UsageError(`unknown command '${name}'`, usage());
-    return await cmd.run(ctx, rest);
+    const run = await cmd.load();
+    return await run(ctx, rest);
   } catch (err) {
     return reportError(ctx, err);
   }
