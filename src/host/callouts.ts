@@ -1,0 +1,203 @@
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import type { Environment } from './environment.js';
+
+/**
+ * mdevctl's callout and notifier protocol. A callout script lives in
+ * <root>/usr/lib/mdevctl/scripts.d/callouts or the older
+ * <root>/etc/mdevctl.d/scripts.d/callouts and is run as
+ *
+ *     SCRIPT -t TYPE -e EVENT -a ACTION -s STATE -u UUID -p PARENT
+ *
+ * with the device's compact config JSON on stdin (nothing for `get`).
+ * EVENT is pre, post or get (notifiers: notify); ACTION is define, undefine,
+ * modify, start, stop or attributes; STATE is none before the operation and
+ * success/failure after it. Exit 2 means "not my device type": the next
+ * script is tried; the first script that answers otherwise owns the device
+ * for the rest of the operation. A non-zero exit of `pre` aborts the
+ * operation (unless forced). Notifier scripts all run, last, and their
+ * result is ignored. Scripts run in name order (mdevctl 1.2.0 used directory
+ * order; later versions sort).
+ */
+
+export type CalloutEvent = 'pre' | 'post' | 'get' | 'notify' | 'live';
+export type CalloutAction = 'define' | 'undefine' | 'modify' | 'start' | 'stop' | 'attributes';
+export type CalloutState = 'none' | 'success' | 'failure';
+
+/** What a script is told about the device. */
+export interface CalloutDevice {
+  readonly uuid: string;
+  readonly parent: string;
+  readonly type: string;
+  /** Compact config JSON for stdin. */
+  readonly configJson: string;
+}
+
+/** Something a script said on stderr, to be shown as "<script>: <text>". */
+export type CalloutStderrSink = (script: string, text: string) => void;
+
+/** A pre callout refused the operation. */
+export class CalloutError extends Error {
+  override readonly name = 'CalloutError';
+  constructor(
+    readonly script: string,
+    readonly exitCode: number,
+  ) {
+    super(`callout script "${script}" failed with return code ${exitCode}`);
+  }
+}
+
+function scriptsIn(dirs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const dir of dirs) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      continue; // absent or not a directory: no scripts there
+    }
+    for (const n of names.sort()) out.push(nodePath.join(dir, n));
+  }
+  return out;
+}
+
+function run(
+  script: string,
+  dev: CalloutDevice,
+  event: CalloutEvent,
+  action: CalloutAction,
+  state: CalloutState,
+): SpawnSyncReturns<string> {
+  const args = ['-t', dev.type, '-e', event, '-a', action, '-s', state];
+  args.push('-u', dev.uuid, '-p', dev.parent);
+  return spawnSync(script, args, {
+    input: event === 'get' ? '' : dev.configJson,
+    encoding: 'utf8',
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+}
+
+/**
+ * One operation's callout session: finds the script owning the device on
+ * the first event and keeps using it, as mdevctl does.
+ */
+export class CalloutSession {
+  #script: string | undefined;
+  #state: CalloutState = 'none';
+
+  constructor(
+    private readonly env: Environment,
+    private readonly action: CalloutAction,
+    private readonly onStderr: CalloutStderrSink,
+  ) {}
+
+  /** Run an event; returns the exit code of the owning script (0 when none). */
+  #event(dev: CalloutDevice | undefined, event: CalloutEvent): number {
+    // Without a type and parent mdevctl cannot build the arguments: no script runs.
+    if (dev === undefined) return 0;
+    if (this.#script !== undefined) {
+      const r = run(this.#script, dev, event, this.action, this.#state);
+      this.#report(this.#script, r);
+      return r.status ?? 0;
+    }
+    for (const script of scriptsIn(this.env.calloutDirs)) {
+      const r = run(script, dev, event, this.action, this.#state);
+      if (r.error !== undefined || r.status === null) continue; // not runnable, or killed
+      if (r.status === 2) continue; // not this script's type
+      this.#script = script;
+      this.#report(script, r);
+      return r.status;
+    }
+    return 0;
+  }
+
+  #report(script: string, r: SpawnSyncReturns<string>): void {
+    if (r.stderr) this.onStderr(nodePath.basename(script), r.stderr);
+  }
+
+  /** The pre event; throws CalloutError when the owning script refuses (unless `force`). */
+  pre(dev: CalloutDevice | undefined, force = false): void {
+    const rc = this.#event(dev, 'pre');
+    if (rc !== 0 && !force) throw new CalloutError(this.#script ?? '', rc);
+  }
+
+  /** The post event, after the operation; its result does not change the outcome. */
+  post(dev: CalloutDevice | undefined, succeeded: boolean): void {
+    this.#state = succeeded ? 'success' : 'failure';
+    this.#event(dev, 'post');
+  }
+
+  /** Every notifier, with event notify; results ignored. */
+  notify(dev: CalloutDevice | undefined): void {
+    if (dev === undefined) return;
+    for (const script of scriptsIn(this.env.notifierDirs)) {
+      run(script, dev, 'notify', this.action, this.#state);
+    }
+  }
+}
+
+/**
+ * Run `operation` wrapped in pre, post and notify, as mdevctl's
+ * Callout::invoke: a refusing pre skips the operation (and post) but
+ * notifiers still run; the operation's own error is rethrown after post.
+ */
+export function withCallouts<T>(
+  env: Environment,
+  action: CalloutAction,
+  dev: () => CalloutDevice | undefined,
+  onStderr: CalloutStderrSink,
+  operation: () => T,
+  force = false,
+): T {
+  const session = new CalloutSession(env, action, onStderr);
+  try {
+    session.pre(dev(), force);
+    let result: T;
+    try {
+      result = operation();
+    } catch (err) {
+      session.post(dev(), false);
+      throw err;
+    }
+    session.post(dev(), true);
+    return result;
+  } finally {
+    session.notify(dev());
+  }
+}
+
+/**
+ * Ask the callouts for an active device's attributes (event get, action
+ * attributes). Returns the parsed JSON stdout, or undefined when no script
+ * claims the type or it printed nothing. Throws when the owning script fails
+ * or prints something that is not JSON.
+ */
+export function getAttributesFromCallouts(
+  env: Environment,
+  dev: CalloutDevice,
+  onStderr: CalloutStderrSink,
+): unknown {
+  for (const script of scriptsIn(env.calloutDirs)) {
+    const r = run(script, dev, 'get', 'attributes', 'none');
+    if (r.error !== undefined || r.status === null || r.status === 2) continue;
+    if (r.status !== 0) {
+      if (r.stderr) onStderr(nodePath.basename(script), r.stderr);
+      throw new Error(`failed to get attributes from "${script}"`);
+    }
+    let out = r.stdout;
+    if (out === '') return undefined;
+    if (out === '[{}]') out = '[]';
+    try {
+      return JSON.parse(out);
+    } catch {
+      throw new Error(`Unable to parse attributes from JSON printed by "${script}"`);
+    }
+  }
+  return undefined;
+}
+
+/** Is there any callout script at all? (Saves spawning per device when there is none.) */
+export function hasCalloutScripts(env: Environment): boolean {
+  return scriptsIn(env.calloutDirs).length > 0;
+}
