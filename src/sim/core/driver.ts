@@ -1,4 +1,5 @@
 import type { AttrOps } from '../sysfs/tree.js';
+import type { AggregationHooks } from './aggregation.js';
 import type { MdevDevice, MdevParent, MdevType } from './mdev-core.js';
 
 /**
@@ -68,4 +69,12 @@ export interface MdevDriver {
   canRemove?(mdev: MdevDevice): void;
   /** Called once the parent is registered (e.g. to add parent attributes). */
   parentRegistered?(parent: MdevParent): void;
+  /**
+   * Aggregation (seed 001): one device holding several instances' worth of
+   * its type. The sysfs side is standard and rendered by the core (type
+   * attribute `aggregation`, device namespace `mdev/aggregation/`); the
+   * driver only says how far each type may aggregate and moves resources.
+   * See ./aggregation.ts.
+   */
+  readonly aggregation?: AggregationHooks;
 }

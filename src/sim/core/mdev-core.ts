@@ -2,6 +2,7 @@ import { ErrnoError, fail } from '../../common/errno.js';
 import { kstrtoul } from '../../common/kstrto.js';
 import { UUID_STRING_LEN, isUuid } from '../../common/uuid.js';
 import { SysfsAttr, SysfsDir, relativeLink } from '../sysfs/tree.js';
+import { deviceAggregationGroup, typeAggregates, typeAggregationAttr } from './aggregation.js';
 import type { AttributeSpec, MdevDriver, MdevTypeSpec } from './driver.js';
 import type { DeviceNode, EmulatedKernel } from './kernel.js';
 
@@ -74,6 +75,12 @@ export class MdevDevice {
   iommuGroup = -1;
   /** Number of users holding the device open (a VM's VFIO fd). */
   openCount = 0;
+  /**
+   * Instances' worth of its type the device holds (mdev/aggregation/value).
+   * Set by the core; 1 unless the type aggregates and a user raised it.
+   * Drivers read it to give back the right amount in remove.
+   */
+  aggregation = 1;
   /** The driver's per-device state (kernel: dev_get_drvdata). */
   driverData: unknown = undefined;
 
@@ -170,6 +177,12 @@ export class MdevCore {
       d.attr('description', 0o444, { show: () => show(type) });
     }
     for (const a of type.spec.attributes ?? []) d.add(a.name, attrOf(a));
+    // The standard `aggregation` attribute (./aggregation.ts) marks a type
+    // whose devices can aggregate; the driver only supplies the numbers.
+    if (drv.aggregation !== undefined && typeAggregates(type)) {
+      const a = typeAggregationAttr(type, drv.aggregation);
+      d.add(a.name, attrOf(a));
+    }
   }
 
   #createStore(type: MdevType, buf: string): void {
@@ -222,7 +235,13 @@ export class MdevCore {
     dir.link('driver', relativeLink(path, `/sys/bus/mdev/drivers/${drvName}`));
     dir.link('subsystem', relativeLink(path, '/sys/bus/mdev'));
     dir.attr('remove', 0o200, { store: (buf) => this.#removeStore(mdev, buf) });
-    for (const group of parent.driver.deviceGroups?.(mdev) ?? []) {
+    const groups = [...(parent.driver.deviceGroups?.(mdev) ?? [])];
+    const agg = parent.driver.aggregation;
+    if (agg !== undefined && typeAggregates(type)) {
+      const isLive = (): boolean => this.#devices.get(uuid) === mdev;
+      groups.push(deviceAggregationGroup(mdev, agg, isLive));
+    }
+    for (const group of groups) {
       const gdir = group.name === undefined ? dir : dir.dirPath(group.name);
       for (const a of group.attrs) gdir.add(a.name, attrOf(a));
     }
