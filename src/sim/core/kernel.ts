@@ -48,6 +48,8 @@ export class EmulatedKernel {
   // IOMMU group ids as ida_alloc hands them out: the lowest free id first.
   readonly #freeGroups: number[] = [];
   #nextGroup = 0;
+  /** /sys/kernel/iommu_groups, kept at hand: every mdev create touches it. */
+  readonly #iommuGroups: SysfsDir;
 
   constructor() {
     const t = this.tree;
@@ -55,7 +57,7 @@ export class EmulatedKernel {
     t.mkdirp('/sys/bus/mdev/devices');
     t.mkdirp('/sys/bus/mdev/drivers');
     t.mkdirp('/sys/class/mdev_bus');
-    t.mkdirp('/sys/kernel/iommu_groups');
+    this.#iommuGroups = t.mkdirp('/sys/kernel/iommu_groups');
   }
 
   // ---- uevents -------------------------------------------------------
@@ -141,17 +143,23 @@ export class EmulatedKernel {
   // ---- IOMMU groups ------------------------------------------------------
 
   /**
-   * Put the device at `devPath` into a new single-device IOMMU group and link
-   * it both ways. Returns the group id; pairs with freeIommuGroup.
+   * Put the device at `devPath` into a new single-device IOMMU group:
+   * /sys/kernel/iommu_groups/N/devices/<dev>. Returns N. With `devDir`, the
+   * device's `iommu_group` link is made too; a caller that renders its
+   * directory lazily (the mdev core) makes the link itself.
+   * Pairs with freeIommuGroup.
    */
-  allocIommuGroup(devPath: string, devDir: SysfsDir): number {
+  allocIommuGroup(devPath: string, devDir?: SysfsDir): number {
     const id = this.#freeGroups.length > 0 ? this.#popLowestFree() : this.#nextGroup++;
-    const groupPath = `/sys/kernel/iommu_groups/${id}`;
-    const group = this.tree.root.dirPath(groupPath.slice(1));
-    const devices = group.dir('devices');
-    const devName = devPath.slice(devPath.lastIndexOf('/') + 1);
-    devices.link(devName, relativeLink(`${groupPath}/devices`, devPath));
-    devDir.link('iommu_group', relativeLink(devPath, groupPath));
+    this.#iommuGroups.add(
+      String(id),
+      new SysfsDir((group) => {
+        const devName = devPath.slice(devPath.lastIndexOf('/') + 1);
+        // From /sys/kernel/iommu_groups/N/devices, four levels up is /sys.
+        group.dir('devices').link(devName, `../../../..${devPath.slice(4)}`);
+      }),
+    );
+    devDir?.link('iommu_group', `${upToSys(devPath)}kernel/iommu_groups/${id}`);
     return id;
   }
 
@@ -161,7 +169,7 @@ export class EmulatedKernel {
   }
 
   freeIommuGroup(id: number): void {
-    this.tree.dirAt('/sys/kernel/iommu_groups').remove(String(id));
+    this.#iommuGroups.remove(String(id));
     this.#freeGroups.push(id);
   }
 
@@ -176,4 +184,11 @@ export class EmulatedKernel {
     this.#freeGroups.pop();
     return id;
   }
+}
+
+/** "../" repeated once per path component of `path` below /sys ("/sys/a/b" -> "../../"). */
+export function upToSys(path: string): string {
+  let n = 0;
+  for (let i = 5; i < path.length; i++) if (path.charCodeAt(i) === 47) n++;
+  return '../'.repeat(n + 1);
 }

@@ -4,7 +4,7 @@ import { UUID_STRING_LEN, isUuid } from '../../common/uuid.js';
 import { SysfsAttr, SysfsDir, relativeLink } from '../sysfs/tree.js';
 import { deviceAggregationGroup, typeAggregates, typeAggregationAttr } from './aggregation.js';
 import type { AttributeSpec, MdevDriver, MdevTypeSpec } from './driver.js';
-import type { DeviceNode, EmulatedKernel } from './kernel.js';
+import { upToSys, type DeviceNode, type EmulatedKernel } from './kernel.js';
 
 /**
  * The emulated mdev core (drivers/vfio/mdev/mdev_core.c, mdev_sysfs.c):
@@ -47,6 +47,15 @@ export class MdevType {
 
 export class MdevParent {
   readonly types: MdevType[] = [];
+  /**
+   * Link targets shared by every device of this parent, computed once:
+   * a device dir is always <parent>/<uuid>, so only the uuid varies.
+   */
+  readonly links: {
+    readonly toSys: string;
+    readonly fromBusDevices: string;
+    readonly fromDriver: string;
+  };
   /** The core's own counter, used when the driver has no getAvailable. */
   coreAvailable: number;
   /** Set while unregistering: create fails with ENODEV from then on. */
@@ -57,6 +66,12 @@ export class MdevParent {
     readonly driver: MdevDriver,
   ) {
     this.coreAvailable = driver.maxInstances ?? 0;
+    const toSys = upToSys(`${dev.path}/x`);
+    this.links = {
+      toSys,
+      fromBusDevices: relativeLink('/sys/bus/mdev/devices', dev.path) + '/',
+      fromDriver: relativeLink(`/sys/bus/mdev/drivers/${driver.name}`, dev.path) + '/',
+    };
   }
 
   get name(): string {
@@ -89,7 +104,14 @@ export class MdevDevice {
     readonly type: MdevType,
   ) {
     this.path = `${type.parent.dev.path}/${uuid}`;
-    this.dir = new SysfsDir();
+    this.dir = new SysfsDir((dir) => this.#render(dir));
+  }
+
+  /** Renders the device's directory on first look; set by the core. */
+  renderer: ((dir: SysfsDir) => void) | undefined;
+
+  #render(dir: SysfsDir): void {
+    this.renderer?.(dir);
   }
 
   get parent(): MdevParent {
@@ -103,10 +125,16 @@ export class MdevDevice {
 
 export class MdevCore {
   readonly #parents = new Map<string, MdevParent>();
+  /** /sys/bus/mdev/devices, touched by every create and remove. */
+  readonly #busDevices: SysfsDir;
+  readonly #busDrivers: SysfsDir;
   /** Every mdev on the host by uuid: the duplicate check spans all parents. */
   readonly #devices = new Map<string, MdevDevice>();
 
-  constructor(readonly kernel: EmulatedKernel) {}
+  constructor(readonly kernel: EmulatedKernel) {
+    this.#busDevices = kernel.tree.dirAt('/sys/bus/mdev/devices');
+    this.#busDrivers = kernel.tree.dirAt('/sys/bus/mdev/drivers');
+  }
 
   get parents(): readonly MdevParent[] {
     return [...this.#parents.values()];
@@ -133,7 +161,7 @@ export class MdevCore {
     if (types.length === 0) fail('EINVAL', `mdev: parent ${dev.name} has no types`);
     const parent = new MdevParent(dev, driver);
     const t = this.kernel.tree;
-    t.mkdirp(`/sys/bus/mdev/drivers/${driver.name}`);
+    this.#busDrivers.dir(driver.name);
     const typesDir = dev.dir.dir('mdev_supported_types');
     for (const spec of types) {
       const type = new MdevType(parent, spec, new SysfsDir());
@@ -230,29 +258,37 @@ export class MdevCore {
     const { dir, path, type, uuid } = mdev;
     const parent = type.parent;
     const drvName = parent.driver.name;
-    const t = this.kernel.tree;
-    dir.link('mdev_type', relativeLink(path, type.path));
-    dir.link('driver', relativeLink(path, `/sys/bus/mdev/drivers/${drvName}`));
-    dir.link('subsystem', relativeLink(path, '/sys/bus/mdev'));
+    // The device directory's own files are made on first look (see
+    // SysfsDir's populate): creating and removing a device nobody reads
+    // costs only the links below, which listings need.
+    mdev.renderer = (d) => this.#renderDeviceFiles(mdev, d);
+    mdev.iommuGroup = this.kernel.allocIommuGroup(path);
+    parent.dev.dir.add(uuid, dir);
+    type.devicesDir.link(uuid, `../../../${uuid}`);
+    this.#busDevices.link(uuid, parent.links.fromBusDevices + uuid);
+    this.#busDrivers.dir(drvName).link(uuid, parent.links.fromDriver + uuid);
+  }
+
+  #renderDeviceFiles(mdev: MdevDevice, dir: SysfsDir): void {
+    const { type } = mdev;
+    const parent = type.parent;
+    const up = parent.links.toSys;
+    // Targets as sysfs_create_link computes them, from precomputed prefixes.
+    dir.link('mdev_type', `../mdev_supported_types/${type.id}`);
+    dir.link('driver', `${up}bus/mdev/drivers/${parent.driver.name}`);
+    dir.link('subsystem', `${up}bus/mdev`);
+    dir.link('iommu_group', `${up}kernel/iommu_groups/${mdev.iommuGroup}`);
     dir.attr('remove', 0o200, { store: (buf) => this.#removeStore(mdev, buf) });
     const groups = [...(parent.driver.deviceGroups?.(mdev) ?? [])];
     const agg = parent.driver.aggregation;
     if (agg !== undefined && typeAggregates(type)) {
-      const isLive = (): boolean => this.#devices.get(uuid) === mdev;
+      const isLive = (): boolean => this.#devices.get(mdev.uuid) === mdev;
       groups.push(deviceAggregationGroup(mdev, agg, isLive));
     }
     for (const group of groups) {
       const gdir = group.name === undefined ? dir : dir.dirPath(group.name);
       for (const a of group.attrs) gdir.add(a.name, attrOf(a));
     }
-    mdev.iommuGroup = this.kernel.allocIommuGroup(path, dir);
-    parent.dev.dir.add(uuid, dir);
-    type.devicesDir.link(uuid, relativeLink(`${type.path}/devices`, path));
-    t.dirAt('/sys/bus/mdev/devices').link(uuid, relativeLink('/sys/bus/mdev/devices', path));
-    t.dirAt(`/sys/bus/mdev/drivers/${drvName}`).link(
-      uuid,
-      relativeLink(`/sys/bus/mdev/drivers/${drvName}`, path),
-    );
   }
 
   #removeStore(mdev: MdevDevice, buf: string): void {
@@ -290,9 +326,8 @@ export class MdevCore {
     const { type, uuid } = mdev;
     const parent = type.parent;
     const drv = parent.driver;
-    const t = this.kernel.tree;
-    t.dirAt(`/sys/bus/mdev/drivers/${drv.name}`).remove(uuid);
-    t.dirAt('/sys/bus/mdev/devices').remove(uuid);
+    this.#busDrivers.dir(drv.name).remove(uuid);
+    this.#busDevices.remove(uuid);
     type.devicesDir.remove(uuid);
     parent.dev.dir.remove(uuid);
     this.kernel.freeIommuGroup(mdev.iommuGroup);

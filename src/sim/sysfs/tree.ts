@@ -36,15 +36,46 @@ export class SysfsAttr {
 
 export class SysfsLink {
   readonly kind = 'link';
+  #reversedParts: readonly string[] | undefined;
   constructor(readonly target: string) {}
+
+  /**
+   * The target's components, reversed, ready to push on a walk's stack.
+   * Split on first use: most links are made and removed without ever
+   * being followed.
+   */
+  get reversedParts(): readonly string[] {
+    return (this.#reversedParts ??= this.target.split('/').reverse());
+  }
 }
 
 export class SysfsDir {
   readonly kind = 'dir';
   readonly mode = 0o755;
-  readonly children = new Map<string, SysfsNode>();
+  readonly #children = new Map<string, SysfsNode>();
+  #populate: ((dir: SysfsDir) => void) | undefined;
   /** Bumped on every change of `children`; lets caches (FUSE) notice. */
   generation = 0;
+
+  /**
+   * `populate`, when given, fills the directory on first access. The mdev
+   * core uses it for device directories: a device created and removed
+   * without anyone looking never pays for its attribute files.
+   */
+  constructor(populate?: (dir: SysfsDir) => void) {
+    this.#populate = populate;
+  }
+
+  get children(): ReadonlyMap<string, SysfsNode> {
+    if (this.#populate !== undefined) this.#fill();
+    return this.#children;
+  }
+
+  #fill(): void {
+    const populate = this.#populate!;
+    this.#populate = undefined;
+    populate(this);
+  }
 
   get(name: string): SysfsNode | undefined {
     return this.children.get(name);
@@ -52,8 +83,9 @@ export class SysfsDir {
 
   /** Add a child; a name that exists already is a bug in the caller (EEXIST). */
   add<N extends SysfsNode>(name: string, node: N): N {
-    if (this.children.has(name)) fail('EEXIST', `sysfs: duplicate entry '${name}'`);
-    this.children.set(name, node);
+    if (this.#populate !== undefined) this.#fill();
+    if (this.#children.has(name)) fail('EEXIST', `sysfs: duplicate entry '${name}'`);
+    this.#children.set(name, node);
     this.generation++;
     return node;
   }
@@ -83,7 +115,8 @@ export class SysfsDir {
   }
 
   remove(name: string): void {
-    if (this.children.delete(name)) this.generation++;
+    if (this.#populate !== undefined) this.#fill();
+    if (this.#children.delete(name)) this.generation++;
   }
 }
 
@@ -108,18 +141,29 @@ export class SysfsTree {
    * through a file, ELOOP after too many links.
    */
   resolve(path: string, followLast = true): Resolved {
-    let parts = path.split('/');
-    let i = 0;
-    const nodes: SysfsNode[] = [this.root];
     const names: string[] = [];
+    const node = this.#walk(path, followLast, names);
+    return { node, path: '/' + names.join('/') };
+  }
+
+  /** The node at `path` (the hot path of every read and write: no canonical name kept). */
+  node(path: string, followLast = true): SysfsNode {
+    return this.#walk(path, followLast, undefined);
+  }
+
+  #walk(path: string, followLast: boolean, names: string[] | undefined): SysfsNode {
+    // Components still to walk, as a stack (top = next): a link pushes its
+    // target's components, so expansion costs no array copying.
+    const pending = path.split('/').reverse();
+    const nodes: SysfsNode[] = [this.root];
     let hops = 0;
-    while (i < parts.length) {
-      const name = parts[i++]!;
+    while (pending.length > 0) {
+      const name = pending.pop()!;
       if (name === '' || name === '.') continue;
       if (name === '..') {
         if (nodes.length > 1) {
           nodes.pop();
-          names.pop();
+          names?.pop();
         }
         continue;
       }
@@ -127,26 +171,25 @@ export class SysfsTree {
       if (cur.kind !== 'dir') throw new ErrnoError('ENOTDIR', undefined, path);
       const child = cur.children.get(name);
       if (child === undefined) throw new ErrnoError('ENOENT', undefined, path);
-      if (child.kind === 'link' && (followLast || hasMore(parts, i))) {
+      if (child.kind === 'link' && (followLast || hasMore(pending))) {
         if (++hops > MAX_LINK_HOPS) throw new ErrnoError('ELOOP', undefined, path);
         if (child.target.startsWith('/')) {
           nodes.length = 1;
-          names.length = 0;
+          if (names !== undefined) names.length = 0;
         }
-        parts = child.target.split('/').concat(parts.slice(i));
-        i = 0;
+        for (const part of child.reversedParts) pending.push(part);
         continue;
       }
       nodes.push(child);
-      names.push(name);
+      names?.push(name);
     }
-    return { node: nodes[nodes.length - 1]!, path: '/' + names.join('/') };
+    return nodes[nodes.length - 1]!;
   }
 
   /** The node at `path` or undefined, following links. */
   lookup(path: string, followLast = true): SysfsNode | undefined {
     try {
-      return this.resolve(path, followLast).node;
+      return this.#walk(path, followLast, undefined);
     } catch (err) {
       if (err instanceof ErrnoError) return undefined;
       throw err;
@@ -155,7 +198,7 @@ export class SysfsTree {
 
   /** The directory at `path`; ENOTDIR if it is something else. */
   dirAt(path: string): SysfsDir {
-    const { node } = this.resolve(path);
+    const node = this.node(path);
     if (node.kind !== 'dir') throw new ErrnoError('ENOTDIR', undefined, path);
     return node;
   }
@@ -166,7 +209,7 @@ export class SysfsTree {
   }
 
   read(path: string): string {
-    const { node } = this.resolve(path);
+    const node = this.node(path);
     if (node.kind === 'dir') throw new ErrnoError('EISDIR', undefined, path);
     if (node.kind === 'link') throw new ErrnoError('ELOOP', undefined, path);
     const show = node.ops.show;
@@ -178,7 +221,7 @@ export class SysfsTree {
   }
 
   write(path: string, data: string): void {
-    const { node } = this.resolve(path);
+    const node = this.node(path);
     if (node.kind === 'dir') throw new ErrnoError('EISDIR', undefined, path);
     if (node.kind === 'link') throw new ErrnoError('ELOOP', undefined, path);
     const store = node.ops.store;
@@ -202,7 +245,7 @@ export class SysfsTree {
   }
 
   readlink(path: string): string {
-    const { node } = this.resolve(path, false);
+    const node = this.node(path, false);
     if (node.kind !== 'link') throw new ErrnoError('EINVAL', undefined, path);
     return node.target;
   }
@@ -212,8 +255,10 @@ export class SysfsTree {
   }
 }
 
-function hasMore(parts: string[], i: number): boolean {
-  for (let j = i; j < parts.length; j++) if (parts[j] !== '' && parts[j] !== '.') return true;
+/** Whether a walk's pending stack still names a component. */
+function hasMore(pending: readonly string[]): boolean {
+  for (let j = pending.length - 1; j >= 0; j--)
+    if (pending[j] !== '' && pending[j] !== '.') return true;
   return false;
 }
 

@@ -22,7 +22,7 @@ export const mttyModule = defineDriverModule({
   name: 'mtty',
   summary: 'kernel sample: virtual serial ports (mtty-1, mtty-2) from a pool of ports',
   options: z.strictObject({
-    ports: z.number().int().min(1).max(4096).default(24),
+    ports: z.number().int().min(1).max(1_000_000).default(24),
   }),
   load({ kernel, core }, options) {
     let availPorts = options.ports;
