@@ -10,6 +10,9 @@ export const LAB_USAGE = `usage: mdevkit lab <command> [options]
 Commands of the emulated host (the lab):
   summary  [--profile P]        parents, types and capacity of the lab host
   snapshot [--profile P] DIR    write the lab as a static tree: DIR/sys and DIR/etc/mdevctl.d
+  serve [--profile P] --mount DIR   serve the lab live: DIR/sys over FUSE, DIR/etc/mdevctl.d
+  shell [--profile P] [--mount DIR] [-- CMD...]   run CMD where /sys is the lab's (root)
+  reboot [--mount DIR]          power-cycle a served lab (start=auto devices come back)
 
 Profiles: a built-in name (lab, samples) or a path to a JSON profile.
 `;
@@ -58,3 +61,14 @@ export async function labCommand(ctx: CommandContext, args: string[]): Promise<n
   if (run === undefined) throw new UsageError(`unknown lab command '${sub}'`, LAB_USAGE);
   return run(ctx, rest);
 }
+
+// The live lab (FUSE): loaded on use, so `lab summary` never pays for it.
+addLabSubcommand('serve', async (ctx, args) =>
+  (await import('./lab-serve.js')).serveCommand(ctx, args),
+);
+addLabSubcommand('shell', async (ctx, args) =>
+  (await import('./lab-serve.js')).shellCommand(ctx, args),
+);
+addLabSubcommand('reboot', async (ctx, args) =>
+  (await import('./lab-serve.js')).rebootCommand(ctx, args),
+);
