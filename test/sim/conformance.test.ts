@@ -11,6 +11,13 @@ const CASES: ConformanceCase[] = [
   // vfio-ap: matrix devices start empty; the core counts them (EUSERS). The
   // kernel allows 65536, so the case asks for a modest pool to fill.
   { driver: 'vfio-ap', options: { maxMatrixDevices: 16 }, exhaustedErrno: () => 'EUSERS' },
+  // nvidia-m60: a full GPU (framebuffer gone) refuses with ENOSPC.
+  { driver: 'nvidia-m60', exhaustedErrno: () => 'ENOSPC' },
+  // gvt: graphics memory and fences run out: ENOSPC, as intel_vgpu_alloc_resource.
+  { driver: 'gvt', exhaustedErrno: () => 'ENOSPC' },
+  { driver: 'siov', exhaustedErrno: () => 'ENOSPC' },
+  // vfio-ccw: one instance per subchannel, counted by the core.
+  { driver: 'vfio-ccw', exhaustedErrno: () => 'EUSERS' },
 ];
 
 for (const c of CASES) runConformance(c);

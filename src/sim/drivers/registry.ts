@@ -1,7 +1,11 @@
+import { gvtModule } from './gvt.js';
 import type { DriverModule } from './module.js';
+import { nvidiaM60Module } from './nvidia-m60.js';
 import { mbochsModule } from './samples/mbochs.js';
 import { mdpyModule } from './samples/mdpy.js';
 import { mttyModule } from './samples/mtty.js';
+import { siovModule } from './siov.js';
+import { vfioCcwModule } from './vfio-ccw.js';
 import { vfioApModule } from './vfio-ap/index.js';
 
 /**
@@ -13,6 +17,10 @@ export const DRIVER_MODULES: readonly DriverModule[] = [
   mdpyModule,
   mbochsModule,
   vfioApModule,
+  nvidiaM60Module,
+  gvtModule,
+  siovModule,
+  vfioCcwModule,
 ];
 
 export function driverModule(name: string): DriverModule | undefined {

@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import { fail } from '../../common/errno.js';
+import type { DeviceNode } from '../core/kernel.js';
+import type { MdevDriver } from '../core/driver.js';
+import type { MdevParent } from '../core/mdev-core.js';
+import { relativeLink } from '../sysfs/tree.js';
+import { defineDriverModule } from './module.js';
+
+/**
+ * vfio-ccw (drivers/s390/cio/vfio_ccw_drv.c, vfio_ccw_ops.c): an s390 I/O
+ * subchannel bound to vfio_ccw becomes an mdev parent with one type,
+ * vfio_ccw-io ("I/O subchannel (Non-QDIO)", device_api vfio-ccw), and one
+ * instance: the subchannel is passed through whole. The driver sets
+ * max_instances = 1 and no get_available, so the core counts and a second
+ * create says EUSERS. The driver has no description hook, so the type has
+ * no `description` file.
+ *
+ * Subchannels live under /sys/devices/css0/<cssid>.<ssid>.<schno> on the
+ * css bus. A subchannel's `type` is 0 (I/O) and its modalias "css:t0".
+ */
+
+/** Subchannel ids: "0.0.0313" — css id, subchannel-set id, 4 hex digits. */
+const SCHID = /^[0-9a-f]\.[0-3]\.[0-9a-f]{4}$/;
+
+export const vfioCcwModule = defineDriverModule({
+  name: 'vfio-ccw',
+  summary: 's390 vfio-ccw (vfio_ccw-io): one pass-through device per I/O subchannel',
+  options: z.strictObject({
+    /** I/O subchannels bound to vfio_ccw. */
+    subchannels: z
+      .array(z.string().regex(SCHID, 'a subchannel id such as 0.0.0313'))
+      .min(1)
+      .max(256)
+      .refine((a) => new Set(a).size === a.length, 'subchannel ids must differ')
+      .default(['0.0.0313', '0.0.0314']),
+  }),
+  load({ kernel, core }, opts) {
+    const driver: MdevDriver = {
+      name: 'vfio_ccw',
+      deviceApi: 'vfio-ccw',
+      maxInstances: 1,
+      probe() {
+        // Nothing to claim: the core's per-parent counter is the whole story.
+      },
+      remove() {},
+    };
+    const t = kernel.tree;
+    t.mkdirp('/sys/devices/css0');
+    const drvDir = '/sys/bus/css/drivers/vfio_ccw';
+    t.mkdirp(drvDir);
+    const subchannels: DeviceNode[] = [];
+    const parents: MdevParent[] = [];
+    for (const schid of opts.subchannels) {
+      const path = `/sys/devices/css0/${schid}`;
+      if (t.lookup(path) !== undefined) fail('EEXIST', `css: subchannel ${schid} exists`);
+      const sch = kernel.addDevice(path, 'css', { bus: 'css' });
+      sch.dir.attr('type', 0o444, { show: () => '0\n' });
+      sch.dir.attr('modalias', 0o444, { show: () => 'css:t0\n' });
+      sch.dir.link('driver', relativeLink(path, drvDir));
+      t.dirAt(drvDir).link(schid, relativeLink(drvDir, path));
+      subchannels.push(sch);
+      parents.push(
+        core.registerParent(sch, driver, [
+          { sysfsName: 'io', prettyName: 'I/O subchannel (Non-QDIO)' },
+        ]),
+      );
+    }
+    return {
+      parents: parents.map((p) => p.name),
+      unload() {
+        for (const p of parents) core.unregisterParent(p);
+        for (const sch of subchannels) {
+          t.dirAt(drvDir).remove(sch.name);
+          kernel.removeDevice(sch, { bus: 'css' });
+        }
+        parents.length = 0;
+        subchannels.length = 0;
+      },
+    };
+  },
+});
