@@ -1,7 +1,7 @@
 import { ErrnoError, fail } from '../../common/errno.js';
 import { kstrtoul } from '../../common/kstrto.js';
 import { UUID_STRING_LEN, isUuid } from '../../common/uuid.js';
-import { SysfsAttr, SysfsDir, relativeLink } from '../sysfs/tree.js';
+import { SysfsAttr, SysfsDir, SysfsLink, relativeLink } from '../sysfs/tree.js';
 import { deviceAggregationGroup, typeAggregates, typeAggregationAttr } from './aggregation.js';
 import type { AttributeSpec, MdevDriver, MdevTypeSpec } from './driver.js';
 import { upToSys, type DeviceNode, type EmulatedKernel } from './kernel.js';
@@ -54,6 +54,8 @@ export class MdevParent {
   readonly links: {
     readonly toSys: string;
     readonly fromBusDevices: string;
+    /** fromBusDevices split and reversed, without the trailing empty part. */
+    readonly fromBusDevicesReversed: readonly string[];
     readonly fromDriver: string;
   };
   /** The core's own counter, used when the driver has no getAvailable. */
@@ -70,6 +72,7 @@ export class MdevParent {
     this.links = {
       toSys,
       fromBusDevices: relativeLink('/sys/bus/mdev/devices', dev.path) + '/',
+      fromBusDevicesReversed: relativeLink('/sys/bus/mdev/devices', dev.path).split('/').reverse(),
       fromDriver: relativeLink(`/sys/bus/mdev/drivers/${driver.name}`, dev.path) + '/',
     };
   }
@@ -262,10 +265,17 @@ export class MdevCore {
     // SysfsDir's populate): creating and removing a device nobody reads
     // costs only the links below, which listings need.
     mdev.renderer = (d) => this.#renderDeviceFiles(mdev, d);
+    dir.attr('remove', 0o200, { store: (buf) => this.#removeStore(mdev, buf) });
     mdev.iommuGroup = this.kernel.allocIommuGroup(path);
     parent.dev.dir.add(uuid, dir);
     type.devicesDir.link(uuid, `../../../${uuid}`);
-    this.#busDevices.link(uuid, parent.links.fromBusDevices + uuid);
+    this.#busDevices.add(
+      uuid,
+      new SysfsLink(parent.links.fromBusDevices + uuid, [
+        uuid,
+        ...parent.links.fromBusDevicesReversed,
+      ]),
+    );
     this.#busDrivers.dir(drvName).link(uuid, parent.links.fromDriver + uuid);
   }
 
@@ -278,7 +288,6 @@ export class MdevCore {
     dir.link('driver', `${up}bus/mdev/drivers/${parent.driver.name}`);
     dir.link('subsystem', `${up}bus/mdev`);
     dir.link('iommu_group', `${up}kernel/iommu_groups/${mdev.iommuGroup}`);
-    dir.attr('remove', 0o200, { store: (buf) => this.#removeStore(mdev, buf) });
     const groups = [...(parent.driver.deviceGroups?.(mdev) ?? [])];
     const agg = parent.driver.aggregation;
     if (agg !== undefined && typeAggregates(type)) {

@@ -37,7 +37,13 @@ export class SysfsAttr {
 export class SysfsLink {
   readonly kind = 'link';
   #reversedParts: readonly string[] | undefined;
-  constructor(readonly target: string) {}
+  /** `reversedParts` may be supplied by a caller that already has them split. */
+  constructor(
+    readonly target: string,
+    reversedParts?: readonly string[],
+  ) {
+    this.#reversedParts = reversedParts;
+  }
 
   /**
    * The target's components, reversed, ready to push on a walk's stack.
@@ -58,9 +64,10 @@ export class SysfsDir {
   generation = 0;
 
   /**
-   * `populate`, when given, fills the directory on first access. The mdev
-   * core uses it for device directories: a device created and removed
-   * without anyone looking never pays for its attribute files.
+   * `populate`, when given, fills the directory the first time it is listed
+   * or a name is missed. The mdev core uses it for device directories: a
+   * device created and removed without anyone looking never pays for its
+   * attribute files (only `remove`, added eagerly, is found without it).
    */
   constructor(populate?: (dir: SysfsDir) => void) {
     this.#populate = populate;
@@ -77,13 +84,16 @@ export class SysfsDir {
     populate(this);
   }
 
+  /** A child by name; fills a lazy directory only when the name is not there yet. */
   get(name: string): SysfsNode | undefined {
-    return this.children.get(name);
+    const hit = this.#children.get(name);
+    if (hit !== undefined || this.#populate === undefined) return hit;
+    this.#fill();
+    return this.#children.get(name);
   }
 
   /** Add a child; a name that exists already is a bug in the caller (EEXIST). */
   add<N extends SysfsNode>(name: string, node: N): N {
-    if (this.#populate !== undefined) this.#fill();
     if (this.#children.has(name)) fail('EEXIST', `sysfs: duplicate entry '${name}'`);
     this.#children.set(name, node);
     this.generation++;
@@ -92,7 +102,7 @@ export class SysfsDir {
 
   /** Directory child, created if missing. */
   dir(name: string): SysfsDir {
-    const existing = this.children.get(name);
+    const existing = this.get(name);
     if (existing instanceof SysfsDir) return existing;
     if (existing !== undefined) fail('ENOTDIR', `sysfs: '${name}' is not a directory`);
     return this.add(name, new SysfsDir());
@@ -114,8 +124,8 @@ export class SysfsDir {
     return this.add(name, new SysfsLink(target));
   }
 
+  /** Remove a child if present; a lazy directory's unfilled files need no removal. */
   remove(name: string): void {
-    if (this.#populate !== undefined) this.#fill();
     if (this.#children.delete(name)) this.generation++;
   }
 }
@@ -152,13 +162,24 @@ export class SysfsTree {
   }
 
   #walk(path: string, followLast: boolean, names: string[] | undefined): SysfsNode {
-    // Components still to walk, as a stack (top = next): a link pushes its
-    // target's components, so expansion costs no array copying.
-    const pending = path.split('/').reverse();
+    // Components come from the path itself (scanned in place, no split) and,
+    // once links are met, from a stack of their targets' components (top =
+    // next), which are walked before the rest of the path.
+    let pos = 0;
+    const pending: string[] = [];
     const nodes: SysfsNode[] = [this.root];
     let hops = 0;
-    while (pending.length > 0) {
-      const name = pending.pop()!;
+    for (;;) {
+      let name: string;
+      if (pending.length > 0) {
+        name = pending.pop()!;
+      } else {
+        if (pos >= path.length) break;
+        let end = path.indexOf('/', pos);
+        if (end === -1) end = path.length;
+        name = path.slice(pos, end);
+        pos = end + 1;
+      }
       if (name === '' || name === '.') continue;
       if (name === '..') {
         if (nodes.length > 1) {
@@ -169,9 +190,9 @@ export class SysfsTree {
       }
       const cur = nodes[nodes.length - 1]!;
       if (cur.kind !== 'dir') throw new ErrnoError('ENOTDIR', undefined, path);
-      const child = cur.children.get(name);
+      const child = cur.get(name);
       if (child === undefined) throw new ErrnoError('ENOENT', undefined, path);
-      if (child.kind === 'link' && (followLast || hasMore(pending))) {
+      if (child.kind === 'link' && (followLast || hasMore(pending, path, pos))) {
         if (++hops > MAX_LINK_HOPS) throw new ErrnoError('ELOOP', undefined, path);
         if (child.target.startsWith('/')) {
           nodes.length = 1;
@@ -255,10 +276,12 @@ export class SysfsTree {
   }
 }
 
-/** Whether a walk's pending stack still names a component. */
-function hasMore(pending: readonly string[]): boolean {
-  for (let j = pending.length - 1; j >= 0; j--)
+/** Whether a walk still has a component to go: on its stack or in the rest of the path. */
+function hasMore(pending: readonly string[], path: string, pos: number): boolean {
+  for (let j = pending.length - 1; j >= 0; j--) {
     if (pending[j] !== '' && pending[j] !== '.') return true;
+  }
+  for (const part of path.slice(pos).split('/')) if (part !== '' && part !== '.') return true;
   return false;
 }
 
