@@ -28,7 +28,69 @@ const COMMANDS: Record<string, Command> = {
     summary: 'the emulated host: summary, snapshot',
     load: async () => (await import('./lab.js')).labCommand,
   },
+  agent: {
+    summary: 'the host agent: HTTP API, events, metrics and dashboard (on the lab by default)',
+    load: async () => (await import('./agent.js')).agentCommand,
+  },
+  ...mdevctlCommands(),
+  // libvirt integration (src/libvirt, wired in ./libvirt.ts)
+  'nodedev-list': {
+    summary: "libvirt node devices of mdevs and their parents (as 'virsh nodedev-list')",
+    load: async () => (await import('./libvirt.js')).nodedevListCommand,
+  },
+  'nodedev-dumpxml': {
+    summary: 'libvirt node device XML of a parent or an mdev',
+    load: async () => (await import('./libvirt.js')).nodedevDumpxmlCommand,
+  },
+  'nodedev-define': {
+    summary: 'define an mdev from libvirt node device XML',
+    load: async () => (await import('./libvirt.js')).nodedevDefineCommand,
+  },
+  'hostdev-xml': {
+    summary: 'domain XML <hostdev> assigning an mdev to a VM',
+    load: async () => (await import('./libvirt.js')).hostdevXmlCommand,
+  },
+  'qemu-args': {
+    summary: 'the QEMU -device argument libvirt generates for an mdev',
+    load: async () => (await import('./libvirt.js')).qemuArgsCommand,
+  },
+  'ensure-started': {
+    summary: "start the defined mdevs a domain XML uses that aren't running",
+    load: async () => (await import('./libvirt.js')).ensureStartedCommand,
+  },
+  'libvirt-hook': {
+    summary: "libvirt's qemu hook: ensure-started in the prepare phase",
+    load: async () => (await import('./libvirt.js')).libvirtHookCommand,
+  },
 };
+
+/**
+ * mdevctl's commands, verbatim (src/ctl/mdevctl): `mdevkit list ...` is
+ * `mdevctl list ...` (plus --root DIR). `mdevkit mdevctl ARGS` behaves
+ * exactly as mdevctl (bin/mdevctl uses it); `mdevkit lsmdev` as lsmdev.
+ */
+function mdevctlCommands(): Record<string, Command> {
+  const load = (prefix: string[], prog: 'mdevctl' | 'lsmdev' | 'mdevkit') => async () => {
+    const { runMdevctl } = await import('../ctl/mdevctl/run.js');
+    const runner: CommandRunner = (ctx, args) => runMdevctl(ctx, [...prefix, ...args], prog);
+    return runner;
+  };
+  const table: Record<string, Command> = {};
+  const commands: [string, string][] = [
+    ['list', 'list mediated devices (mdevctl list; alias lsmdev)'],
+    ['types', 'list the mdev types of each parent (mdevctl types)'],
+    ['define', 'store a device definition (mdevctl define)'],
+    ['undefine', 'remove a device definition (mdevctl undefine)'],
+    ['modify', 'change a device definition (mdevctl modify)'],
+    ['start', 'create a device (mdevctl start)'],
+    ['stop', 'remove a device (mdevctl stop)'],
+    ['start-parent-mdevs', "start a parent's auto devices (udev's mdevctl call)"],
+  ];
+  for (const [name, summary] of commands) table[name] = { summary, load: load([name], 'mdevkit') };
+  table['lsmdev'] = { summary: 'same as list', load: load(['list'], 'mdevkit') };
+  table['mdevctl'] = { summary: 'run as mdevctl exactly: mdevkit mdevctl ARGS', load: load([], 'mdevctl') };
+  return table;
+}
 
 export function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));

@@ -810,12 +810,16 @@ export function modifyDevice(
   req: ModifyRequest,
   hooks: HostHooks = noHooks,
 ): MdevDevice {
-  const d = toDraft(getDefinedDevice(env, req.uuid, req.parent, hooks));
+  let d: Draft;
   if (req.json !== undefined) {
-    const fresh = draft(d.uuid);
-    fresh.active = d.active;
-    applyJson(fresh, d.parent!, req.json, hooks);
-    Object.assign(d, { type: fresh.type, start: fresh.start, attrs: fresh.attrs });
+    // As mdevctl 1.3: the document is the whole new definition, stored as is.
+    if (req.parent === undefined) {
+      throw new MdevError('NO_PARENT', 'Parent device required to modify device via json file');
+    }
+    d = draft(req.uuid);
+    applyJson(d, req.parent, req.json, hooks);
+  } else {
+    d = toDraft(getDefinedDevice(env, req.uuid, req.parent, hooks));
   }
   if (req.type !== undefined) d.type = req.type;
   if (req.start !== undefined) d.start = req.start;
