@@ -4,6 +4,7 @@ import type { MdevDriver } from '../../core/driver.js';
 import type { MdevDevice } from '../../core/mdev-core.js';
 import { defineDriverModule } from '../module.js';
 import { ApBus } from './ap-bus.js';
+import { fullMask, parseMaskStore } from './bitmap.js';
 import { type MatrixDevice, VfioApMatrix } from './matrix.js';
 
 /**
@@ -74,6 +75,16 @@ const optionsSchema = z
         });
       }
     });
+    for (const key of ['apmask', 'aqmask'] as const) {
+      const text = o[key];
+      if (text !== undefined && parseMaskStore(fullMask(), text) === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: `'${text}' is not a mask /sys/bus/ap/${key} would take ("0x" and hex digits, or "+N,-M" entries)`,
+        });
+      }
+    }
     for (const key of ['domains', 'controlDomains'] as const) {
       (o[key] ?? []).forEach((d, i) => {
         if (d > maxDomain) {
