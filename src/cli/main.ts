@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import { ErrnoError, strerror } from '../common/errno.js';
-import { ProfileError } from '../sim/profiles/profile.js';
 import { CommandError, UsageError, type CommandContext } from './context.js';
 
 /**
@@ -139,7 +138,9 @@ export function reportError(ctx: CommandContext, err: unknown): number {
     ctx.stderr.write(`mdevkit: ${err.message}\n`);
     return err.exitCode;
   }
-  if (err instanceof ProfileError) {
+  // By name, not instanceof: importing the profile module would load zod on
+  // every command's start-up path (mdevctl's commands must start fast).
+  if (err instanceof Error && err.name === 'ProfileError') {
     ctx.stderr.write(`mdevkit: ${err.message}\n`);
     return 1;
   }
