@@ -117,7 +117,7 @@ export const vfioApModule = defineDriverModule({
       remove(mdev) {
         matrix.delete(state(mdev)); // pairs with probe
       },
-      deviceGroups: (mdev) => matrix.attributeGroups(mdev, state(mdev)),
+      deviceGroups: (mdev) => matrix.attributeGroups(state(mdev)),
       open(mdev) {
         matrix.open(state(mdev));
       },

@@ -2,7 +2,6 @@ import { ErrnoError } from '../../../common/errno.js';
 import { kstrtoul } from '../../../common/kstrto.js';
 import type { AttributeGroup, AttributeSpec } from '../../core/driver.js';
 import type { EmulatedKernel } from '../../core/kernel.js';
-import type { MdevDevice } from '../../core/mdev-core.js';
 import { type ApBus, type NonDefaultQueueDriver, type QueueInUse, apqnIndex } from './ap-bus.js';
 import {
   AP_MASK_BITS,
@@ -336,9 +335,9 @@ export class VfioApMatrix implements NonDefaultQueueDriver {
 
   // ---- sysfs attributes ---------------------------------------------------
 
-  attributeGroups(mdev: MdevDevice, dev: MatrixDevice): AttributeGroup[] {
+  attributeGroups(dev: MatrixDevice): AttributeGroup[] {
     const idStore =
-      (op: (dev: MatrixDevice, id: number) => void): AttributeSpec['store'] =>
+      (op: (dev: MatrixDevice, id: number) => void): ((buf: string) => void) =>
       (buf) => {
         const id = kstrtoul(buf, 0);
         if (id === undefined) throw new ErrnoError('EINVAL');
@@ -349,7 +348,6 @@ export class VfioApMatrix implements NonDefaultQueueDriver {
       mode: 0o200,
       store: idStore(op),
     });
-    void mdev;
     return [
       {
         attrs: [
@@ -400,7 +398,7 @@ function parseApConfig(buf: string): [ApMask, ApMask, ApMask] {
   let rest: string | undefined = buf;
   for (let i = 0; i < 3; i++) {
     if (rest === undefined) throw new ErrnoError('EINVAL');
-    const cut = rest.search(/[,\n]/);
+    const cut: number = rest.search(/[,\n]/);
     const field: string = cut < 0 ? rest : rest.slice(0, cut);
     rest = cut < 0 ? undefined : rest.slice(cut + 1);
     const mask = parseHexMask(field);
