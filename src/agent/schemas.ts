@@ -1,0 +1,103 @@
+import { z } from 'zod';
+
+/**
+ * The API's shapes, as zod schemas: they validate requests, type the
+ * handlers and become the OpenAPI document (/openapi.json).
+ */
+
+export const Uuid = z
+  .string()
+  .regex(
+    /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/,
+    'not a UUID',
+  )
+  .transform((s) => s.toLowerCase())
+  .describe('device UUID (RFC 4122 text form)');
+
+/** A sysfs name: one path component, printable, bounded (checked again by src/host/paths.ts). */
+export const SysfsName = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[^/\0\s]+$/, 'one path component without spaces')
+  .refine((s) => s !== '.' && s !== '..', 'not . or ..');
+
+export const ParentParams = z.object({ parent: SysfsName });
+export const TypeParams = z.object({ parent: SysfsName, type: SysfsName });
+export const DeviceParams = z.object({ uuid: Uuid });
+
+export const TypeInfo = z.object({
+  id: z.string().describe('type directory name, e.g. "mdpy-hd"'),
+  name: z.string().optional().describe("the type's `name` attribute"),
+  description: z.string().optional(),
+  deviceApi: z.string(),
+  availableInstances: z.number().int(),
+  activeDevices: z.number().int().describe('active devices of this type on this parent'),
+  aggregation: z
+    .string()
+    .optional()
+    .describe(
+      "the type's `aggregation` attribute when it supports aggregation (the most instances one device may aggregate)",
+    ),
+});
+
+export const ParentInfo = z.object({
+  name: z.string(),
+  types: z.array(TypeInfo),
+});
+
+export const Attribute = z.object({
+  name: z.string().min(1).max(4096),
+  value: z.string().max(4096),
+});
+
+export const StartMode = z.enum(['auto', 'manual']);
+
+export const Aggregation = z.object({
+  value: z.number().int(),
+  max: z.number().int().optional(),
+});
+
+export const Device = z.object({
+  uuid: z.string(),
+  parent: z.string(),
+  type: z.string(),
+  active: z.boolean(),
+  defined: z.boolean(),
+  start: StartMode.optional().describe('start mode of the definition'),
+  attrs: z.array(Attribute).describe('attributes of the definition, in the order they are written'),
+});
+
+export const DeviceList = z.object({
+  total: z.number().int().describe('devices matching the filters, over all pages'),
+  devices: z.array(Device),
+  next: z.string().optional().describe('cursor of the next page; absent on the last'),
+});
+
+export const DeviceListQuery = z.object({
+  parent: SysfsName.optional(),
+  type: SysfsName.optional(),
+  state: z.enum(['active', 'defined', 'all']).default('all'),
+  limit: z.coerce.number().int().min(1).max(20000).default(1000),
+  cursor: z.string().max(64).optional().describe('`next` of the previous page'),
+});
+
+export const ErrorBody = z.object({
+  error: z.object({
+    errno: z.string().describe('errno name, e.g. "EEXIST"'),
+    errnoNumber: z.number().int(),
+    strerror: z.string(),
+    message: z.string(),
+    operation: z.string().optional(),
+    path: z.string().optional(),
+    detail: z.string().optional(),
+    context: z.record(z.string(), z.string()).optional(),
+    issues: z.unknown().optional(),
+  }),
+});
+
+export const Health = z.object({
+  status: z.literal('ok'),
+  host: z.string(),
+  mode: z.enum(['lab', 'host']),
+});

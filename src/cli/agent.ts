@@ -1,0 +1,252 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as nodePath from 'node:path';
+import { parseArgs } from 'node:util';
+import { isLoopbackHost, loadOrCreateToken } from '../agent/auth.js';
+import {
+  ConfigDirWatcher,
+  SysfsPoller,
+  mergeSources,
+  ueventSource,
+  type HostEventSource,
+} from '../agent/events.js';
+import { buildAgent } from '../agent/server.js';
+import { startParentDevices } from '../host/devices.js';
+import { environmentAt, type Environment } from '../host/environment.js';
+import { listParentNames } from '../host/sysfs-model.js';
+import { Lab } from '../sim/lab.js';
+import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
+import { CommandError, UsageError, type CommandContext } from './context.js';
+
+export const AGENT_USAGE = `usage: mdevkit agent [--profile P | --root DIR] [--listen HOST:PORT | --socket PATH]
+                     [--state-dir DIR] [--no-auth] [--poll-interval MS]
+
+The host agent: an HTTP API (/api/v1, described at /openapi.json), an event
+stream (/api/v1/events), Prometheus metrics (/metrics) and the dashboard (/).
+
+  --profile P        run on an in-process emulated lab host built from profile P
+                     (the default, with profile '${DEFAULT_PROFILE}': no root, FUSE or hardware needed)
+  --root DIR         manage the host whose root is DIR ('/' on a real host) through
+                     its sysfs and DIR/etc/mdevctl.d, as mdevctl does
+  --listen HOST:PORT where to listen (default 127.0.0.1:8765; port 0 picks a free one)
+  --socket PATH      listen on a unix socket instead (mode 0600)
+  --state-dir DIR    the agent's state: its token and, for a lab, the lab's
+                     etc/mdevctl.d (default $XDG_STATE_HOME/mdevkit/<lab|host>,
+                     i.e. ~/.local/state/mdevkit/...)
+  --no-auth          let writes through without the token (loopback or socket only)
+  --poll-interval MS how often to look at sysfs for changes on a real host (default 1000)
+
+Writes need 'Authorization: Bearer <token>'. The token is created at the
+first start in the state dir and printed that once.
+`;
+
+/** $XDG_STATE_HOME/mdevkit/<name>, else ~/.local/state/mdevkit/<name>. */
+export function defaultStateDir(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+): string {
+  const xdg = env['XDG_STATE_HOME'];
+  const base =
+    xdg !== undefined && nodePath.isAbsolute(xdg)
+      ? xdg
+      : nodePath.join(env['HOME'] ?? os.homedir(), '.local', 'state');
+  return nodePath.join(base, 'mdevkit', name);
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export function parseListen(text: string): ListenAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const port = m === null ? Number.NaN : Number(m[3]);
+  if (m === null || port > 65535) {
+    throw new UsageError(
+      `--listen takes HOST:PORT (e.g. 127.0.0.1:8765), not '${text}'`,
+      AGENT_USAGE,
+    );
+  }
+  const host = m[1] ?? m[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+/** The lab's side of the world: a state dir holding the lab's mdevctl.d, as /etc would. */
+function labEnvironment(stateDir: string, lab: Lab): Environment {
+  const env = environmentAt(stateDir, lab.port);
+  for (const dir of [
+    env.configDir,
+    nodePath.join(env.configDir, 'scripts.d', 'callouts'),
+    nodePath.join(env.configDir, 'scripts.d', 'notifiers'),
+  ]) {
+    fs.mkdirSync(dir, { recursive: true });
+  }
+  return env;
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** Resolves on SIGINT/SIGTERM (or the test's abort). */
+function untilStopped(signal?: AbortSignal): Promise<string> {
+  return new Promise((resolve) => {
+    const onSignal = (name: string) => () => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolve(name);
+    };
+    const onInt = onSignal('SIGINT');
+    const onTerm = onSignal('SIGTERM');
+    process.once('SIGINT', onInt);
+    process.once('SIGTERM', onTerm);
+    signal?.addEventListener('abort', onSignal('abort'), { once: true });
+  });
+}
+
+export async function agentCommand(
+  ctx: CommandContext,
+  args: string[],
+  stop?: AbortSignal,
+): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    ctx.stdout.write(AGENT_USAGE);
+    return 0;
+  }
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      profile: { type: 'string' },
+      root: { type: 'string' },
+      listen: { type: 'string' },
+      socket: { type: 'string' },
+      'state-dir': { type: 'string' },
+      'no-auth': { type: 'boolean', default: false },
+      'poll-interval': { type: 'string' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length > 0)
+    throw new UsageError(`unexpected argument '${positionals[0]}'`, AGENT_USAGE);
+  if (values.profile !== undefined && values.root !== undefined) {
+    throw new UsageError('--profile (a lab) and --root (a host) exclude each other', AGENT_USAGE);
+  }
+  if (values.listen !== undefined && values.socket !== undefined) {
+    throw new UsageError('--listen and --socket exclude each other', AGENT_USAGE);
+  }
+  const pollMs = values['poll-interval'] === undefined ? 1000 : Number(values['poll-interval']);
+  if (!Number.isInteger(pollMs) || pollMs < 50) {
+    throw new UsageError('--poll-interval takes milliseconds, at least 50', AGENT_USAGE);
+  }
+  const listen =
+    values.socket === undefined ? parseListen(values.listen ?? '127.0.0.1:8765') : undefined;
+  const loopback = listen === undefined || isLoopbackHost(listen.host);
+  if (!loopback && values['no-auth']) {
+    throw new UsageError(
+      `refusing to listen on ${listen!.host} without a token: --no-auth is for loopback and unix sockets only`,
+      AGENT_USAGE,
+    );
+  }
+
+  const isLab = values.root === undefined;
+  const stateDir = nodePath.resolve(
+    ctx.cwd,
+    values['state-dir'] ?? defaultStateDir(ctx.env, isLab ? 'lab' : 'host'),
+  );
+  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+
+  let env: Environment;
+  let events: HostEventSource;
+  let hostLabel: string;
+  if (isLab) {
+    const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
+    env = labEnvironment(stateDir, lab);
+    // Uevents are the lab's word for what changed in sysfs; definitions are files.
+    events = mergeSources(
+      ueventSource((listener) => lab.kernel.onUevent(listener)),
+      new ConfigDirWatcher(env.configDir),
+    );
+    hostLabel = `lab '${lab.profile.name}' (in-process emulated host)`;
+    // The lab has just booted: udev would now start each parent's auto devices.
+    for (const parent of listParentNames(env.port)) {
+      for (const outcome of startParentDevices(env, parent)) {
+        if (outcome.error !== undefined) {
+          ctx.stderr.write(
+            `mdevkit agent: could not autostart ${parent}/${outcome.device.uuid}: ${(outcome.error as Error).message}\n`,
+          );
+        }
+      }
+    }
+  } else {
+    env = environmentAt(nodePath.resolve(ctx.cwd, values.root!));
+    if (!fs.existsSync(env.configDir)) fs.mkdirSync(env.configDir, { recursive: true });
+    events = mergeSources(new SysfsPoller(env.port, pollMs), new ConfigDirWatcher(env.configDir));
+    hostLabel = env.root;
+  }
+
+  const token = loadOrCreateToken(stateDir);
+  const agent = await buildAgent({
+    env,
+    events,
+    token: values['no-auth'] ? '' : token.token,
+    authDisabled: values['no-auth'],
+    protectReads: !loopback,
+    loopbackOnly: listen !== undefined && loopback,
+    mode: isLab ? 'lab' : 'host',
+    hostLabel,
+    logger: ctx.env['MDEVKIT_AGENT_LOG'] === '1',
+  });
+
+  let url: string;
+  try {
+    if (values.socket !== undefined) {
+      const path = nodePath.resolve(ctx.cwd, values.socket);
+      fs.rmSync(path, { force: true }); // a stale socket of an agent that died
+      await agent.app.listen({ path });
+      fs.chmodSync(path, 0o600);
+      url = `unix:${path}`;
+    } else {
+      await agent.app.listen({ host: listen!.host, port: listen!.port });
+      const addr = agent.app.server.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : listen!.port;
+      url = `http://${urlHost(listen!.host)}:${port}/`;
+    }
+  } catch (err) {
+    await agent.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      throw new CommandError(
+        `${values.socket ?? values.listen ?? '127.0.0.1:8765'} is in use (another agent?); pick another with --listen`,
+      );
+    }
+    if (code === 'EADDRNOTAVAIL' || code === 'EACCES') {
+      throw new CommandError(
+        `cannot listen on ${values.socket ?? values.listen}: ${(err as Error).message}`,
+      );
+    }
+    throw err;
+  }
+
+  ctx.stdout.write(`mdevkit agent: managing ${hostLabel}\n`);
+  ctx.stdout.write(`state: ${stateDir}${isLab ? ` (definitions in ${env.configDir})` : ''}\n`);
+  ctx.stdout.write(`listening on ${url}\n`);
+  if (values['no-auth']) {
+    ctx.stdout.write('auth: off (--no-auth): writes need no token\n');
+  } else if (token.created) {
+    ctx.stdout.write(
+      `token (created now and shown this once; kept in ${token.path}):\n  ${token.token}\n`,
+    );
+    if (url.startsWith('http'))
+      ctx.stdout.write(`dashboard, signed in: ${url}#token=${token.token}\n`);
+  } else {
+    ctx.stdout.write(`token: in ${token.path}\n`);
+  }
+
+  const why = await untilStopped(stop);
+  if (why !== 'abort') ctx.stderr.write(`mdevkit agent: ${why}, stopping\n`);
+  await agent.close();
+  if (values.socket !== undefined)
+    fs.rmSync(nodePath.resolve(ctx.cwd, values.socket), { force: true });
+  return 0;
+}
