@@ -367,11 +367,10 @@ function runEnsure(
   ctx: CommandContext,
   xml: string,
   what: string,
-  root: string | undefined,
+  e: Environment,
   json: boolean,
   quiet: boolean,
 ): number {
-  const e = env(ctx, root);
   let outcomes: EnsureOutcome[];
   try {
     const mdevs = guarded(() => domainMdevs(xml, what));
@@ -411,7 +410,7 @@ export function ensureStartedCommand(ctx: CommandContext, args: string[]): numbe
   const file = positionals[0];
   const xml = readInput(ctx, file, 'domain XML');
   const what = file === undefined || file === '-' ? 'domain XML on standard input' : file;
-  return runEnsure(ctx, xml, what, values.root, values.json, false);
+  return runEnsure(ctx, xml, what, env(ctx, values.root), values.json, false);
 }
 
 const LIBVIRT_HOOK_USAGE = `usage: mdevkit libvirt-hook qemu DOMAIN OPERATION SUB-OPERATION [EXTRA]
@@ -424,6 +423,18 @@ start. Every other phase is accepted and ignored (exit 0).
 `;
 
 export function libvirtHookCommand(ctx: CommandContext, args: string[]): number {
+  return runLibvirtHook(ctx, args);
+}
+
+/**
+ * The hook with its environment chosen by the caller: libvirt runs it on
+ * the host ("/" or MDEVCTL_ENV_ROOT); tests hand in a lab's environment.
+ */
+export function runLibvirtHook(
+  ctx: CommandContext,
+  args: string[],
+  environment: Environment = env(ctx, undefined),
+): number {
   if (args[0] === '--help' || args[0] === '-h') {
     ctx.stdout.write(LIBVIRT_HOOK_USAGE);
     return 0;
@@ -438,5 +449,5 @@ export function libvirtHookCommand(ctx: CommandContext, args: string[]): number 
     return 0;
   }
   const xml = ctx.readStdin();
-  return runEnsure(ctx, xml, `domain XML of '${domain}'`, undefined, false, true);
+  return runEnsure(ctx, xml, `domain XML of '${domain}'`, environment, false, true);
 }

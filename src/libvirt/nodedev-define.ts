@@ -93,7 +93,7 @@ export function parseMdevNodeDeviceXml(
     const parents = listParentNodeDevices(env.port);
     const found = parents.find((p) => p.name === parentName);
     if (found === undefined) {
-      const names = parents.map((p) => p.name);
+      const names = parents.map((p) => p.name).sort();
       throw new XmlInputError(
         `${what}: no parent node device named '${parentName}'` +
           (names.length === 0 ? '' : ` (parents here: ${names.join(', ')})`),
