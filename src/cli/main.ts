@@ -27,6 +27,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'the emulated host: summary, snapshot',
     load: async () => (await import('./lab.js')).labCommand,
   },
+  ap: {
+    summary: 's390 crypto (vfio-ap): host/guest split, matrix devices as a grid, safe edits',
+    load: async () => (await import('./ap.js')).apCommand,
+  },
   agent: {
     summary: 'the host agent: HTTP API, events, metrics and dashboard (on the lab by default)',
     load: async () => (await import('./agent.js')).agentCommand,
