@@ -22,6 +22,7 @@ import { AgentMetrics } from './metrics.js';
 import { registerDeviceRoutes } from './routes/devices.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHostRoutes } from './routes/host.js';
+import { registerLibvirtRoutes } from './routes/libvirt.js';
 import { registerWebRoutes } from './routes/web.js';
 import { DeviceView } from './device-view.js';
 
@@ -174,6 +175,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
 
   registerHostRoutes(app, context);
   registerDeviceRoutes(app, context);
+  registerLibvirtRoutes(app, context);
   registerEventRoutes(app, context);
   registerWebRoutes(app);
 
