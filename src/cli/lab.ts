@@ -13,6 +13,8 @@ Commands of the emulated host (the lab):
   serve [--profile P] --mount DIR   serve the lab live: DIR/sys over FUSE, DIR/etc/mdevctl.d
   shell [--profile P] [--mount DIR] [-- CMD...]   run CMD where /sys is the lab's (root)
   reboot [--mount DIR]          power-cycle a served lab (start=auto devices come back)
+  open UUID [--lab DIR]         open a device of a served lab as a VM would (VFIO open)
+  close UUID [--lab DIR]        release it again
 
 Profiles: a built-in name (lab, samples) or a path to a JSON profile.
 `;
@@ -71,4 +73,11 @@ addLabSubcommand('shell', async (ctx, args) =>
 );
 addLabSubcommand('reboot', async (ctx, args) =>
   (await import('./lab-serve.js')).rebootCommand(ctx, args),
+);
+// Playing the VM: open/release devices through the served lab's control socket.
+addLabSubcommand('open', async (ctx, args) =>
+  (await import('./lab-control.js')).labOpen(ctx, args),
+);
+addLabSubcommand('close', async (ctx, args) =>
+  (await import('./lab-control.js')).labClose(ctx, args),
 );
