@@ -168,11 +168,26 @@ const noHooks: HostHooks = {};
 const basename = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 const dirname = (p: string): string => p.slice(0, p.lastIndexOf('/')) || '/';
 
-/** Resolve a link target against the link's directory, lexically. */
+/**
+ * Resolve a link target against the link's directory, lexically. sysfs
+ * links are relative ("../../../devices/pci0000:00/..."): strip one
+ * directory per leading "../", which is all the hot path needs; anything
+ * else goes through path.posix.
+ */
 function resolveLink(linkPath: string, target: string): string {
-  return target.startsWith('/')
-    ? nodePath.posix.normalize(target)
-    : nodePath.posix.join(dirname(linkPath), target);
+  let dir = dirname(linkPath);
+  let i = 0;
+  while (target.startsWith('../', i)) {
+    dir = dirname(dir);
+    i += 3;
+  }
+  const rest = target.slice(i);
+  if (target.startsWith('/') || rest.includes('./') || rest === '..' || rest === '.') {
+    return target.startsWith('/')
+      ? nodePath.posix.normalize(target)
+      : nodePath.posix.join(dirname(linkPath), target);
+  }
+  return dir === '/' ? `/${rest}` : `${dir}/${rest}`;
 }
 
 interface SysfsPresence {
@@ -190,14 +205,23 @@ interface SysfsPresence {
  * paths have no symlinked components, so lexical resolution gives the same
  * answer as realpath(3). Anything unusual takes the exact path.
  */
-export function probeActive(port: SysfsPort, uuid: string): SysfsPresence | undefined {
+export function probeActive(
+  port: SysfsPort,
+  uuid: string,
+  typeDirCache?: Map<string, boolean>,
+): SysfsPresence | undefined {
   const link = `${MDEV_BUS_DEVICES}/${uuid}`;
   try {
     const dev = resolveLink(link, port.readlink(link));
     const typeLink = `${dev}/mdev_type`;
     const typeDir = resolveLink(typeLink, port.readlink(typeLink));
-    if (port.kind(typeDir) === 'dir')
-      return { parent: basename(dirname(dev)), type: basename(typeDir) };
+    // A listing meets the same few type directories over and over.
+    let isDir = typeDirCache?.get(typeDir);
+    if (isDir === undefined) {
+      isDir = port.kind(typeDir) === 'dir';
+      typeDirCache?.set(typeDir, isDir);
+    }
+    if (isDir) return { parent: basename(dirname(dev)), type: basename(typeDir) };
   } catch {
     // fall through to the exact path
   }
@@ -280,8 +304,8 @@ function draft(uuid: string): Draft {
 }
 
 /** mdevctl's load_from_sysfs: mark active when sysfs agrees on parent and type. */
-function loadFromSysfs(port: SysfsPort, d: Draft): void {
-  const found = probeActive(port, d.uuid);
+function loadFromSysfs(port: SysfsPort, d: Draft, typeDirCache?: Map<string, boolean>): void {
+  const found = probeActive(port, d.uuid, typeDirCache);
   if (found === undefined) return;
   if (d.parent !== undefined && d.parent !== found.parent) return;
   if (d.type !== undefined && d.type !== found.type) return;
@@ -426,6 +450,7 @@ export function listActiveDevices(
     return set;
   };
   let callouts: boolean | undefined;
+  const typeDirs = new Map<string, boolean>();
   const out = new Map<string, MdevDevice[]>();
   for (const name of names) {
     const uuid = parseUuid(name);
@@ -436,7 +461,7 @@ export function listActiveDevices(
     if (filter.uuid !== undefined && filter.uuid !== uuid) continue;
     const d = draft(uuid);
     try {
-      loadFromSysfs(port, d);
+      loadFromSysfs(port, d, typeDirs);
     } catch {
       continue; // no readable mdev_type: not a usable device
     }
@@ -488,6 +513,14 @@ export function listDefinedDevices(
   hooks: HostHooks = noHooks,
 ): Map<string, MdevDevice[]> {
   const out = new Map<string, MdevDevice[]>();
+  const typeDirs = new Map<string, boolean>();
+  // One listing of the bus instead of a failed lookup per inactive definition.
+  let onBus: Set<string> | undefined;
+  try {
+    onBus = new Set(env.port.list(MDEV_BUS_DEVICES));
+  } catch {
+    onBus = new Set();
+  }
   let parents: fs.Dirent[];
   try {
     parents = fs.readdirSync(env.configDir, { withFileTypes: true });
@@ -546,7 +579,7 @@ export function listDefinedDevices(
       } catch (err) {
         throw new MdevError('INVALID_CONFIG', `Invalid definition ${path}`, { cause: err });
       }
-      loadFromSysfs(env.port, d);
+      if (onBus.has(uuid)) loadFromSysfs(env.port, d, typeDirs);
       list.push(freeze(d, names.has(uuid)));
     }
     if (list.length > 0) out.set(parent, list);

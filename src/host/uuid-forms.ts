@@ -7,7 +7,10 @@
 const HEX32 = /^[0-9a-fA-F]{32}$/;
 const HYPHENATED = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
+const CANONICAL = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 export function parseUuid(input: string): string | undefined {
+  if (input.length === 36 && CANONICAL.test(input)) return input; // the usual spelling
   let s = input;
   if (s.length === 45 && s.startsWith('urn:uuid:')) s = s.slice(9);
   else if (s.length === 38 && s.startsWith('{') && s.endsWith('}')) s = s.slice(1, -1);

@@ -1,0 +1,135 @@
+/**
+ * mdevkit's mdevctl commands side by side with Debian's mdevctl 1.2.0, on
+ * the same generated trees (../shared/tools/gen-tree.js) of 10, 1k and 10k
+ * devices (N active, N defined, half of them both): `list`,
+ * `list -d --dumpjson`, `types` and `define`. mdevctl 1.2.0 always works on
+ * "/", so every timing runs inside one private mount namespace per tree
+ * (../shared/tools/mdevctl-ns) where the tree is /sys and /etc/mdevctl.d;
+ * a small driver there alternates the two programs and `node -e 0`, and the
+ * median wall time of each is reported. Needs root and /usr/bin/mdevctl.
+ *
+ *   npm run bench mdevctl            (MDEVKIT_BENCH_SIZES=10,1000 to pick sizes)
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const SHARED = path.resolve(ROOT, '../shared');
+const GEN_TREE = path.join(SHARED, 'tools/gen-tree.js');
+const MDEVCTL_NS = path.join(SHARED, 'tools/mdevctl-ns');
+const CANDIDATE = path.join(ROOT, 'bin/mdevctl');
+const REFERENCE = '/usr/bin/mdevctl';
+
+const sizes = (process.env['MDEVKIT_BENCH_SIZES'] ?? '10,1000,10000').split(',').map(Number);
+const reps = (n: number): number => (n >= 10000 ? 7 : n >= 1000 ? 11 : 21);
+
+if (process.getuid?.() !== 0 || !fs.existsSync(REFERENCE) || !fs.existsSync(MDEVCTL_NS)) {
+  console.log(
+    'mdevctl bench: needs root, /usr/bin/mdevctl and ../shared/tools/mdevctl-ns; skipped',
+  );
+  process.exit(0);
+}
+
+// The driver runs inside the namespace: for each command, alternate
+// reference, candidate and `node -e 0`, and print the medians as JSON.
+const DRIVER = `
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+const [ref, cand, repsArg, freeParent, freeType] = process.argv.slice(2);
+const reps = Number(repsArg);
+const commands = {
+  'list': () => ['list'],
+  'list -d --dumpjson': () => ['list', '-d', '--dumpjson'],
+  'types': () => ['types'],
+  'define': () => ['define', '-u', randomUUID(), '-p', freeParent, '-t', freeType],
+};
+function time(cmd, args) {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(cmd + ' ' + args.join(' ') + ' failed: ' + r.stderr);
+  return ms;
+}
+const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
+const out = {};
+const node = [];
+for (const [name, args] of Object.entries(commands)) {
+  const r = [], c = [];
+  time(ref, args()); time(process.execPath, [cand, ...args()]); // warm the page cache
+  for (let i = 0; i < reps; i++) {
+    r.push(time(ref, args()));
+    c.push(time(process.execPath, [cand, ...args()]));
+    node.push(time(process.execPath, ['-e', '0']));
+  }
+  out[name] = { ref: median(r), cand: median(c) };
+}
+out['node -e 0'] = { ref: NaN, cand: median(node) };
+console.log(JSON.stringify(out));
+`;
+
+interface Row {
+  size: number;
+  command: string;
+  ref: number;
+  cand: number;
+}
+
+const work = fs.mkdtempSync(
+  path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'mdevkit-bench-'),
+);
+const rows: Row[] = [];
+const nodeBaseline: number[] = [];
+try {
+  const driver = path.join(work, 'driver.mjs');
+  fs.writeFileSync(driver, DRIVER);
+  for (const n of sizes) {
+    const tree = path.join(work, `tree-${n}`);
+    const summary = JSON.parse(
+      execFileSync(
+        process.execPath,
+        [GEN_TREE, tree, '--active', String(n), '--defined', String(n)],
+        {
+          encoding: 'utf8',
+        },
+      ),
+    ) as { free: { parent: string; type: string } };
+    const r = spawnSync(
+      MDEVCTL_NS,
+      [
+        tree,
+        '--',
+        process.execPath,
+        driver,
+        REFERENCE,
+        CANDIDATE,
+        String(reps(n)),
+        summary.free.parent,
+        summary.free.type,
+      ],
+      { encoding: 'utf8' },
+    );
+    if (r.status !== 0) throw new Error(`bench driver failed at ${n} devices:\n${r.stderr}`);
+    const result = JSON.parse(r.stdout) as Record<string, { ref: number; cand: number }>;
+    for (const [command, t] of Object.entries(result)) {
+      if (command === 'node -e 0') nodeBaseline.push(t.cand);
+      else rows.push({ size: n, command, ref: t.ref, cand: t.cand });
+    }
+    fs.rmSync(tree, { recursive: true, force: true });
+  }
+} finally {
+  fs.rmSync(work, { recursive: true, force: true });
+}
+
+const nodeMs = nodeBaseline.sort((a, b) => a - b)[nodeBaseline.length >> 1] ?? NaN;
+const fmt = (ms: number): string => ms.toFixed(1).padStart(8);
+console.log(`median wall time per command, ms (node -e 0: ${nodeMs.toFixed(1)} ms)`);
+console.log(
+  `${'devices'.padStart(7)}  ${'command'.padEnd(20)} ${'mdevctl'.padStart(8)} ${'mdevkit'.padStart(8)}  ratio  over node`,
+);
+for (const r of rows) {
+  console.log(
+    `${String(r.size).padStart(7)}  ${r.command.padEnd(20)} ${fmt(r.ref)} ${fmt(r.cand)}  ${(r.cand / r.ref).toFixed(2).padStart(5)}  ${fmt(r.cand - nodeMs)}`,
+  );
+}
