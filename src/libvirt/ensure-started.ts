@@ -1,14 +1,13 @@
 import { isUuid } from '../common/uuid.js';
 import {
-  MdevError,
   describeError,
-  getDefinedDevice,
   probeActive,
   startDevice,
   stopDevice,
   type HostHooks,
 } from '../host/devices.js';
 import type { Environment } from '../host/environment.js';
+import { findDefinition } from './definitions.js';
 import { XmlInputError, child, childrenNamed, parseXml } from './xml.js';
 
 /**
@@ -117,21 +116,19 @@ export function ensureStarted(
       outcomes.push({ uuid, state: 'running', parent: running.parent, type: running.type });
       continue;
     }
-    let parent: string;
-    let type: string;
+    let def;
     try {
-      const def = getDefinedDevice(env, uuid, undefined, hooks);
-      parent = def.parent;
-      type = def.type;
+      def = findDefinition(env, uuid, hooks);
     } catch (err) {
-      if (err instanceof MdevError && err.code === 'NOT_DEFINED') {
-        return fail(
-          uuid,
-          `mediated device ${uuid}${forDomain(mdevs.domain)} is neither running nor defined`,
-        );
-      }
       return fail(uuid, `mediated device ${uuid}${forDomain(mdevs.domain)}: ${describeChain(err)}`);
     }
+    if (def === undefined) {
+      return fail(
+        uuid,
+        `mediated device ${uuid}${forDomain(mdevs.domain)} is neither running nor defined`,
+      );
+    }
+    const { parent, type } = def;
     try {
       startDevice(env, { uuid, parent }, hooks);
     } catch (err) {

@@ -1,6 +1,7 @@
 import { ErrnoError } from '../common/errno.js';
 import { isUuid } from '../common/uuid.js';
-import { MdevError, getDefinedDevice, probeActive } from '../host/devices.js';
+import { MdevError, probeActive } from '../host/devices.js';
+import { findDefinition } from './definitions.js';
 import type { Environment } from '../host/environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../host/paths.js';
 import { el, formatXml, type XmlElement } from './xml.js';
@@ -73,19 +74,17 @@ export function deviceApiOf(env: Environment, uuid: string): string {
     const api = readApi(`${MDEV_BUS_DEVICES}/${uuid}/mdev_type/device_api`);
     if (api !== undefined) return api;
   }
-  let parent: string;
-  let type: string;
+  let def;
   try {
-    const def = getDefinedDevice(env, uuid);
-    parent = def.parent;
-    type = def.type;
+    def = findDefinition(env, uuid);
   } catch (err) {
-    if (err instanceof MdevError && err.code === 'NOT_DEFINED') {
-      throw new HostdevError(`mediated device ${uuid} is neither running nor defined`);
-    }
     if (err instanceof MdevError) throw new HostdevError(err.message);
     throw err;
   }
+  if (def === undefined) {
+    throw new HostdevError(`mediated device ${uuid} is neither running nor defined`);
+  }
+  const { parent, type } = def;
   const api = readApi(`${MDEV_CLASS}/${parent}/mdev_supported_types/${type}/device_api`);
   if (api === undefined) {
     throw new HostdevError(
