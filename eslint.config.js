@@ -16,7 +16,15 @@ const forbid = (...layers) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.artifacts/**', 'src/web/static/**', 'bench/*.bundle.mjs'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      '.artifacts/**',
+      'src/web/static/**',
+      'bench/*.bundle.mjs',
+    ],
+  },
   ...tseslint.configs.recommended,
   {
     rules: {
