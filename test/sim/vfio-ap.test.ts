@@ -196,6 +196,19 @@ describe('vfio-ap: the AP bus', () => {
     assert.ok(port.list('/sys/bus/ap/drivers/cex4queue').includes('03.0004'));
     assert.equal(port.read('/sys/bus/ap/devices/05.0004/status'), 'unassigned\n');
     assert.equal(port.kind('/sys/bus/ap/devices/03.0004/status'), null);
+    // Links as sysfs stores them: relative, both ways.
+    assert.equal(
+      port.readlink('/sys/devices/ap/card05/05.0004/driver'),
+      '../../../../bus/ap/drivers/vfio_ap',
+    );
+    assert.equal(
+      port.readlink('/sys/bus/ap/drivers/vfio_ap/05.0004'),
+      '../../../../devices/ap/card05/05.0004',
+    );
+    assert.equal(
+      port.readlink('/sys/devices/ap/card05/driver'),
+      '../../../bus/ap/drivers/cex4card',
+    );
     // And back: the host takes queues nobody holds.
     port.write('/sys/bus/ap/apmask', '+5');
     assert.equal(driverOf(port, '05.0004'), 'cex4queue');

@@ -1,6 +1,6 @@
 import { ErrnoError } from '../../../common/errno.js';
 import type { DeviceNode, EmulatedKernel } from '../../core/kernel.js';
-import { relativeLink, type SysfsDir } from '../../sysfs/tree.js';
+import type { SysfsDir } from '../../sysfs/tree.js';
 import {
   AP_MASK_BITS,
   type ApMask,
@@ -112,6 +112,7 @@ export class ApBus {
   /** Present queues by apqnIndex. */
   readonly #queues = new Map<number, ApQueue>();
   #vfio: NonDefaultQueueDriver | undefined;
+  readonly #driverDirs = new Map<string, SysfsDir>();
 
   constructor(
     readonly kernel: EmulatedKernel,
@@ -247,15 +248,30 @@ export class ApBus {
     return this.#vfio !== undefined ? VFIO_AP_DRIVER : '';
   }
 
+  // Links between a device under /sys/devices/ap and its driver under
+  // /sys/bus/ap/drivers, as relativeLink would compute them. Both sides only
+  // share /sys, so the targets are a prefix of "../" and the other path; a
+  // mask rewrite re-links tens of thousands of queues, which makes the
+  // shortcut worth having.
   #linkDriver(dev: DeviceNode, driver: string): void {
-    const drvDir = `${AP_BUS}/drivers/${driver}`;
-    dev.dir.link('driver', relativeLink(dev.path, drvDir));
-    this.kernel.tree.dirAt(drvDir).link(dev.name, relativeLink(drvDir, dev.path));
+    const below = dev.path.slice('/sys/'.length);
+    const depth = below.split('/').length;
+    dev.dir.link('driver', `${'../'.repeat(depth)}bus/ap/drivers/${driver}`);
+    this.#driverDir(driver).link(dev.name, `../../../../${below}`);
   }
 
   #unlinkDriver(dev: DeviceNode, driver: string): void {
     dev.dir.remove('driver');
-    this.kernel.tree.dirAt(`${AP_BUS}/drivers/${driver}`).remove(dev.name);
+    this.#driverDir(driver).remove(dev.name);
+  }
+
+  #driverDir(driver: string): SysfsDir {
+    let dir = this.#driverDirs.get(driver);
+    if (dir === undefined) {
+      dir = this.kernel.tree.dirAt(`${AP_BUS}/drivers/${driver}`);
+      this.#driverDirs.set(driver, dir);
+    }
+    return dir;
   }
 
   #bind(queue: ApQueue, driver: string): void {
