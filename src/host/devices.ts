@@ -51,7 +51,13 @@ import {
   type StartMode,
 } from './config-store.js';
 import type { Environment } from './environment.js';
-import { MDEV_BUS_DEVICES, MDEV_CLASS, checkAttributeName, deviceAttributePath } from './paths.js';
+import {
+  MDEV_BUS_DEVICES,
+  MDEV_CLASS,
+  checkAttributeName,
+  checkComponent,
+  deviceAttributePath,
+} from './paths.js';
 import { parseUuid } from './uuid-forms.js';
 
 export type { MdevAttribute, MdevConfig, StartMode } from './config-store.js';
@@ -110,7 +116,8 @@ export type MdevErrorCode =
   | 'INVALID_ATTRIBUTE'
   | 'SYSFS'
   | 'IO'
-  | 'CALLOUT';
+  | 'CALLOUT'
+  | 'INVALID_NAME';
 
 /** A failure of a host operation, in words; `cause` carries the underlying error. */
 export class MdevError extends Error {
@@ -162,6 +169,26 @@ export function describeError(err: unknown): string {
 }
 
 const noHooks: HostHooks = {};
+
+/** A UUID argument in any spelling mdevctl accepts, canonical; anything else is refused. */
+function uuidArg(uuid: string): string {
+  const u = parseUuid(uuid);
+  if (u === undefined) throw new MdevError('INVALID_NAME', `Invalid UUID ${JSON.stringify(uuid)}`);
+  return u;
+}
+
+/** A parent name must stay one path component: it names a directory under /etc/mdevctl.d and sysfs. */
+function parentArg(parent: string | undefined): string | undefined {
+  if (parent === undefined) return undefined;
+  try {
+    return checkComponent(parent, 'parent');
+  } catch {
+    throw new MdevError(
+      'INVALID_NAME',
+      `Refusing parent name ${JSON.stringify(parent)}: it must be one path component (no "/", NUL, "." or "..")`,
+    );
+  }
+}
 
 // ---------------------------------------------------------------- sysfs
 
@@ -667,6 +694,8 @@ export function getDefinedDevice(
   parent?: string,
   hooks: HostHooks = noHooks,
 ): MdevDevice {
+  uuid = uuidArg(uuid);
+  parentArg(parent);
   const devs = listDefinedDevices(env, { uuid, parent }, hooks);
   if (devs.size === 0) {
     const what = parent === undefined ? uuid : `${parent}/${uuid}`;
@@ -741,6 +770,11 @@ export function defineDevice(
   req: DefineRequest,
   hooks: HostHooks = noHooks,
 ): MdevDevice & { readonly generatedUuid: boolean } {
+  req = {
+    ...req,
+    uuid: req.uuid === undefined ? undefined : uuidArg(req.uuid),
+    parent: parentArg(req.parent),
+  };
   const d = draft(req.uuid ?? newUuid());
   if (req.json !== undefined) {
     if (req.type !== undefined) {
@@ -806,6 +840,8 @@ export function undefineDevice(
   parent?: string,
   hooks: HostHooks = noHooks,
 ): MdevDevice[] {
+  uuid = uuidArg(uuid);
+  parentArg(parent);
   const devs = listDefinedDevices(env, { uuid, parent }, hooks);
   if (devs.size === 0) throw new MdevError('NOT_DEFINED', 'No devices match the specified uuid');
   const removed: MdevDevice[] = [];
@@ -843,6 +879,7 @@ export function modifyDevice(
   req: ModifyRequest,
   hooks: HostHooks = noHooks,
 ): MdevDevice {
+  req = { ...req, uuid: uuidArg(req.uuid), parent: parentArg(req.parent) };
   let d: Draft;
   if (req.json !== undefined) {
     // As mdevctl 1.3: the document is the whole new definition, stored as is.
@@ -1054,6 +1091,11 @@ export function startDevice(
   req: StartRequest,
   hooks: HostHooks = noHooks,
 ): MdevDevice & { readonly generatedUuid: boolean } {
+  req = {
+    ...req,
+    uuid: req.uuid === undefined ? undefined : uuidArg(req.uuid),
+    parent: parentArg(req.parent),
+  };
   const d = resolveStart(env, req, hooks);
   invoke(env, 'start', d, hooks, () => createAndConfigure(env, d));
   return { ...freeze(d, isDefined(env, d)), generatedUuid: req.uuid === undefined };
@@ -1061,6 +1103,7 @@ export function startDevice(
 
 /** Stop (remove) an active device. */
 export function stopDevice(env: Environment, uuid: string, hooks: HostHooks = noHooks): void {
+  uuid = uuidArg(uuid);
   const d = draft(uuid);
   loadFromSysfs(env.port, d);
   invoke(env, 'stop', d, hooks, () => {
