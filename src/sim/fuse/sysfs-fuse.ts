@@ -109,7 +109,7 @@ export function sysfsFuseOps(tree: SysfsTree, counters?: Record<string, number>)
     getattr(path, cb) {
       count('getattr');
       try {
-        cb(0, statOf(tree.resolve(treePath(path), false).node));
+        cb(0, statOf(tree.node(treePath(path), false)));
       } catch (err) {
         cb(errnoReply(err, 'getattr', path));
       }
@@ -144,7 +144,7 @@ export function sysfsFuseOps(tree: SysfsTree, counters?: Record<string, number>)
       count('open');
       try {
         const p = treePath(path);
-        const { node } = tree.resolve(p);
+        const node = tree.node(p);
         if (node.kind === 'dir') return cb(neg('EISDIR'));
         if (node.kind !== 'file') return cb(neg('ELOOP'));
         const access = flags & O_ACCMODE;
@@ -208,7 +208,7 @@ export function sysfsFuseOps(tree: SysfsTree, counters?: Record<string, number>)
     truncate(path, _size, cb) {
       count('truncate');
       try {
-        const { node } = tree.resolve(treePath(path));
+        const node = tree.node(treePath(path));
         cb(node.kind === 'dir' ? neg('EISDIR') : 0);
       } catch (err) {
         cb(errnoReply(err, 'truncate', path));
