@@ -10,6 +10,7 @@ import {
   mountpointState,
   type SysfsMount,
 } from '../sim/fuse/sysfs-fuse.js';
+import { environmentAt } from '../host/environment.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
 import { CommandError, UsageError, type CommandContext, type Writable } from './context.js';
@@ -225,15 +226,36 @@ interface AutostartResult {
 }
 
 /**
- * Start every start=auto definition of `parent` through the lab's
- * in-process port (never through the lab's own FUSE mount, see above).
+ * `mdevctl start-parent-mdevs <parent>`: start every start=auto definition
+ * of `parent`, through the management library (src/host/devices.ts) on the
+ * lab's in-process port — never through this process's own FUSE mount,
+ * which would wait for itself. The config dir is DIR/etc/mdevctl.d, a plain
+ * directory. A device that is active already counts as such, not as a
+ * failure (mdevctl#53).
  */
 async function startParentMdevs(
-  _configDir: string,
-  _lab: Lab,
+  configDir: string,
+  lab: Lab,
   parent: string,
 ): Promise<AutostartResult> {
-  return { started: 0, failed: 0, messages: [`${parent}: autostart is not wired yet`] };
+  const { startParentDevices, describeError, MdevError } = await import('../host/devices.js');
+  const root = nodePath.dirname(nodePath.dirname(configDir));
+  const warnings: string[] = [];
+  const outcomes = startParentDevices(environmentAt(root, lab.port), parent, {
+    warn: (m) => warnings.push(m),
+  });
+  const result: AutostartResult = { started: 0, failed: 0, messages: warnings };
+  for (const o of outcomes) {
+    if (o.error === undefined) {
+      result.started++;
+    } else if (o.error instanceof MdevError && o.error.code === 'ALREADY_ACTIVE') {
+      continue;
+    } else {
+      result.failed++;
+      result.messages.push(`${parent}/${o.device.uuid}: ${describeError(o.error)}`);
+    }
+  }
+  return result;
 }
 
 // ---- commands -------------------------------------------------------------------
@@ -295,17 +317,28 @@ export async function serveCommand(ctx: CommandContext, args: string[]): Promise
     ...(values.monitor ? { monitor: ctx.stdout } : {}),
     ...(cacheSeconds !== undefined ? { cacheSeconds } : {}),
   });
-  const control = await startControl(live);
-  ctx.stdout.write(`ready ${dir}\n`);
-  await signal;
-  await control?.close();
-  await live.stop();
+  try {
+    const control = await startControl(live);
+    ctx.stdout.write(`ready ${dir}\n`);
+    await signal;
+    await control.close();
+  } finally {
+    await live.stop();
+  }
   return 0;
 }
 
-/** The emulator's control socket (open/close/reboot), when that module is present. */
-async function startControl(_live: LiveLab): Promise<{ close(): Promise<void> } | undefined> {
-  return undefined;
+/**
+ * The emulator's control socket at DIR/lab.sock (open/close/status/reboot,
+ * src/sim/control.ts). A reboot answers once the autostart that the
+ * parents' re-registration set off has run, so `lab reboot` returning
+ * means the start=auto devices are back.
+ */
+async function startControl(live: LiveLab): Promise<{ close(): Promise<void> }> {
+  const { startControlServer } = await import('../sim/control.js');
+  return startControlServer(live.lab, live.socketPath, {
+    afterReboot: () => live.autostart.flush(),
+  });
 }
 
 export async function shellCommand(ctx: CommandContext, args: string[]): Promise<number> {
@@ -429,5 +462,20 @@ export async function rebootCommand(ctx: CommandContext, args: string[]): Promis
   if (dir === undefined || dir === '') {
     throw new UsageError('which lab? give --mount DIR or set MDEVKIT_LAB', REBOOT_USAGE);
   }
-  throw new CommandError(`lab reboot: no control socket at ${nodePath.join(dir, 'lab.sock')}`);
+  const socketPath = nodePath.join(nodePath.resolve(ctx.cwd, dir), 'lab.sock');
+  const { controlCall, ControlUnavailableError } = await import('../sim/control.js');
+  try {
+    // Starting a thousand start=auto devices takes a while: be patient.
+    const res = await controlCall(socketPath, { op: 'reboot' }, 120_000);
+    const parents = Array.isArray(res['parents']) ? res['parents'].length : 0;
+    ctx.stdout.write(`rebooted ${dir}: ${parents} parents registered\n`);
+  } catch (err) {
+    if (err instanceof ControlUnavailableError) {
+      throw new CommandError(
+        `no lab is running at ${dir} (nothing answers on ${socketPath}); start one with 'mdevkit lab serve --mount ${dir}'`,
+      );
+    }
+    throw err;
+  }
+  return 0;
 }
