@@ -214,8 +214,11 @@ export class AutostartQueue {
     // TEST=="/etc/mdevctl.d/$kernel" in the udev rule.
     if (!fs.existsSync(nodePath.join(this.configDir, parent))) return;
     const result = await startParentMdevs(this.configDir, this.lab, parent);
-    this.runs.push({ parent, ...result });
+    this.runs.push({ parent, started: result.started, failed: result.failed });
     for (const line of result.messages) this.log.write(`mdevkit lab: autostart: ${line}\n`);
+    this.log.write(
+      `mdevkit lab: autostart ${parent}: ${result.started} started, ${result.failed} failed\n`,
+    );
   }
 }
 

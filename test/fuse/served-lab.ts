@@ -117,3 +117,15 @@ export function writeProfile(
   fs.writeFileSync(file, JSON.stringify({ name: 'fuse-test', devices }));
   return file;
 }
+
+/**
+ * Wait until `condition` holds (output of a served lab arrives through a
+ * pipe, after the synchronous calls that caused it have returned).
+ */
+export async function eventually(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > until) return; // let the caller's assertion say what is missing
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
