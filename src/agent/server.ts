@@ -95,6 +95,8 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     bodyLimit: options.bodyLimit ?? 64 * 1024,
     // Paths carry UUIDs and sysfs names only; keep the router strict.
     routerOptions: { ignoreTrailingSlash: true },
+    // Event streams never go idle; closing the agent must not wait for them.
+    forceCloseConnections: true,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -1,3 +1,4 @@
+import type { InjectOptions } from 'fastify';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -12,8 +13,7 @@ const json = (body: string): any => JSON.parse(body); // eslint-disable-line @ty
 describe('agent API, in process', () => {
   const stateDir = tmpDir('mdevkit-agent-');
   let la: LabAgent;
-  const inject = (opts: Parameters<LabAgent['agent']['app']['inject']>[0]) =>
-    la.agent.app.inject(opts);
+  const inject = (opts: InjectOptions) => la.agent.app.inject(opts);
   const typeOf = async (parent: string, type: string) =>
     json((await inject({ url: `/api/v1/parents/${parent}/types/${type}` })).body);
 
