@@ -119,7 +119,9 @@ function causeErrno(err: unknown): ErrnoCode | undefined {
 }
 
 /** The kernel's errno when the failure carries one, else the errno that means the same. */
-const MDEV_ERRNO: Record<MdevErrorCode, [ErrnoCode, number]> = {
+// Partial: a code the host library adds later maps to EIO until listed here.
+const MDEV_ERRNO: Partial<Record<MdevErrorCode, [ErrnoCode, number]>> = {
+  INVALID_NAME: ['EINVAL', 400],
   ENVIRONMENT: ['EIO', 500],
   INVALID_CONFIG: ['EINVAL', 400],
   NOT_DEFINED: ['ENOENT', 404],
@@ -142,7 +144,7 @@ const MDEV_ERRNO: Record<MdevErrorCode, [ErrnoCode, number]> = {
 function mdevErrno(err: MdevError): { errno: ErrnoCode; status: number } {
   const inner = err instanceof AttributeWriteError ? undefined : causeErrno(err.cause);
   if (inner !== undefined) return { errno: inner, status: statusOfErrno(inner) };
-  const [errno, status] = MDEV_ERRNO[err.code];
+  const [errno, status] = MDEV_ERRNO[err.code] ?? ['EIO', 500];
   return { errno, status };
 }
 
