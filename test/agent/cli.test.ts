@@ -70,7 +70,7 @@ describe('mdevkit agent, as a process', () => {
       assert.equal(fs.readFileSync(nodePath.join(stateDir, 'agent-token'), 'utf8').trim(), token);
       assert.equal(fs.statSync(nodePath.join(stateDir, 'agent-token')).mode & 0o777, 0o600);
       assert.match(a.stdout(), new RegExp(`^dashboard, signed in: ${a.url}/#token=${token}$`, 'm'));
-      const health = await (await fetch(`${a.url}/healthz`)).json();
+      const health = (await (await fetch(`${a.url}/healthz`)).json()) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
       assert.equal(health.mode, 'lab');
       const page = await fetch(`${a.url}/`);
       assert.equal(page.status, 200);
@@ -101,7 +101,7 @@ describe('mdevkit agent, as a process', () => {
       assert.doesNotMatch(a.stdout(), /[0-9a-f]{64}/);
       assert.match(a.stdout(), /^token: in .*agent-token$/m);
       // The lab booted afresh; the start=auto definition made above came back.
-      const list = await (await fetch(`${a.url}/api/v1/devices`)).json();
+      const list = (await (await fetch(`${a.url}/api/v1/devices`)).json()) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
       assert.equal(list.total, 1);
       assert.equal(list.devices[0].active, true);
       assert.equal(list.devices[0].start, 'auto');
@@ -183,13 +183,12 @@ describe('mdevkit agent, as a process', () => {
       stateDir,
     ]);
     try {
-      const health = await (await fetch(`${a.url}/healthz`)).json();
+      const health = (await (await fetch(`${a.url}/healthz`)).json()) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
       assert.deepEqual(health, { status: 'ok', host: root, mode: 'host' });
-      const { parents } = await (await fetch(`${a.url}/api/v1/parents`)).json();
+      const { parents } = (await (await fetch(`${a.url}/api/v1/parents`)).json()) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
       assert.ok(parents.some((p: { name: string }) => p.name === 'mdpy'));
     } finally {
       await a.stop();
     }
   });
 });
-
