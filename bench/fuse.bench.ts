@@ -214,5 +214,7 @@ try {
 
 const w0 = Math.max(...results.map((r) => r[0].length));
 const w1 = Math.max(...results.map((r) => r[1].length));
-console.log(`FUSE figures (client and servers ${hasTaskset ? `pinned to CPU ${CPU}` : 'not pinned'})`);
+console.log(
+  `FUSE figures (client and servers ${hasTaskset ? `pinned to CPU ${CPU}` : 'not pinned'})`,
+);
 for (const [a, b, c] of results) console.log(`  ${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c}`);

@@ -24,7 +24,7 @@ interface Tool {
 
 const TOOLS: Tool[] = [
   { name: "Debian's mdevctl", argv: ['mdevctl'], needs: { ...FUSE_NEEDS, mdevctl: hasMdevctl } },
-  { name: "mdevkit's mdevctl", argv: [process.execPath, MDEVKIT_MDEVCTL], needs: FUSE_NEEDS },
+  { name: "mdevkit's mdevctl", argv: [MDEVKIT_MDEVCTL], needs: FUSE_NEEDS },
 ];
 
 const GVT = '0000:00:02.0';
