@@ -57,10 +57,10 @@ const out = {};
 const node = [];
 for (const [name, args] of Object.entries(commands)) {
   const r = [], c = [];
-  time(ref, args()); time(process.execPath, [cand, ...args()]); // warm the page cache
+  time(ref, args()); time(cand, args()); // warm the page cache
   for (let i = 0; i < reps; i++) {
     r.push(time(ref, args()));
-    c.push(time(process.execPath, [cand, ...args()]));
+    c.push(time(cand, args()));
     node.push(time(process.execPath, ['-e', '0']));
   }
   out[name] = { ref: median(r), cand: median(c) };

@@ -1,4 +1,5 @@
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import type { SpawnSyncReturns } from 'node:child_process';
+import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { Environment } from './environment.js';
@@ -62,6 +63,18 @@ function scriptsIn(dirs: readonly string[]): string[] {
   return out;
 }
 
+// child_process is loaded on the first callout: most commands on most hosts
+// have no scripts, and its module graph is a noticeable part of start-up.
+let spawnSyncImpl: typeof import('node:child_process').spawnSync | undefined;
+function spawnSync(
+  ...args: Parameters<typeof import('node:child_process').spawnSync>
+): SpawnSyncReturns<string> {
+  spawnSyncImpl ??= (
+    createRequire('/')('node:child_process') as typeof import('node:child_process')
+  ).spawnSync;
+  return spawnSyncImpl(...args) as SpawnSyncReturns<string>;
+}
+
 function run(
   script: string,
   dev: CalloutDevice,
@@ -76,6 +89,15 @@ function run(
     encoding: 'utf8',
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+}
+
+/**
+ * Did the script run to an exit status? A script that exits without reading
+ * its stdin makes our write fail with EPIPE; that is not a failure to run.
+ */
+function ran(r: SpawnSyncReturns<string>): boolean {
+  if (r.status === null) return false;
+  return r.error === undefined || (r.error as NodeJS.ErrnoException).code === 'EPIPE';
 }
 
 /**
@@ -103,11 +125,11 @@ export class CalloutSession {
     }
     for (const script of scriptsIn(this.env.calloutDirs)) {
       const r = run(script, dev, event, this.action, this.#state);
-      if (r.error !== undefined || r.status === null) continue; // not runnable, or killed
+      if (!ran(r)) continue; // not runnable, or killed
       if (r.status === 2) continue; // not this script's type
       this.#script = script;
       this.#report(script, r);
-      return r.status;
+      return r.status ?? 0;
     }
     return 0;
   }
@@ -180,7 +202,7 @@ export function getAttributesFromCallouts(
 ): unknown {
   for (const script of scriptsIn(env.calloutDirs)) {
     const r = run(script, dev, 'get', 'attributes', 'none');
-    if (r.error !== undefined || r.status === null || r.status === 2) continue;
+    if (!ran(r) || r.status === 2) continue;
     if (r.status !== 0) {
       if (r.stderr) onStderr(nodePath.basename(script), r.stderr);
       throw new Error(`failed to get attributes from "${script}"`);

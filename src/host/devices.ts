@@ -30,7 +30,6 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ErrnoError, isErrnoCode, strerror } from '../common/errno.js';
-import { newUuid } from '../common/uuid.js';
 import type { SysfsPort } from '../port/sysfs-port.js';
 import {
   getAttributesFromCallouts,
@@ -169,6 +168,9 @@ export function describeError(err: unknown): string {
 }
 
 const noHooks: HostHooks = {};
+
+/** A random v4 UUID from the global Web Crypto (loaded on first use, not at start-up). */
+const newUuid = (): string => globalThis.crypto.randomUUID();
 
 /** A UUID argument in any spelling mdevctl accepts, canonical; anything else is refused. */
 function uuidArg(uuid: string): string {

@@ -191,7 +191,7 @@ test('--force goes past a refusing pre callout; callouts in /usr/lib/mdevctl/scr
   const removeFile = path.join(root, 'sys/devices/pci0000:00/0000:00:02.0', uuidN(9), 'remove');
 
   let [code, , err] = run(['stop', '-u', uuidN(9)]);
-  assert.equal(code, 1);
+  assert.equal(code, 1, err);
   assert.match(err, /policy\.sh: not now/);
   assert.match(err, /failed with return code 1/);
   assert.equal(fs.readFileSync(removeFile, 'utf8'), '', 'the refused stop wrote nothing');

@@ -133,7 +133,7 @@ test(
     const steps = STEPS.map(([args]) => args);
     const stdin = (i: number): string | undefined => STEPS[i]![1];
     const ref = runSide(tree, path.join(dir, 'ref'), ['/usr/bin/mdevctl'], steps, stdin);
-    const cand = runSide(tree, path.join(dir, 'cand'), [process.execPath, CANDIDATE], steps, stdin);
+    const cand = runSide(tree, path.join(dir, 'cand'), [CANDIDATE], steps, stdin);
     ref.steps.forEach((r, i) => {
       const c = cand.steps[i]!;
       const what = `step ${i}: mdevctl ${r.args.join(' ')}\nref stderr: ${r.stderr}\ncand stderr: ${c.stderr}`;

@@ -67,7 +67,8 @@ export function display(o: OptionSpec): string {
 }
 
 function usageLine(prog: string, cmd: CommandSpec, present: readonly OptionSpec[] = []): string {
-  const parts = [`${prog} ${cmd.name}`];
+  // lsmdev is `mdevctl list` under its own name.
+  const parts = [prog === 'lsmdev' ? prog : `${prog} ${cmd.name}`];
   const required = cmd.options.filter((o) => o.requiredUnless !== undefined);
   const shown = new Set<OptionSpec>();
   for (const o of [...required, ...present]) {
@@ -253,7 +254,8 @@ export function commandHelp(prog: string, cmd: CommandSpec, version: string): st
   for (const o of all)
     rows.push([`${o.short === undefined ? '   ' : `-${o.short},`} ${o.label}`, o.help]);
   const width = Math.max(...rows.map(([l]) => l.length));
-  let text = `${prog}-${cmd.name} ${version}\n${cmd.longAbout ?? cmd.about}\n\n${usageLine(prog, cmd)}`;
+  const title = prog === 'lsmdev' ? prog : `${prog}-${cmd.name}`;
+  let text = `${title} ${version}\n${cmd.longAbout ?? cmd.about}\n\n${usageLine(prog, cmd)}`;
   for (const p of cmd.positionals ?? []) {
     text += `\nARGS:\n    <${p.name}>    ${p.help}\n`;
   }

@@ -153,7 +153,7 @@ export function runMdevctl(io: MdevctlIo, argv: readonly string[], prog: Prog = 
       spec,
       args,
       () => commandHelp(progName, spec, MDEVCTL_VERSION),
-      `${progName}-${spec.name} ${MDEVCTL_VERSION}\n`,
+      `${progName === 'lsmdev' ? progName : `${progName}-${spec.name}`} ${MDEVCTL_VERSION}\n`,
     );
   } catch (err) {
     if (err instanceof ArgExit) {

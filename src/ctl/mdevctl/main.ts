@@ -1,0 +1,27 @@
+import * as fs from 'node:fs';
+import { runMdevctl, type Prog } from './run.js';
+
+/**
+ * Entry point of the standalone `dist/mdevctl.mjs` (bin/mdevctl): the
+ * mdevctl commands alone, in one file with no chunks to resolve, because
+ * mdevctl is run often by libvirt and scripts and its start-up counts.
+ * argv[2] may be "lsmdev" (inserted by bin/mdevctl when invoked under
+ * that name).
+ */
+const args = process.argv.slice(2);
+let prog: Prog = 'mdevctl';
+if (args[0] === '--as-lsmdev') {
+  args.shift();
+  prog = 'lsmdev';
+}
+process.exitCode = runMdevctl(
+  {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    cwd: process.cwd(),
+    readStdin: () => fs.readFileSync(0, 'utf8'),
+  },
+  args,
+  prog,
+);
