@@ -256,8 +256,11 @@ export async function mountSysfs(
   const stats: Record<string, number> = {};
   const cache = String(options.cacheSeconds ?? 1);
   const fuse = new Fuse(mnt, sysfsFuseOps(tree, stats), {
-    // fuse-native has no direct_io switch; riding on fsname is the way in.
-    fsname: `${options.fsName ?? 'mdevkit-lab'},direct_io`,
+    // fuse-native has no switch for these libfuse options; riding on fsname
+    // is the way in. direct_io: every read reaches us (no stale page cache).
+    // big_writes: one write(2) arrives as one request even above 4 KiB (else
+    // libfuse 2 cuts it into pages), so "more than a page is E2BIG" holds.
+    fsname: `${options.fsName ?? 'mdevkit-lab'},direct_io,big_writes`,
     subtype: 'mdevkit',
     attrTimeout: cache,
     entryTimeout: cache,
