@@ -94,5 +94,12 @@ export function toErrnoError(err: unknown, path?: string): ErrnoError {
   if (err instanceof ErrnoError) return err;
   const code = (err as { code?: unknown } | null)?.code;
   if (isErrnoCode(code)) return new ErrnoError(code, undefined, path);
+  // libuv names only the errnos it knows; others (EUSERS, which the mdev
+  // core returns when a parent is full) arrive as code "UNKNOWN" with the
+  // number in `errno` (negative, as libuv reports it).
+  const num = (err as { errno?: unknown } | null)?.errno;
+  const byNumber = typeof num === 'number' ? errnoCodeOf(Math.abs(num)) : undefined;
+  if (code === 'UNKNOWN' && byNumber !== undefined)
+    return new ErrnoError(byNumber, undefined, path);
   throw err;
 }
