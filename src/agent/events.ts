@@ -34,7 +34,9 @@ export type HostEvent =
   | { readonly kind: 'device-undefined'; readonly uuid: string; readonly parent: string }
   | { readonly kind: 'device-modified'; readonly uuid: string; readonly parent: string }
   | { readonly kind: 'parent-registered'; readonly parent: string }
-  | { readonly kind: 'parent-unregistered'; readonly parent: string };
+  | { readonly kind: 'parent-unregistered'; readonly parent: string }
+  /** An AP mask or a matrix device's assignment changed (made through this agent). */
+  | { readonly kind: 'matrix-changed'; readonly uuid?: string };
 
 export type HostEventKind = HostEvent['kind'];
 
@@ -46,6 +48,7 @@ export const HOST_EVENT_KINDS: readonly HostEventKind[] = [
   'device-modified',
   'parent-registered',
   'parent-unregistered',
+  'matrix-changed',
 ];
 
 export type HostEventListener = (event: HostEvent) => void;

@@ -19,6 +19,7 @@ import { ApiError, errnoOf, sendError } from './errors.js';
 import type { HostEventSource } from './events.js';
 import { EventHub } from './hub.js';
 import { AgentMetrics } from './metrics.js';
+import { registerApRoutes } from './routes/ap.js';
 import { registerDeviceRoutes } from './routes/devices.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHostRoutes } from './routes/host.js';
@@ -178,6 +179,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
   registerHostRoutes(app, context);
   registerDeviceRoutes(app, context);
   registerLibvirtRoutes(app, context);
+  registerApRoutes(app, context);
   registerEventRoutes(app, context);
   registerWebRoutes(app);
 

@@ -228,20 +228,22 @@ export async function agentCommand(
     throw err;
   }
 
-  ctx.stdout.write(`mdevkit agent: managing ${hostLabel}\n`);
-  ctx.stdout.write(`state: ${stateDir}${isLab ? ` (definitions in ${env.configDir})` : ''}\n`);
-  ctx.stdout.write(`listening on ${url}\n`);
+  // One write, "listening on" last: whoever waits for that line has the rest.
+  const banner = [`mdevkit agent: managing ${hostLabel}`];
+  banner.push(`state: ${stateDir}${isLab ? ` (definitions in ${env.configDir})` : ''}`);
   if (values['no-auth']) {
-    ctx.stdout.write('auth: off (--no-auth): writes need no token\n');
+    banner.push('auth: off (--no-auth): writes need no token');
   } else if (token.created) {
-    ctx.stdout.write(
-      `token (created now and shown this once; kept in ${token.path}):\n  ${token.token}\n`,
+    banner.push(
+      `token (created now and shown this once; kept in ${token.path}):`,
+      `  ${token.token}`,
     );
-    if (url.startsWith('http'))
-      ctx.stdout.write(`dashboard, signed in: ${url}#token=${token.token}\n`);
+    if (url.startsWith('http')) banner.push(`dashboard, signed in: ${url}#token=${token.token}`);
   } else {
-    ctx.stdout.write(`token: in ${token.path}\n`);
+    banner.push(`token: in ${token.path}`);
   }
+  banner.push(`listening on ${url}`);
+  ctx.stdout.write(banner.join('\n') + '\n');
 
   const why = await untilStopped(stop);
   if (why !== 'abort') ctx.stderr.write(`mdevkit agent: ${why}, stopping\n`);

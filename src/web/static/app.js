@@ -76,6 +76,7 @@ async function act(what, fn) {
   try {
     await fn();
     toast(what);
+    scheduleReload(true); // at once, rather than when the event arrives
   } catch (err) {
     if (err.status === 401) document.getElementById('token').focus();
     toast(`${what} failed — ${err.message}`, true);
@@ -317,6 +318,64 @@ function ownerColour(uuid) {
   return `hsl(${n % 360} 65% 72%)`;
 }
 
+/** Assign or unassign one adapter and one domain (a queue) to a matrix device. */
+function apForm(m, hex) {
+  const prev = apForm.last ?? {};
+  const select = (label, cls, options, value) => {
+    const el = h(
+      'select',
+      { class: cls, 'aria-label': label },
+      ...options.map(([v, text]) => h('option', { value: v }, text)),
+    );
+    if (value !== undefined && options.some(([v]) => v === value)) el.value = value;
+    return h('label', {}, label, el);
+  };
+  const devices = (m.devices ?? []).map((d) => [d.uuid, d.uuid.slice(0, 8)]);
+  if (devices.length === 0) {
+    return h(
+      'p',
+      { class: 'muted' },
+      'No matrix device yet: create one with "+ device" on the matrix parent.',
+    );
+  }
+  const dev = select('device', 'ap-device', devices, prev.device);
+  const ad = select(
+    'adapter',
+    'ap-adapter',
+    m.adapters.map((a) => [String(a), hex(a)]),
+    prev.adapter,
+  );
+  const dom = select(
+    'domain',
+    'ap-domain',
+    m.domains.map((d) => [String(d), hex(d).padStart(4, '0')]),
+    prev.domain,
+  );
+  const run = (op) => () => {
+    const device = dev.querySelector('select').value;
+    const adapter = Number(ad.querySelector('select').value);
+    const domain = Number(dom.querySelector('select').value);
+    apForm.last = { device, adapter: String(adapter), domain: String(domain) };
+    act(
+      `${op}ed ${hex(adapter)}.${hex(domain).padStart(4, '0')} ${op === 'assign' ? 'to' : 'from'} ${device.slice(0, 8)}`,
+      () => api('POST', `/ap/devices/${device}/${op}`, { adapters: [adapter], domains: [domain] }),
+    );
+  };
+  return h(
+    'div',
+    { class: 'define ap-form' },
+    dev,
+    ad,
+    dom,
+    h('button', { type: 'button', class: 'ap-assign', onclick: run('assign') }, 'Assign queue'),
+    h(
+      'button',
+      { type: 'button', class: 'plain ap-unassign', onclick: run('unassign') },
+      'Unassign',
+    ),
+  );
+}
+
 function renderAp() {
   const section = document.getElementById('ap-section');
   const m = state.ap;
@@ -373,7 +432,9 @@ function renderAp() {
       ),
     ),
   );
-  document.getElementById('ap').replaceChildren(legend, h('div', { class: 'matrix' }, table));
+  document
+    .getElementById('ap')
+    .replaceChildren(apForm(m, hex), legend, h('div', { class: 'matrix' }, table));
 }
 
 function render() {
@@ -404,6 +465,7 @@ function connectEvents() {
     'device-modified',
     'parent-registered',
     'parent-unregistered',
+    'matrix-changed',
     'reset',
   ];
   for (const kind of kinds) {
