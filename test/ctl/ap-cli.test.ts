@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { hasFuse, isRoot, requires } from '../support/capabilities.js';
+import { MDEVCTL_NS, hasFuse, hasMdevctl, isRoot, requires } from '../support/capabilities.js';
 import { MDEVKIT_BIN, runMdevkit } from '../support/cli.js';
 import { U1, U2 } from '../support/labs.js';
 import { tmpDir } from '../support/tmp.js';
@@ -135,3 +135,53 @@ async function exerciseServedLab(dir: string): Promise<void> {
   assert.match(show.stdout, /^05 CEX8P\s+A\s+\.\s+A\s+\.$/m);
   assert.match(show.stdout, new RegExp(`A  ${U1}\\n\\s+adapters 03,05; domains 0004,0047`));
 }
+
+describe("Debian's mdevctl on a live lab: vfio-ap definitions", () => {
+  it('starts a definition with assign_* attrs in order, and unwinds one that conflicts', async (t) => {
+    const needs = { root: isRoot, fuse: hasFuse, mdevctl: hasMdevctl };
+    if (!requires(t, needs, 'runs the real mdevctl 1.2.0 against a FUSE-served lab')) return;
+    const dir = tmpDir('mdevkit-ap-mdevctl-');
+    const stop = await serveLab(dir);
+    try {
+      const mdevctl = (...args: string[]) => {
+        const r = spawnSync(MDEVCTL_NS, [dir, '--', 'mdevctl', ...args], { encoding: 'utf8' });
+        return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+      };
+      const define = (uuid: string, attrs: [string, string][]): void => {
+        const d = mdevctl('define', '-u', uuid, '-p', 'matrix', '-t', 'vfio_ap-passthrough');
+        assert.equal(d.status, 0, d.stderr);
+        for (const [name, value] of attrs) {
+          const m = mdevctl('modify', '-u', uuid, `--addattr=${name}`, `--value=${value}`);
+          assert.equal(m.status, 0, m.stderr);
+        }
+      };
+      define(U1, [
+        ['assign_adapter', '5'],
+        ['assign_domain', '0x47'],
+        ['assign_control_domain', '0x47'],
+      ]);
+      const started = mdevctl('start', '-u', U1);
+      assert.equal(started.status, 0, started.stderr);
+      const devDir = path.join(dir, 'sys/bus/mdev/devices');
+      assert.equal(fs.readFileSync(path.join(devDir, U1, 'matrix'), 'utf8'), '05.0047\n');
+      assert.equal(fs.readFileSync(path.join(devDir, U1, 'control_domains'), 'utf8'), '0047\n');
+
+      define(U2, [
+        ['assign_domain', '0x47'],
+        ['assign_adapter', '5'], // 05.0047 is U1's
+      ]);
+      const refused = mdevctl('start', '-u', U2);
+      assert.notEqual(refused.status, 0);
+      assert.match(refused.stderr, /assign_adapter/);
+      assert.match(refused.stderr, /Address already in use/);
+      assert.deepEqual(fs.readdirSync(devDir), [U1], 'the failed device was removed again');
+
+      // mdevkit ap show sees the result the same way.
+      const show = runMdevkit(['ap', 'show', '--root', dir]);
+      assert.equal(show.status, 0, show.stderr);
+      assert.match(show.stdout, /^05 CEX8P\s+\.\s+\.\s+A\s+\.$/m);
+    } finally {
+      await stop();
+    }
+  });
+});
