@@ -38,6 +38,7 @@ Serve the emulated host's sysfs at DIR/sys over FUSE, with the config dir
 at DIR/etc/mdevctl.d. Prints "ready DIR" once the mount is usable; SIGINT
 or SIGTERM unmounts and exits 0. A stale mount left by a crash is cleared.
   --monitor          print uevents as they happen, as 'udevadm monitor --kernel'
+                     (read them: a full stdout pipe pauses the lab)
   --cache SECONDS    how long the kernel may cache entries and attributes (default 1)
 `;
 
