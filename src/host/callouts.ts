@@ -23,7 +23,8 @@ import type { Environment } from './environment.js';
  */
 
 export type CalloutEvent = 'pre' | 'post' | 'get' | 'notify' | 'live';
-export type CalloutAction = 'define' | 'undefine' | 'modify' | 'start' | 'stop' | 'attributes';
+export type CalloutAction =
+  'define' | 'undefine' | 'modify' | 'start' | 'stop' | 'attributes' | 'capabilities';
 export type CalloutState = 'none' | 'success' | 'failure';
 
 /** What a script is told about the device. */
@@ -85,7 +86,8 @@ function run(
   const args = ['-t', dev.type, '-e', event, '-a', action, '-s', state];
   args.push('-u', dev.uuid, '-p', dev.parent);
   return spawnSync(script, args, {
-    input: event === 'get' ? '' : dev.configJson,
+    // get-attributes has no input; the capabilities query carries our offer.
+    input: event === 'get' && action !== 'capabilities' ? '' : dev.configJson,
     encoding: 'utf8',
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -222,4 +224,80 @@ export function getAttributesFromCallouts(
 /** Is there any callout script at all? (Saves spawning per device when there is none.) */
 export function hasCalloutScripts(env: Environment): boolean {
   return scriptsIn(env.calloutDirs).length > 0;
+}
+
+/** What a versioned callout script says it supports (mdevctl ≥ 1.3's capabilities protocol). */
+export interface CalloutCapabilities {
+  readonly version: number;
+  readonly actions: readonly string[];
+  readonly events: readonly string[];
+}
+
+/** What mdevkit offers scripts in the capabilities query (upstream's version 2). */
+const PROVIDES = {
+  provides: {
+    version: 2,
+    actions: ['start', 'stop', 'define', 'undefine', 'modify', 'attributes', 'capabilities'],
+    events: ['pre', 'post', 'notify', 'get', 'live'],
+  },
+};
+
+function parseCapabilities(stdout: string): CalloutCapabilities | undefined {
+  try {
+    const v = JSON.parse(stdout.replace(/\0+$/, '')) as { supports?: Partial<CalloutCapabilities> };
+    const s = v?.supports;
+    if (s === undefined || s === null || typeof s !== 'object') return undefined;
+    if (typeof s.version !== 'number' || !Array.isArray(s.actions) || !Array.isArray(s.events)) {
+      return undefined;
+    }
+    return { version: s.version, actions: s.actions, events: s.events };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The versioned script for a device: scripts are asked in order with
+ * `-e get -a capabilities` (our offer as JSON on stdin); the first that does
+ * not answer "not my type" (exit 2) and prints `{"supports": {...}}` is it.
+ * mdevkit asks this only for live changes: mdevctl 1.2.0 never asks, and its
+ * callout protocol is what the other commands keep.
+ */
+export function findVersionedScript(
+  env: Environment,
+  dev: CalloutDevice,
+): { script: string; supports: CalloutCapabilities } | undefined {
+  const offer = JSON.stringify(PROVIDES);
+  for (const script of scriptsIn(env.calloutDirs)) {
+    const r = run(script, { ...dev, configJson: offer }, 'get', 'capabilities', 'none');
+    if (!ran(r) || r.status === 2) continue;
+    const supports = parseCapabilities(r.stdout);
+    if (supports !== undefined) return { script, supports };
+  }
+  return undefined;
+}
+
+/**
+ * Apply a new configuration to a running device through its versioned
+ * callout script (event live, action modify), then run the notifiers.
+ */
+export function invokeLiveModify(
+  env: Environment,
+  dev: CalloutDevice,
+  onStderr: CalloutStderrSink,
+): void {
+  const found = findVersionedScript(env, dev);
+  if (found === undefined) {
+    throw new Error('No callout script with version support found that supports live modify');
+  }
+  const { script, supports } = found;
+  if (!supports.actions.includes('modify') || !supports.events.includes('live')) {
+    throw new Error(`Callout script "${script}" does not support live modify`);
+  }
+  const r = run(script, dev, 'live', 'modify', 'none');
+  if (r.stderr) onStderr(nodePath.basename(script), r.stderr);
+  const session = new CalloutSession(env, 'modify', onStderr);
+  session.notify(dev);
+  if (!ran(r)) throw new Error(`callout script "${script}" could not be run`);
+  if (r.status !== 0) throw new CalloutError(script, r.status ?? -1);
 }

@@ -11,6 +11,7 @@
  *   defineDevice(env, request, hooks)       -> MdevDevice (stores <configDir>/<parent>/<uuid>)
  *   undefineDevice(env, uuid, parent?, hooks)  -> MdevDevice[] removed
  *   modifyDevice(env, request, hooks)       -> MdevDevice (the new definition)
+ *   modifyLive(env, request, hooks)         -> MdevDevice (running device changed via its callout)
  *   startDevice(env, request, hooks)        -> MdevDevice (created, attrs written in order)
  *   stopDevice(env, uuid, hooks)
  *   startParentDevices(env, parent, hooks)  -> StartOutcome[] (autostart of start=auto definitions)
@@ -34,6 +35,7 @@ import type { SysfsPort } from '../port/sysfs-port.js';
 import {
   getAttributesFromCallouts,
   hasCalloutScripts,
+  invokeLiveModify,
   withCallouts,
   type CalloutAction,
   type CalloutDevice,
@@ -909,6 +911,54 @@ export function modifyDevice(
   }
   invoke(env, 'modify', d, hooks, () => storeConfig(env, d));
   return freeze(d, true);
+}
+
+export interface LiveModifyRequest {
+  readonly uuid: string;
+  readonly parent?: string | undefined;
+  /** The new configuration of the running device. */
+  readonly json: JsonSource;
+  /** Store it as the definition as well (`--live --defined`). */
+  readonly alsoDefined?: boolean | undefined;
+}
+
+/**
+ * Change a running device (mdevctl 1.3's `modify --live`): its versioned
+ * callout script applies the new configuration (event live); with
+ * `alsoDefined` the definition is rewritten too. The type cannot change.
+ */
+export function modifyLive(
+  env: Environment,
+  req: LiveModifyRequest,
+  hooks: HostHooks = noHooks,
+): MdevDevice {
+  const uuid = uuidArg(req.uuid);
+  const parent = parentArg(req.parent);
+  const running = draft(uuid);
+  running.parent = parent;
+  loadFromSysfs(env.port, running);
+  if (!running.active) {
+    const what = parent === undefined ? uuid : `${parent}/${uuid}`;
+    throw new MdevError('NOT_ACTIVE', `Mediated device ${what} is not active`);
+  }
+  const next = draft(uuid);
+  next.active = true;
+  applyJson(next, running.parent!, req.json, hooks);
+  if (next.type !== running.type)
+    throw new MdevError('CONFLICT', "'type' cannot be changed on active mdev");
+  if (req.alsoDefined === true) {
+    const def = getDefinedDevice(env, uuid, running.parent, hooks);
+    if (def.type !== next.type) {
+      throw new MdevError('CONFLICT', "'type' of active and defined mdev does not match");
+    }
+  }
+  try {
+    invokeLiveModify(env, calloutView(next)!, hooks.calloutStderr ?? (() => {}));
+  } catch (err) {
+    throw new MdevError('CALLOUT', (err as Error).message);
+  }
+  if (req.alsoDefined === true) invoke(env, 'modify', next, hooks, () => storeConfig(env, next));
+  return freeze(next, isDefined(env, next));
 }
 
 // ---------------------------------------------------------------- start / stop

@@ -145,7 +145,7 @@ function staticTree(): {
   return { root, run };
 }
 
-test('modify --jsonfile replaces the definition (mdevctl 1.3); --live needs versioned callouts', () => {
+test('modify --jsonfile replaces the definition (mdevctl 1.3)', () => {
   const { root, run } = staticTree();
   const u = uuidN(1);
   assert.equal(run(['define', '-u', u, '-p', '0000:00:02.0', '-t', 'i915-GVTg_V5_4'])[0], 0);
@@ -166,12 +166,6 @@ test('modify --jsonfile replaces the definition (mdevctl 1.3); --live needs vers
     start: 'auto',
     attrs: [{ name: 'a', value: '1' }],
   });
-  [code, , err] = run(
-    ['modify', '-u', u, '-p', '0000:00:02.0', '--jsonfile', '/dev/stdin', '--live'],
-    doc,
-  );
-  assert.equal(code, 1);
-  assert.match(err, /No callout script with version support found that supports live modify/);
   assert.equal(run(['modify', '-u', u, '--live'])[0], 2, '--live requires --jsonfile');
 });
 
@@ -207,4 +201,65 @@ test('--force goes past a refusing pre callout; callouts in /usr/lib/mdevctl/scr
   );
   assert.ok(lines.some((l) => l.includes('-e post') && l.includes('-s success')));
   for (const a of args) assert.ok(lines[0]!.includes(a), lines[0]);
+});
+
+test('modify --live goes through a versioned callout script (capabilities protocol)', () => {
+  const { root, run } = staticTree();
+  const active = uuidN(9);
+  const doc = (type: string): string =>
+    JSON.stringify({ mdev_type: type, start: 'manual', attrs: [{ weight: '8' }] });
+  const live = ['modify', '-u', active, '--live', '--jsonfile', '/dev/stdin'];
+
+  let [code, , err] = run(live, doc('i915-GVTg_V5_4'));
+  assert.equal(code, 1);
+  assert.match(err, /No callout script with version support found that supports live modify/);
+  [code, , err] = run(['modify', '-u', uuidN(8), '--live', '--jsonfile', '/dev/stdin'], doc('x'));
+  assert.equal(code, 1);
+  assert.match(err, /Mediated device .* is not active/);
+
+  const log = path.join(root, 'live.log');
+  const dir = path.join(root, 'usr/lib/mdevctl/scripts.d/callouts');
+  fs.mkdirSync(dir, { recursive: true });
+  const supports = JSON.stringify({
+    supports: {
+      version: 2,
+      actions: ['modify', 'define', 'start', 'stop'],
+      events: ['pre', 'post', 'live'],
+    },
+  });
+  fs.writeFileSync(
+    path.join(dir, 'gpu.sh'),
+    `#!/bin/sh\necho "$* | $(cat)" >> '${log}'\ncase "$*" in *"-a capabilities"*) echo '${supports}';; esac\nexit 0\n`,
+    { mode: 0o755 },
+  );
+  [code, , err] = run(live, doc('i915-GVTg_V5_8'));
+  assert.equal(code, 1);
+  assert.match(err, /'type' cannot be changed on active mdev/);
+
+  [code, , err] = run(live, doc('i915-GVTg_V5_4'));
+  assert.equal(code, 0, err);
+  const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
+  assert.match(lines[0]!, /-e get -a capabilities .* \| \{"provides":\{"version":2,/);
+  assert.equal(
+    lines.at(-1),
+    `-t i915-GVTg_V5_4 -e live -a modify -s none -u ${active} -p 0000:00:02.0 | ` +
+      '{"mdev_type":"i915-GVTg_V5_4","start":"manual","attrs":[{"weight":"8"}]}',
+  );
+  const configFile = path.join(root, 'etc/mdevctl.d/0000:00:02.0', active);
+  assert.ok(!fs.existsSync(configFile), '--live alone leaves definitions alone');
+
+  [code, , err] = run([...live, '--defined'], doc('i915-GVTg_V5_4'));
+  assert.equal(code, 1);
+  assert.match(err, /is not defined/);
+  assert.equal(run(['define', '-u', active])[0], 0);
+  [code, , err] = run([...live, '--defined'], doc('i915-GVTg_V5_4'));
+  assert.equal(code, 0, err);
+  assert.equal(
+    fs.readFileSync(configFile, 'utf8'),
+    JSON.stringify(
+      { mdev_type: 'i915-GVTg_V5_4', start: 'manual', attrs: [{ weight: '8' }] },
+      null,
+      2,
+    ),
+  );
 });

@@ -7,6 +7,7 @@ import {
   listDefinedDevices,
   listTypes,
   modifyDevice,
+  modifyLive,
   selfCheck,
   startDevice,
   startParentDevices,
@@ -230,9 +231,14 @@ function dispatch(
       return 0;
     case 'modify': {
       if (o['live'] === true) {
-        // Live changes go through a callout script that announces support for them
-        // (mdevctl 1.3's versioned callouts), which mdevkit does not speak yet.
-        throw new Error('No callout script with version support found that supports live modify');
+        if (o['auto'] === true) throw new Error("'auto' cannot be changed on active mdev");
+        if (o['manual'] === true) throw new Error("'manual' cannot be changed on active mdev");
+        modifyLive(
+          env,
+          { uuid: uuid!, parent, json: json!, alsoDefined: o['defined'] === true },
+          hooks,
+        );
+        return 0;
       }
       const start = o['auto'] === true ? 'auto' : o['manual'] === true ? 'manual' : undefined;
       const addattr = str(o['addattr']);
