@@ -158,16 +158,15 @@ export class VfioApMatrix implements NonDefaultQueueDriver {
   replaceConfig(dev: MatrixDevice, apm: ApMask, aqm: ApMask, adm: ApMask): void {
     this.#checkHostOwnership(dev, apm, aqm);
     this.#checkSharing(dev, apm, aqm);
-    const tooHigh =
-      highest(apm) > this.bus.maxAdapterId
-        ? ['adapter', highest(apm)]
-        : highest(aqm) > this.bus.maxDomainId
-          ? ['domain', highest(aqm)]
-          : highest(adm) > this.bus.maxDomainId
-            ? ['control domain', highest(adm)]
-            : undefined;
-    if (tooHigh !== undefined)
-      throw this.#noSuchId(dev, tooHigh[0] as string, tooHigh[1] as number);
+    // ap_matrix_overflow_check, after the other two as in the kernel.
+    const limits: [ApMask, number, string][] = [
+      [apm, this.bus.maxAdapterId, 'adapter'],
+      [aqm, this.bus.maxDomainId, 'domain'],
+      [adm, this.bus.maxDomainId, 'control domain'],
+    ];
+    for (const [mask, max, what] of limits) {
+      if (highest(mask) > max) throw this.#noSuchId(dev, what, highest(mask));
+    }
     this.#unclaim(dev, dev.apm, dev.aqm);
     dev.apm.set(apm);
     dev.aqm.set(aqm);
