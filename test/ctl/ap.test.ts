@@ -4,6 +4,8 @@ import { runAp } from '../../src/cli/ap.js';
 import type { CommandContext } from '../../src/cli/context.js';
 import { CommandError, UsageError } from '../../src/cli/context.js';
 import { ApListError, formatIdList, parseIdList } from '../../src/ctl/ap/ids.js';
+import { ErrnoError } from '../../src/common/errno.js';
+import type { SysfsPort } from '../../src/port/sysfs-port.js';
 import type { Lab } from '../../src/sim/lab.js';
 import { U1, U2, U3, labWith } from '../support/labs.js';
 
@@ -218,6 +220,41 @@ describe('mdevkit ap reserve / release', () => {
     ap(lab, 'unassign', U1, '--adapters', '5');
     ap(lab, 'release', '--adapters', '5,6');
     assert.ok(lab.port.readlink('/sys/bus/ap/devices/05.0006/driver').endsWith('/cex4queue'));
+  });
+
+  it('undoes the apmask half when the aqmask write fails, so the pair is all or nothing', () => {
+    const lab = apLab();
+    // A port whose aqmask store fails as if another tool had raced us.
+    const racing: SysfsPort = {
+      description: 'racing lab',
+      read: (p) => lab.port.read(p),
+      list: (p) => lab.port.list(p),
+      readlink: (p) => lab.port.readlink(p),
+      kind: (p) => lab.port.kind(p),
+      realpath: (p) => lab.port.realpath(p),
+      write: (p, data) => {
+        if (p === '/sys/bus/ap/aqmask') throw new ErrnoError('EBUSY', undefined, p);
+        lab.port.write(p, data);
+      },
+    };
+    const apmask = read(lab, '/sys/bus/ap/apmask');
+    let out = '';
+    const ctx: CommandContext = {
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: () => true },
+      env: {},
+      cwd: '/',
+      readStdin: () => '',
+    };
+    assert.throws(
+      () => runAp(ctx, racing, ['reserve', '--adapters', '3', '--domains', '4']),
+      (e: unknown) =>
+        e instanceof CommandError &&
+        /refused the aqmask change: Device or resource busy/.test(e.message),
+    );
+    assert.match(out, /apmask: -3/);
+    assert.equal(read(lab, '/sys/bus/ap/apmask'), apmask, 'apmask restored');
+    assert.ok(lab.port.readlink('/sys/bus/ap/devices/03.0006/driver').endsWith('/cex4queue'));
   });
 
   it('checks its arguments', () => {
