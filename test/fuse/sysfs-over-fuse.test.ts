@@ -129,6 +129,10 @@ describe('lab serve: sysfs semantics over FUSE', { concurrency: false }, () => {
       fs.writeFileSync(path.join(devices, u, 'remove'), '1');
       assert.deepEqual(fs.readdirSync(devices), [], 'gone at once');
       assert.ok(!fs.existsSync(path.join(devices, u)), 'its link no longer resolves');
+      assert.ok(
+        !fs.existsSync(path.join(lab.sys, 'devices/virtual/mtty/mtty', u)),
+        'its directory is gone at once, although the kernel had it cached',
+      );
     }
   });
 

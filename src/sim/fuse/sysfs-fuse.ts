@@ -218,6 +218,19 @@ export function sysfsFuseOps(tree: SysfsTree, counters?: Record<string, number>)
       cb(0);
     },
 
+    // access(2) on a path the kernel still has cached: say whether it is
+    // still there (a device removed a moment ago is not), and otherwise
+    // allow, as sysfs does for root (mode bits are enforced at open).
+    access(path, _mode, cb) {
+      count('access');
+      try {
+        tree.node(treePath(path), false);
+        cb(0);
+      } catch (err) {
+        cb(errnoReply(err, 'access', path));
+      }
+    },
+
     // sysfs directories have no create: the VFS says EACCES.
     create(_path, _mode, cb) {
       cb(neg('EACCES'));
