@@ -172,7 +172,15 @@ export function apChangeMasks(
       writeMask(port, 'aqmask', plan.aqmaskEdit);
     } catch (err) {
       if (plan.apmaskEdit !== undefined) {
-        port.write(`${AP_BUS}/apmask`, invertEdit(plan.apmaskEdit));
+        try {
+          port.write(`${AP_BUS}/apmask`, invertEdit(plan.apmaskEdit));
+        } catch (undoErr) {
+          const why = undoErr instanceof ErrnoError ? strerror(undoErr.code) : String(undoErr);
+          throw new ApError(
+            `${(err as Error).message}\nundoing the apmask change (${plan.apmaskEdit}) failed too: ${why}; ` +
+              'check the split with: mdevkit ap show',
+          );
+        }
       }
       throw err;
     }
