@@ -98,7 +98,7 @@ test(
     const dir = tmpDir('mdevkit-crash-');
     const root = makeRoot(path.join(dir, 'root'));
     // CommonJS: no ESM loader, so each of the 1000 starts is as cheap as Node allows.
-  const worker = path.join(dir, 'crash-worker.cjs');
+    const worker = path.join(dir, 'crash-worker.cjs');
     await build({
       entryPoints: [new URL('./support/crash-worker.ts', import.meta.url).pathname],
       outfile: worker,
