@@ -91,7 +91,10 @@ function mdevctlCommands(): Record<string, Command> {
   ];
   for (const [name, summary] of commands) table[name] = { summary, load: load([name], 'mdevkit') };
   table['lsmdev'] = { summary: 'same as list', load: load(['list'], 'mdevkit') };
-  table['mdevctl'] = { summary: 'run as mdevctl exactly: mdevkit mdevctl ARGS', load: load([], 'mdevctl') };
+  table['mdevctl'] = {
+    summary: 'run as mdevctl exactly: mdevkit mdevctl ARGS',
+    load: load([], 'mdevctl'),
+  };
   return table;
 }
 
