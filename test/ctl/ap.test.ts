@@ -325,6 +325,68 @@ describe('mdevkit ap assign / unassign', () => {
     );
   });
 
+  it('works one id at a time on kernels without ap_config, undoing the steps when one fails', () => {
+    const lab = apLab();
+    lab.port.write(`${TYPE}/create`, U1);
+    lab.port.write(`${TYPE}/create`, U2);
+    let race: (() => void) | undefined;
+    // An older kernel: no ap_config files. `race` runs before U1's assign_domain.
+    const hidden = (p: string): boolean => p.endsWith('/ap_config');
+    const old: SysfsPort = {
+      description: 'older kernel',
+      read: (p) => {
+        if (hidden(p)) throw new ErrnoError('ENOENT', undefined, p);
+        return lab.port.read(p);
+      },
+      list: (p) => lab.port.list(p).filter((n) => n !== 'ap_config'),
+      readlink: (p) => lab.port.readlink(p),
+      kind: (p) => (hidden(p) ? null : lab.port.kind(p)),
+      realpath: (p) => lab.port.realpath(p),
+      write: (p, data) => {
+        if (hidden(p)) throw new ErrnoError('ENOENT', undefined, p);
+        if (p === `${dev(U1)}/assign_domain`) race?.();
+        lab.port.write(p, data);
+      },
+    };
+    const ctx: CommandContext = {
+      stdout: { write: () => true },
+      stderr: { write: () => true },
+      env: {},
+      cwd: '/',
+      readStdin: () => '',
+    };
+    runAp(ctx, old, [
+      'assign',
+      U1,
+      '--adapters',
+      '6',
+      '--domains',
+      '0x47',
+      '--control-domains',
+      '4',
+    ]);
+    assert.equal(read(lab, `${dev(U1)}/matrix`), '06.0047\n');
+    runAp(ctx, old, ['unassign', U1, '--adapters', '6', '--control-domains', '4']);
+    assert.equal(read(lab, `${dev(U1)}/matrix`), '.0047\n');
+    assert.equal(read(lab, `${dev(U1)}/control_domains`), '');
+    // U2 takes 05.0004 between U1's steps: the kernel says EADDRINUSE, U1's
+    // earlier step (assign_adapter 5) is undone.
+    race = () => {
+      race = undefined;
+      lab.port.write(`${dev(U2)}/assign_adapter`, '5');
+      lab.port.write(`${dev(U2)}/assign_domain`, '4');
+    };
+    assert.throws(
+      () => runAp(ctx, old, ['assign', U1, '--adapters', '5', '--domains', '4']),
+      (e: unknown) =>
+        e instanceof CommandError &&
+        /refused assign_domain 4 .*Address already in use.*the earlier steps were undone/.test(
+          e.message,
+        ),
+    );
+    assert.equal(read(lab, `${dev(U1)}/matrix`), '.0047\n');
+  });
+
   it('refuses devices that are not vfio_ap matrix devices, or absent', () => {
     const lab = apLab();
     lab.port.write('/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1/create', U3);

@@ -362,9 +362,11 @@ export function apChangeMatrix(
   }
   const apConfig = `${MDEV_DEVICES}/${id}/ap_config`;
   if (port.kind(apConfig) === null) {
-    throw new ApError(
-      `${apConfig} is missing: this kernel's vfio_ap predates ap_config and cannot change a matrix in one atomic step`,
-    );
+    // Kernels before ap_config: one attribute write per id, undone in
+    // reverse when one fails, so the device ends as it began.
+    applyStepwise(port, id, plan);
+    out.write('Done (one id at a time: this kernel has no ap_config).\n');
+    return;
   }
   const text = `${formatMaskText(plan.after.adapters)},${formatMaskText(plan.after.domains)},${formatMaskText(plan.after.controlDomains)}\n`;
   try {
@@ -379,4 +381,63 @@ export function apChangeMatrix(
     throw err;
   }
   out.write('Done.\n');
+}
+
+interface Step {
+  readonly file: string;
+  readonly undo: string;
+  readonly id: number;
+}
+
+/** The attribute writes that turn `before` into `after`: removals first, then additions. */
+function stepsOf(plan: MatrixPlan): Step[] {
+  const steps: Step[] = [];
+  const kinds: [keyof MatrixConfig, string][] = [
+    ['adapters', 'adapter'],
+    ['domains', 'domain'],
+    ['controlDomains', 'control_domain'],
+  ];
+  for (const [key, name] of kinds) {
+    const after = new Set(plan.after[key]);
+    for (const id of plan.before[key]) {
+      if (!after.has(id)) steps.push({ file: `unassign_${name}`, undo: `assign_${name}`, id });
+    }
+  }
+  for (const [key, name] of kinds) {
+    const before = new Set(plan.before[key]);
+    for (const id of plan.after[key]) {
+      if (!before.has(id)) steps.push({ file: `assign_${name}`, undo: `unassign_${name}`, id });
+    }
+  }
+  return steps;
+}
+
+function applyStepwise(port: SysfsPort, uuid: string, plan: MatrixPlan): void {
+  const dir = `${MDEV_DEVICES}/${uuid}`;
+  const done: Step[] = [];
+  for (const step of stepsOf(plan)) {
+    try {
+      port.write(`${dir}/${step.file}`, `${step.id}\n`);
+      done.push(step);
+    } catch (err) {
+      if (!(err instanceof ErrnoError)) throw err;
+      const undoFailures: string[] = [];
+      for (const d of done.reverse()) {
+        try {
+          port.write(`${dir}/${d.undo}`, `${d.id}\n`);
+        } catch (undoErr) {
+          undoFailures.push(
+            `${d.undo} ${d.id}: ${undoErr instanceof ErrnoError ? strerror(undoErr.code) : String(undoErr)}`,
+          );
+        }
+      }
+      throw new ApError(
+        `the kernel refused ${step.file} ${step.id} on ${uuid}: ${strerror(err.code)}` +
+          `${err.detail === undefined ? '' : ` (${err.detail})`}; ` +
+          (undoFailures.length === 0
+            ? 'the earlier steps were undone, nothing changed'
+            : `undoing the earlier steps failed for ${undoFailures.join(', ')}`),
+      );
+    }
+  }
 }
