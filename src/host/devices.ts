@@ -98,6 +98,12 @@ export interface HostHooks {
   readonly calloutStderr?: (script: string, text: string) => void;
   /** Go on although a pre callout refused (mdevctl 1.3's --force). */
   readonly force?: boolean;
+  /**
+   * When given, a definition that cannot be parsed is reported here and
+   * skipped, instead of failing the whole listing as mdevctl does (the
+   * agent and dashboard use this; the mdevctl CLI keeps mdevctl's rule).
+   */
+  readonly invalidDefinition?: (path: string, error: MdevError) => void;
 }
 
 export type MdevErrorCode =
@@ -634,7 +640,10 @@ export function listDefinedDevices(
       try {
         loadFromJson(d, parent, parseJsonText(text, path), hooks, path);
       } catch (err) {
-        throw new MdevError('INVALID_CONFIG', `Invalid definition ${path}`, { cause: err });
+        const error = new MdevError('INVALID_CONFIG', `Invalid definition ${path}`, { cause: err });
+        if (hooks.invalidDefinition === undefined) throw error;
+        hooks.invalidDefinition(path, error);
+        continue;
       }
       if (onBus.has(uuid)) loadFromSysfs(env.port, d, typeDirs);
       list.push(freeze(d, names.has(uuid)));

@@ -15,11 +15,13 @@ import { readConfig, writeConfig } from '../../src/host/config-store.js';
 import {
   AttributeWriteError,
   listActiveDevices,
+  listDefinedDevices,
   startDevice,
   startParentDevices,
   stopDevice,
 } from '../../src/host/devices.js';
 import type { Environment } from '../../src/host/environment.js';
+import { FsSysfsPort } from '../../src/port/fs-port.js';
 import { labWith, uuidN } from '../support/labs.js';
 import { tmpDir } from '../support/tmp.js';
 
@@ -261,5 +263,37 @@ test('modify --live goes through a versioned callout script (capabilities protoc
       null,
       2,
     ),
+  );
+});
+
+test('a malformed definition: mdevctl fails the listing naming the file; library callers may skip it', () => {
+  const { root, run } = staticTree();
+  const dir = path.join(root, 'etc/mdevctl.d/0000:00:02.0');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, uuidN(1)), '{ "mdev_type": "i915-GVTg_V5_4", ');
+  writeConfig(path.join(root, 'etc/mdevctl.d'), '0000:00:02.0', uuidN(2), {
+    mdevType: 'i915-GVTg_V5_4',
+    start: 'auto',
+    attrs: [],
+  });
+  const [code, out, err] = run(['list', '-d']);
+  assert.equal(code, 1);
+  assert.equal(out, '');
+  assert.ok(err.startsWith(`Error: Invalid definition ${path.join(dir, uuidN(1))}\n`), err);
+  assert.match(err, /Caused by:\n {4}malformed JSON/);
+
+  const env: Environment = {
+    port: new FsSysfsPort(root),
+    root,
+    configDir: path.join(root, 'etc/mdevctl.d'),
+    calloutDirs: [],
+    notifierDirs: [],
+  };
+  const skipped: string[] = [];
+  const listed = listDefinedDevices(env, {}, { invalidDefinition: (p) => skipped.push(p) });
+  assert.deepEqual(skipped, [path.join(dir, uuidN(1))]);
+  assert.deepEqual(
+    [...listed.values()].flat().map((d) => d.uuid),
+    [uuidN(2)],
   );
 });
