@@ -100,7 +100,8 @@ Node devices of mediated devices and their parents, named as libvirt names
 them, one per line (as 'virsh nodedev-list'). Mediated devices that are
 defined but not running are listed with --inactive or --all.
 
-  --cap CAP    only devices with this capability: ${LISTABLE_CAPS.join(', ')}
+  --cap CAPS   only devices with one of these capabilities (comma-separated):
+               ${LISTABLE_CAPS.join(', ')}
   --all        running and defined-but-inactive devices
   --inactive   only defined devices that are not running
 ${ROOT_HELP}`;
@@ -129,15 +130,18 @@ export function nodedevListCommand(ctx: CommandContext, args: string[]): number 
   if (values.all && values.inactive) {
     throw new UsageError('--all and --inactive exclude each other', NODEDEV_LIST_USAGE);
   }
-  const cap = values.cap;
-  if (cap !== undefined && !(LISTABLE_CAPS as readonly string[]).includes(cap)) {
-    throw new UsageError(
-      `unknown capability '${cap}' (one of ${LISTABLE_CAPS.join(', ')})`,
-      NODEDEV_LIST_USAGE,
-    );
+  // virsh takes a comma-separated list: --cap mdev,mdev_types
+  const caps = values.cap === undefined ? undefined : values.cap.split(',').filter((c) => c !== '');
+  for (const cap of caps ?? []) {
+    if (!(LISTABLE_CAPS as readonly string[]).includes(cap)) {
+      throw new UsageError(
+        `unknown capability '${cap}' (one of ${LISTABLE_CAPS.join(', ')})`,
+        NODEDEV_LIST_USAGE,
+      );
+    }
   }
   const state = values.all ? 'all' : values.inactive ? 'inactive' : 'active';
-  const devices = guarded(() => listNodeDevices(env(ctx, values.root), { cap, state }));
+  const devices = guarded(() => listNodeDevices(env(ctx, values.root), { caps, state }));
   if (values.json) writeJson(ctx, devices.map(nodeDeviceJson));
   else for (const d of devices) ctx.stdout.write(`${d.name}\n`);
   return 0;

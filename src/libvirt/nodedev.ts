@@ -380,8 +380,8 @@ export function listMdevNodeDevices(
 }
 
 export interface NodeDeviceFilter {
-  /** Only devices with this capability (mdev, mdev_types, pci, css, ap_matrix). */
-  readonly cap?: string | undefined;
+  /** Only devices with one of these capabilities (mdev, mdev_types, pci, css, ap_matrix). */
+  readonly caps?: readonly string[] | undefined;
   /** Which mdevs: running (libvirt's default), defined but not running, or all. */
   readonly state?: 'active' | 'inactive' | 'all';
 }
@@ -398,7 +398,7 @@ export function listNodeDevices(env: Environment, filter: NodeDeviceFilter = {})
       const active = d.kind === 'parent' || d.active;
       if (state === 'active' && !active) return false;
       if (state === 'inactive' && active) return false;
-      return filter.cap === undefined || capabilitiesOf(d).includes(filter.cap);
+      return filter.caps === undefined || capabilitiesOf(d).some((c) => filter.caps!.includes(c));
     })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -67,6 +67,12 @@ describe('nodedev commands through bin/mdevkit', () => {
     assert.ok(!names.includes(mdevNodeDeviceName(U2, '0.0.0313')));
     assert.deepEqual(names, [...names].sort());
 
+    const caps = withRoot(['nodedev-list', '--cap', 'css,ap_matrix']);
+    assert.equal(caps.stdout, 'ap_matrix\ncss_0_0_0313\ncss_0_0_0314\n');
+    const badCap = withRoot(['nodedev-list', '--cap', 'usb']);
+    assert.equal(badCap.status, 2);
+    assert.match(badCap.stderr, /^mdevkit: unknown capability 'usb'/);
+
     const inactive = withRoot(['nodedev-list', '--inactive', '--cap', 'mdev']);
     assert.equal(inactive.stdout, `${mdevNodeDeviceName(U2, '0.0.0313')}\n`);
 

@@ -46,10 +46,10 @@ describe('libvirt node device names', () => {
 describe('parents as node devices', () => {
   it('lists PCI, css and ap_matrix parents with mdev_types, and no node device for a virtual parent', () => {
     const env = labEnvironment(mixedLab());
-    const names = listNodeDevices(env, { cap: 'mdev_types' }).map((d) => d.name);
+    const names = listNodeDevices(env, { caps: ['mdev_types'] }).map((d) => d.name);
     assert.deepEqual(names, ['ap_matrix', 'css_0_0_0313', 'css_0_0_0314', 'pci_0000_00_02_0']);
     assert.deepEqual(
-      listNodeDevices(env, { cap: 'pci' }).map((d) => d.name),
+      listNodeDevices(env, { caps: ['pci'] }).map((d) => d.name),
       ['pci_0000_00_02_0'],
     );
   });
@@ -197,7 +197,7 @@ describe('mediated devices as node devices', () => {
     defineDevice(env, { uuid: U2, parent: GVT, type: 'i915-GVTg_V5_8' });
     startDevice(env, { uuid: U3, parent: 'mtty', type: 'mtty-1' });
     const names = (state: 'active' | 'inactive' | 'all') =>
-      listNodeDevices(env, { cap: 'mdev', state }).map((d) => d.name);
+      listNodeDevices(env, { caps: ['mdev'], state }).map((d) => d.name);
     const inactive = mdevNodeDeviceName(U2, GVT);
     const running = mdevNodeDeviceName(U3, 'mtty');
     assert.deepEqual(names('active'), [running]);
