@@ -12,7 +12,9 @@ import {
   type ControlServer,
 } from '../../src/sim/control.js';
 import type { Lab } from '../../src/sim/lab.js';
-import { MDEVKIT_BIN, type RunResult } from '../support/cli.js';
+import { FUSE_NEEDS, serveLab } from '../fuse/served-lab.js';
+import { requires } from '../support/capabilities.js';
+import { MDEVKIT_BIN, runMdevkit, type RunResult } from '../support/cli.js';
 import { labWith, U1, U2 } from '../support/labs.js';
 import { tmpDir } from '../support/tmp.js';
 
@@ -199,6 +201,57 @@ describe('mdevkit lab open|close', () => {
 });
 
 /** A server process killed outright leaves its socket file behind, as a crashed lab would. */
+describe('a served lab (FUSE): the VM holds a device, tools see EBUSY through real files', () => {
+  it('open via the CLI, then remove / aggregation / vgpu_params are EBUSY until close', async (t) => {
+    if (!requires(t, FUSE_NEEDS, 'serves the lab over FUSE')) return;
+    const served = await serveLab();
+    t.after(() => served.close());
+    const sys = served.sys;
+    const gvt = `${sys}/class/mdev_bus/${IGD}/mdev_supported_types/i915-GVTg_V5_8`;
+    const m60 = `${sys}/class/mdev_bus/0000:85:00.0/mdev_supported_types/nvidia-12`;
+    fs.writeFileSync(`${gvt}/create`, U1);
+    fs.writeFileSync(`${m60}/create`, U2);
+    const fsErrno = (fn: () => void): string | undefined => {
+      try {
+        fn();
+        return undefined;
+      } catch (err) {
+        return (err as NodeJS.ErrnoException).code;
+      }
+    };
+    const devices = `${sys}/bus/mdev/devices`;
+    for (const u of [U1, U2]) {
+      const r = runMdevkit(['lab', 'open', u, '--lab', served.dir]);
+      assert.equal(r.status, 0, r.stderr);
+    }
+    assert.equal(
+      fsErrno(() => fs.writeFileSync(`${devices}/${U1}/remove`, '1')),
+      'EBUSY',
+    );
+    assert.equal(
+      fsErrno(() => fs.writeFileSync(`${devices}/${U1}/mdev/aggregation/value`, '2')),
+      'EBUSY',
+    );
+    assert.equal(
+      fsErrno(() =>
+        fs.writeFileSync(`${devices}/${U2}/nvidia/vgpu_params`, 'frame_rate_limiter=0'),
+      ),
+      'EBUSY',
+    );
+    for (const u of [U1, U2]) {
+      const r = runMdevkit(['lab', 'close', u], {
+        env: { ...process.env, MDEVKIT_LAB: served.dir },
+      });
+      assert.equal(r.status, 0, r.stderr);
+    }
+    fs.writeFileSync(`${devices}/${U1}/mdev/aggregation/value`, '2');
+    assert.equal(fs.readFileSync(`${devices}/${U1}/mdev/aggregation/value`, 'utf8'), '2\n');
+    fs.writeFileSync(`${devices}/${U1}/remove`, '1');
+    fs.writeFileSync(`${devices}/${U2}/remove`, '1');
+    assert.deepEqual(fs.readdirSync(devices), []);
+  });
+});
+
 async function leaveStaleSocket(sock: string): Promise<void> {
   const child = spawn(process.execPath, [
     '-e',
