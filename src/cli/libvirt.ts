@@ -94,7 +94,7 @@ function needUuid(arg: string | undefined, usage: string): string {
 
 // ---- nodedev-list ----------------------------------------------------------
 
-const NODEDEV_LIST_USAGE = `usage: mdevkit nodedev-list [--cap CAP] [--all | --inactive] [--json] [--root DIR]
+const NODEDEV_LIST_USAGE = `usage: mdevkit nodedev-list [--cap CAPS] [--all | --inactive] [--json] [--root DIR]
 
 Node devices of mediated devices and their parents, named as libvirt names
 them, one per line (as 'virsh nodedev-list'). Mediated devices that are
