@@ -50,32 +50,35 @@ export const vfioCcwModule = defineDriverModule({
     t.mkdirp(drvDir);
     const subchannels: DeviceNode[] = [];
     const parents: MdevParent[] = [];
-    for (const schid of opts.subchannels) {
-      const path = `/sys/devices/css0/${schid}`;
-      if (t.lookup(path) !== undefined) fail('EEXIST', `css: subchannel ${schid} exists`);
-      const sch = kernel.addDevice(path, 'css', { bus: 'css' });
-      sch.dir.attr('type', 0o444, { show: () => '0\n' });
-      sch.dir.attr('modalias', 0o444, { show: () => 'css:t0\n' });
-      sch.dir.link('driver', relativeLink(path, drvDir));
-      t.dirAt(drvDir).link(schid, relativeLink(drvDir, path));
-      subchannels.push(sch);
-      parents.push(
-        core.registerParent(sch, driver, [
-          { sysfsName: 'io', prettyName: 'I/O subchannel (Non-QDIO)' },
-        ]),
-      );
-    }
-    return {
-      parents: parents.map((p) => p.name),
-      unload() {
-        for (const p of parents) core.unregisterParent(p);
-        for (const sch of subchannels) {
-          t.dirAt(drvDir).remove(sch.name);
-          kernel.removeDevice(sch, { bus: 'css' });
-        }
-        parents.length = 0;
-        subchannels.length = 0;
-      },
+    const unload = (): void => {
+      for (const p of parents) core.unregisterParent(p);
+      for (const sch of subchannels) {
+        t.dirAt(drvDir).remove(sch.name);
+        kernel.removeDevice(sch, { bus: 'css' });
+      }
+      parents.length = 0;
+      subchannels.length = 0;
     };
+    try {
+      for (const schid of opts.subchannels) {
+        const path = `/sys/devices/css0/${schid}`;
+        if (t.lookup(path) !== undefined) fail('EEXIST', `css: subchannel ${schid} exists`);
+        const sch = kernel.addDevice(path, 'css', { bus: 'css' });
+        sch.dir.attr('type', 0o444, { show: () => '0\n' });
+        sch.dir.attr('modalias', 0o444, { show: () => 'css:t0\n' });
+        sch.dir.link('driver', relativeLink(path, drvDir));
+        t.dirAt(drvDir).link(schid, relativeLink(drvDir, path));
+        subchannels.push(sch);
+        parents.push(
+          core.registerParent(sch, driver, [
+            { sysfsName: 'io', prettyName: 'I/O subchannel (Non-QDIO)' },
+          ]),
+        );
+      }
+    } catch (err) {
+      unload(); // a subchannel another entry of the profile already has: undo ours
+      throw err;
+    }
+    return { parents: parents.map((p) => p.name), unload };
   },
 });

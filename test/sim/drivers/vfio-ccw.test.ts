@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { EmulatedKernel } from '../../../src/sim/core/kernel.js';
+import { MdevCore } from '../../../src/sim/core/mdev-core.js';
+import { vfioCcwModule } from '../../../src/sim/drivers/vfio-ccw.js';
+import { TreeSysfsPort } from '../../../src/sim/sysfs/tree-port.js';
 import { labWith, U1, U2, U3 } from '../../support/labs.js';
 import { devDir, errnoOf, readNumber, typeDir } from './_support.js';
 
@@ -52,6 +56,20 @@ describe('vfio-ccw', () => {
     port.write(`${devDir(U1)}/remove`, '1');
     assert.equal(readNumber(port, `${typeDir(SCH, TYPE)}/available_instances`), 1);
     port.write(`${typeDir(SCH, TYPE)}/create`, U3);
+  });
+
+  it('refuses a subchannel another profile entry has, leaving nothing half-made', () => {
+    const kernel = new EmulatedKernel();
+    const ctx = { kernel, core: new MdevCore(kernel) };
+    const opts = (ids: string[]) => vfioCcwModule.options.parse({ subchannels: ids });
+    vfioCcwModule.load(ctx, opts(['0.0.0314']));
+    assert.throws(() => vfioCcwModule.load(ctx, opts(['0.0.0313', '0.0.0314'])), {
+      code: 'EEXIST',
+    });
+    const port = new TreeSysfsPort(kernel.tree);
+    assert.deepEqual(port.list('/sys/class/mdev_bus'), ['0.0.0314']);
+    assert.deepEqual(port.list('/sys/devices/css0'), ['0.0.0314']);
+    assert.deepEqual(port.list('/sys/bus/css/drivers/vfio_ccw'), ['0.0.0314']);
   });
 
   it('takes the subchannel ids from the profile', () => {
