@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { parseArgs } from 'node:util';
-import { MdevError } from '../host/devices.js';
+import { MdevError, type HostHooks } from '../host/devices.js';
 import { environmentFrom, type Environment } from '../host/environment.js';
 import { parseUuid } from '../host/uuid-forms.js';
 import {
@@ -67,6 +67,18 @@ function guarded<T>(run: () => T): T {
     if (err instanceof MdevError) throw new CommandError(describeChain(err));
     throw err;
   }
+}
+
+/**
+ * Listings go on past a definition file that cannot be read, saying so on
+ * stderr, so one broken file does not hide every node device.
+ */
+function listingHooks(ctx: CommandContext): HostHooks {
+  return {
+    warn: (message) => ctx.stderr.write(`mdevkit: warning: ${message}\n`),
+    invalidDefinition: (_path, error) =>
+      ctx.stderr.write(`mdevkit: warning: skipping ${describeChain(error)}\n`),
+  };
 }
 
 function writeJson(ctx: CommandContext, value: unknown): void {
@@ -141,7 +153,9 @@ export function nodedevListCommand(ctx: CommandContext, args: string[]): number 
     }
   }
   const state = values.all ? 'all' : values.inactive ? 'inactive' : 'active';
-  const devices = guarded(() => listNodeDevices(env(ctx, values.root), { caps, state }));
+  const devices = guarded(() =>
+    listNodeDevices(env(ctx, values.root), { caps, state }, listingHooks(ctx)),
+  );
   if (values.json) writeJson(ctx, devices.map(nodeDeviceJson));
   else for (const d of devices) ctx.stdout.write(`${d.name}\n`);
   return 0;
@@ -177,7 +191,7 @@ export function nodedevDumpxmlCommand(ctx: CommandContext, args: string[]): numb
     throw new UsageError('nodedev-dumpxml takes one NAME', NODEDEV_DUMPXML_USAGE);
   }
   const name = positionals[0]!;
-  const dev = guarded(() => findNodeDevice(env(ctx, values.root), name));
+  const dev = guarded(() => findNodeDevice(env(ctx, values.root), name, listingHooks(ctx)));
   if (dev === undefined) throw new CommandError(`no node device with matching name '${name}'`);
   if (values.inactive && (dev.kind !== 'mdev' || !dev.persistent)) {
     throw new CommandError(`node device '${dev.name}' is not persistent`);

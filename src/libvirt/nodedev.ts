@@ -4,6 +4,7 @@ import type { SysfsPort } from '../port/sysfs-port.js';
 import {
   listActiveDevices,
   listDefinedDevices,
+  type HostHooks,
   type MdevAttribute,
   type MdevDevice,
   type StartMode,
@@ -298,10 +299,10 @@ function flatten(map: Map<string, MdevDevice[]>): MdevDevice[] {
   return [...map.values()].flat();
 }
 
-function definitions(env: Environment): MdevDevice[] {
+function definitions(env: Environment, hooks: HostHooks): MdevDevice[] {
   // No config directory means nothing is defined (a bare /sys snapshot).
   if (!fs.existsSync(env.configDir)) return [];
-  return flatten(listDefinedDevices(env));
+  return flatten(listDefinedDevices(env, {}, hooks));
 }
 
 function activeDetails(
@@ -357,14 +358,15 @@ function mdevNode(
 export function listMdevNodeDevices(
   env: Environment,
   parents: readonly ParentNodeDevice[] = listParentNodeDevices(env.port),
+  hooks: HostHooks = {},
 ): MdevNodeDevice[] {
   const parentName = new Map(parents.map((p) => [p.address, p.name]));
   const nameOf = (address: string): string => parentName.get(address) ?? COMPUTER_NODEDEV;
-  const defined = definitions(env);
+  const defined = definitions(env, hooks);
   const definedKey = new Map(defined.map((d) => [`${d.parent}/${d.uuid}`, d]));
   const out: MdevNodeDevice[] = [];
   const seen = new Set<string>();
-  for (const dev of flatten(listActiveDevices(env))) {
+  for (const dev of flatten(listActiveDevices(env, {}, hooks))) {
     const key = `${dev.parent}/${dev.uuid}`;
     seen.add(key);
     const def = definedKey.get(key);
@@ -388,10 +390,18 @@ export interface NodeDeviceFilter {
 
 export const LISTABLE_CAPS = ['mdev', 'mdev_types', 'pci', 'css', 'ap_matrix'] as const;
 
-/** The node devices of a host, sorted by name as `virsh nodedev-list` prints them. */
-export function listNodeDevices(env: Environment, filter: NodeDeviceFilter = {}): NodeDevice[] {
+/**
+ * The node devices of a host, sorted by name as `virsh nodedev-list` prints
+ * them. `hooks.invalidDefinition` lets a caller skip (and report) a broken
+ * definition file instead of failing the whole listing.
+ */
+export function listNodeDevices(
+  env: Environment,
+  filter: NodeDeviceFilter = {},
+  hooks: HostHooks = {},
+): NodeDevice[] {
   const parents = listParentNodeDevices(env.port);
-  const all: NodeDevice[] = [...parents, ...listMdevNodeDevices(env, parents)];
+  const all: NodeDevice[] = [...parents, ...listMdevNodeDevices(env, parents, hooks)];
   const state = filter.state ?? 'active';
   return all
     .filter((d) => {
@@ -407,8 +417,12 @@ export function listNodeDevices(env: Environment, filter: NodeDeviceFilter = {})
  * One node device by libvirt name; a bare UUID also finds an mdev when
  * exactly one device has it. Undefined when there is none.
  */
-export function findNodeDevice(env: Environment, nameOrUuid: string): NodeDevice | undefined {
-  const all = listNodeDevices(env, { state: 'all' });
+export function findNodeDevice(
+  env: Environment,
+  nameOrUuid: string,
+  hooks: HostHooks = {},
+): NodeDevice | undefined {
+  const all = listNodeDevices(env, { state: 'all' }, hooks);
   const byName = all.find((d) => d.name === nameOrUuid);
   if (byName !== undefined) return byName;
   const lower = nameOrUuid.toLowerCase();

@@ -183,6 +183,19 @@ describe('nodedev commands through bin/mdevkit', () => {
   });
 });
 
+describe('a broken definition file', () => {
+  it('is skipped with a warning; the listing goes on', () => {
+    const dir = tmpDir('mdevkit-libvirt-broken-');
+    fs.cpSync(root, dir, { recursive: true, verbatimSymlinks: true });
+    const broken = path.join(dir, 'etc/mdevctl.d', GVT, '0a0b0c0d-0e0f-4a1b-8c2d-3e4f5a6b7c8d');
+    fs.writeFileSync(broken, '{ "mdev_type": ');
+    const r = mdevkit(['nodedev-list', '--all', '--cap', 'mdev', '--root', dir]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(r.stdout.includes(mdevNodeDeviceName(U2, '0.0.0313')));
+    assert.match(r.stderr, new RegExp(`^mdevkit: warning: skipping Invalid definition ${broken}`));
+  });
+});
+
 describe('hostdev-xml and qemu-args through bin/mdevkit', () => {
   it('print the hostdev and the -device argument for each model', (t) => {
     const xml = withRoot(['hostdev-xml', U1, '--display', '--ramfb']);
