@@ -171,14 +171,6 @@ export class ApBus {
     return this.#queues.get(apqnIndex(apid, apqi))?.driver === VFIO_AP_DRIVER;
   }
 
-  queue(apid: number, apqi: number): ApQueue | undefined {
-    return this.#queues.get(apqnIndex(apid, apqi));
-  }
-
-  get queueCount(): number {
-    return this.#queues.size;
-  }
-
   /** Remove the bus and every card (the emulator's module exit). */
   teardown(): void {
     this.#vfio = undefined;

@@ -27,12 +27,6 @@ export function maskOf(ids: Iterable<number>): ApMask {
   return m;
 }
 
-export function maskIds(mask: ApMask): number[] {
-  const ids: number[] = [];
-  for (let i = 0; i < AP_MASK_BITS; i++) if (mask[i] === 1) ids.push(i);
-  return ids;
-}
-
 export function masksEqual(a: ApMask, b: ApMask): boolean {
   for (let i = 0; i < AP_MASK_BITS; i++) if (a[i] !== b[i]) return false;
   return true;

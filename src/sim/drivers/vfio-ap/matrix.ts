@@ -327,11 +327,6 @@ export class VfioApMatrix implements NonDefaultQueueDriver {
     for (const dev of this.#devices.values()) this.#matrixChanged(dev);
   }
 
-  /** Owner of an APQN (for tests and the lab's explanations). */
-  ownerOf(apid: number, apqi: number): MatrixDevice | undefined {
-    return this.#owners[apqnIndex(apid, apqi)];
-  }
-
   // ---- sysfs attributes ---------------------------------------------------
 
   attributeGroups(dev: MatrixDevice): AttributeGroup[] {
