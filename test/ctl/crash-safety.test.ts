@@ -93,7 +93,9 @@ async function killAtRandom(argv: string[], waitReady: boolean, maxDelayMs: numb
 
 test(
   `definitions survive ${WORKER_KILLS + CLI_KILLS} SIGKILLs whole`,
-  { timeout: 300_000 },
+  // 1000 Node starts: about half a minute on a quiet 2-core machine, far
+  // more on a loaded one; the limit only guards against a hang.
+  { timeout: 900_000 },
   async () => {
     const dir = tmpDir('mdevkit-crash-');
     const root = makeRoot(path.join(dir, 'root'));

@@ -160,7 +160,11 @@ test('modify --jsonfile replaces the definition (mdevctl 1.3)', () => {
   let [code, , err] = run(['modify', '-u', u, '--jsonfile', '/dev/stdin'], doc);
   assert.equal(code, 1);
   assert.match(err, /Parent device required to modify device via json file/);
-  [code, , err] = run(['modify', '-u', u, '-p', '0000:00:02.0', '--jsonfile', '/dev/stdin'], doc);
+  // As libvirt runs it: --defined names the stored definition explicitly.
+  [code, , err] = run(
+    ['modify', '--uuid', u, '--parent=0000:00:02.0', '--jsonfile', '/dev/stdin', '--defined'],
+    doc,
+  );
   assert.equal(code, 0, err);
   const configDir = path.join(root, 'etc/mdevctl.d');
   assert.deepEqual(readConfig(configDir, '0000:00:02.0', u), {

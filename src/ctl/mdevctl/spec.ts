@@ -135,15 +135,16 @@ export const COMMAND_SPECS: readonly CommandSpec[] = [
       { long: 'manual', short: 'm', help: 'Start the device only when asked', conflicts: ['auto'] },
       {
         long: 'live',
+        short: 'l',
         help: 'Apply --jsonfile to the running device (with --defined: to the definition too)',
         conflicts: ['type', 'index', 'value'],
         requires: ['jsonfile'],
       },
       {
+        // What libvirt passes for a stored change; alone it is the default.
         long: 'defined',
-        help: 'With --live: change the stored definition as well',
-        conflicts: ['type', 'index', 'value'],
-        requires: ['live'],
+        short: 'd',
+        help: 'Change the stored definition (the default; with --live: as well)',
       },
       {
         long: 'jsonfile',
