@@ -35,8 +35,17 @@ export interface MdevTypeSpec {
 }
 
 export interface MdevDriver {
-  /** Driver name: prefix of type directories and /sys/bus/mdev/drivers/<name>. */
+  /**
+   * Prefix of type directories: in the kernel, the name of the driver bound
+   * to the parent device ("i915", "vfio_ap", "nvidia").
+   */
   readonly name: string;
+  /**
+   * The mdev driver's own name, its directory under /sys/bus/mdev/drivers
+   * and the target of each device's `driver` link (kernel: struct
+   * mdev_driver's driver.name, e.g. "vfio_ap_mdev"); defaults to `name`.
+   */
+  readonly mdevDriverName?: string;
   /** `device_api` of every type: "vfio-pci", "vfio-ccw", "vfio-ap". */
   readonly deviceApi: string;
   /**

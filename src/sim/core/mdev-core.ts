@@ -73,7 +73,7 @@ export class MdevParent {
       toSys,
       fromBusDevices: relativeLink('/sys/bus/mdev/devices', dev.path) + '/',
       fromBusDevicesReversed: relativeLink('/sys/bus/mdev/devices', dev.path).split('/').reverse(),
-      fromDriver: relativeLink(`/sys/bus/mdev/drivers/${driver.name}`, dev.path) + '/',
+      fromDriver: relativeLink(`/sys/bus/mdev/drivers/${mdevDriverName(driver)}`, dev.path) + '/',
     };
   }
 
@@ -164,7 +164,7 @@ export class MdevCore {
     if (types.length === 0) fail('EINVAL', `mdev: parent ${dev.name} has no types`);
     const parent = new MdevParent(dev, driver);
     const t = this.kernel.tree;
-    this.#busDrivers.dir(driver.name);
+    this.#busDrivers.dir(mdevDriverName(driver));
     const typesDir = dev.dir.dir('mdev_supported_types');
     for (const spec of types) {
       const type = new MdevType(parent, spec, new SysfsDir());
@@ -260,7 +260,7 @@ export class MdevCore {
   #renderDevice(mdev: MdevDevice): void {
     const { dir, path, type, uuid } = mdev;
     const parent = type.parent;
-    const drvName = parent.driver.name;
+    const drvName = mdevDriverName(parent.driver);
     // The device directory's own files are made on first look (see
     // SysfsDir's populate): creating and removing a device nobody reads
     // costs only the links below, which listings need.
@@ -285,7 +285,7 @@ export class MdevCore {
     const up = parent.links.toSys;
     // Targets as sysfs_create_link computes them, from precomputed prefixes.
     dir.link('mdev_type', `../mdev_supported_types/${type.id}`);
-    dir.link('driver', `${up}bus/mdev/drivers/${parent.driver.name}`);
+    dir.link('driver', `${up}bus/mdev/drivers/${mdevDriverName(parent.driver)}`);
     dir.link('subsystem', `${up}bus/mdev`);
     dir.link('iommu_group', `${up}kernel/iommu_groups/${mdev.iommuGroup}`);
     const groups = [...(parent.driver.deviceGroups?.(mdev) ?? [])];
@@ -335,7 +335,7 @@ export class MdevCore {
     const { type, uuid } = mdev;
     const parent = type.parent;
     const drv = parent.driver;
-    this.#busDrivers.dir(drv.name).remove(uuid);
+    this.#busDrivers.dir(mdevDriverName(drv)).remove(uuid);
     this.#busDevices.remove(uuid);
     type.devicesDir.remove(uuid);
     parent.dev.dir.remove(uuid);
@@ -364,4 +364,9 @@ export class MdevCore {
 
 function attrOf(a: AttributeSpec): SysfsAttr {
   return new SysfsAttr(a.mode, a);
+}
+
+/** The driver's directory under /sys/bus/mdev/drivers (see MdevDriver.mdevDriverName). */
+function mdevDriverName(drv: MdevDriver): string {
+  return drv.mdevDriverName ?? drv.name;
 }

@@ -109,6 +109,7 @@ export const vfioApModule = defineDriverModule({
 
     const driver: MdevDriver = {
       name: 'vfio_ap',
+      mdevDriverName: 'vfio_ap_mdev',
       deviceApi: 'vfio-ap',
       maxInstances: options.maxMatrixDevices,
       probe(mdev) {
