@@ -6,7 +6,8 @@ import type { Device } from './schemas.js';
 /** A device as the API returns it. */
 export type ApiDevice = z.infer<typeof Device>;
 
-function toApi(d: MdevDevice): ApiDevice {
+/** A library device as the API shows it (start mode only for definitions). */
+export function toApi(d: MdevDevice): ApiDevice {
   const out: ApiDevice = {
     uuid: d.uuid,
     parent: d.parent,

@@ -10,10 +10,11 @@ import {
   undefineDevice,
   type JsonSource,
   type MdevAttribute,
+  type MdevDevice,
   type StartMode,
 } from '../../host/devices.js';
 import { deviceAttributePath } from '../../host/paths.js';
-import type { ApiDevice } from '../device-view.js';
+import { toApi, type ApiDevice } from '../device-view.js';
 import { ApiError, during } from '../errors.js';
 import {
   Aggregation,
@@ -106,7 +107,11 @@ function readAggregation(ctx: AgentContext, uuid: string): z.infer<typeof Aggreg
   return max === undefined ? { value } : { value, max };
 }
 
+/** Serialized listing pages of the current generation of the view, by request URL. */
+const PAGE_CACHE_ENTRIES = 64;
+
 export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
+  const pageCache = { generation: -1, pages: new Map<string, string>() };
   const api = app.withTypeProvider<ZodTypeProvider>() as TypedApp;
   const env = ctx.env;
 
@@ -149,9 +154,18 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
     },
     async (req, reply) => {
       const { parent, type, state, limit, cursor } = req.query;
-      const etag = `"g${ctx.view.generation}"`;
+      const generation = ctx.view.generation;
+      const etag = `"g${generation}"`;
       reply.header('etag', etag).header('cache-control', 'no-cache');
       if (req.headers['if-none-match'] === etag) return reply.code(304).send(null as never);
+      const json = 'application/json; charset=utf-8';
+      // Many clients polling the same page between two changes get the same bytes.
+      if (pageCache.generation !== generation) {
+        pageCache.generation = generation;
+        pageCache.pages.clear();
+      }
+      const cached = pageCache.pages.get(req.url);
+      if (cached !== undefined) return reply.type(json).send(cached as never);
       const all = ctx.view.all();
       const filtered =
         parent === undefined && type === undefined && state === 'all'
@@ -184,7 +198,10 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
       if (start + limit < filtered.length) body.next = encodeCursor(page[page.length - 1]!);
       // Serialized here: the entries are plain data the view built, and
       // validating ten thousand of them per request would be the slowest part.
-      return reply.type('application/json; charset=utf-8').send(JSON.stringify(body) as never);
+      const text = JSON.stringify(body);
+      if (pageCache.pages.size >= PAGE_CACHE_ENTRIES) pageCache.pages.clear();
+      pageCache.pages.set(req.url, text);
+      return reply.type(json).send(text as never);
     },
   );
 
@@ -222,26 +239,27 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
         throw new ApiError(400, 'EINVAL', 'nothing to do: give define or activate (or both)');
       }
       const json = jsonDocument(b.type, b.start, b.attrs);
-      let uuid = b.uuid;
+      // The answer is built from what the library returns: re-reading the
+      // merged list after each create would cost O(devices) per request.
+      let made: MdevDevice;
       try {
         if (b.define) {
-          uuid = defineDevice(env, { uuid, parent: b.parent, json }).uuid;
-          ctx.view.invalidate();
+          made = defineDevice(env, { uuid: b.uuid, parent: b.parent, json });
           if (b.activate) {
             try {
-              startDevice(env, { uuid, parent: b.parent });
+              made = startDevice(env, { uuid: made.uuid, parent: b.parent });
             } catch (err) {
-              undefineDevice(env, uuid, b.parent); // pairs with the define above
+              undefineDevice(env, made.uuid, b.parent); // pairs with the define above
               throw err;
             }
           }
         } else {
-          uuid = startDevice(env, { uuid, parent: b.parent, json }).uuid;
+          made = startDevice(env, { uuid: b.uuid, parent: b.parent, json });
         }
       } finally {
         ctx.view.invalidate();
       }
-      return reply.code(201).send(one(uuid, b.parent));
+      return reply.code(201).send(toApi(made));
     },
   );
 
@@ -263,9 +281,9 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
       const b = req.body;
       const cur = getDefinedDevice(env, uuid, b.parent);
       const json = jsonDocument(b.type ?? cur.type, b.start ?? cur.start, b.attrs ?? cur.attrs);
-      modifyDevice(env, { uuid, parent: cur.parent, json });
+      const changed = modifyDevice(env, { uuid, parent: cur.parent, json });
       ctx.view.invalidate();
-      return one(uuid, cur.parent);
+      return toApi(changed);
     },
   );
 
@@ -286,11 +304,10 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
       const { uuid } = req.params;
       const parent = req.body?.parent;
       try {
-        startDevice(env, { uuid, parent });
+        return toApi(startDevice(env, { uuid, parent }));
       } finally {
         ctx.view.invalidate();
       }
-      return one(uuid, parent);
     },
   );
 

@@ -113,7 +113,7 @@ function scheduleReload(withAp) {
     reloadAp = false;
     await Promise.all([loadParents(), loadDevices(), ap ? loadAp() : null]);
     render();
-  }, 50);
+  }, 200); // a burst of creates costs one reload per 200 ms, not one per event
 }
 
 // ---- rendering -----------------------------------------------------------------
