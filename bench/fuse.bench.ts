@@ -73,18 +73,27 @@ function writeOnce(file: string, data: string): void {
   }
 }
 
-/** Microseconds per round trip, the median of `rounds` timed batches. */
-function timeRoundTrips(rounds: number, batch: number, roundTrip: (i: number) => void): number {
-  for (let i = 0; i < batch; i++) roundTrip(i); // warm-up
-  const perTrip: number[] = [];
-  let i = batch;
+/**
+ * Microseconds per round trip of each candidate, the median of `rounds`
+ * timed batches. The candidates take turns batch by batch, so a machine
+ * whose load changes during the run weighs on all of them alike.
+ */
+function timeRoundTrips(
+  rounds: number,
+  batch: number,
+  candidates: ((i: number) => void)[],
+): number[] {
+  let i = 0;
+  for (const roundTrip of candidates) for (let k = 0; k < batch; k++) roundTrip(i++); // warm-up
+  const perTrip: number[][] = candidates.map(() => []);
   for (let r = 0; r < rounds; r++) {
-    const t0 = process.hrtime.bigint();
-    for (let k = 0; k < batch; k++) roundTrip(i++);
-    perTrip.push(Number(process.hrtime.bigint() - t0) / 1e3 / batch);
+    candidates.forEach((roundTrip, c) => {
+      const t0 = process.hrtime.bigint();
+      for (let k = 0; k < batch; k++) roundTrip(i++);
+      perTrip[c]!.push(Number(process.hrtime.bigint() - t0) / 1e3 / batch);
+    });
   }
-  perTrip.sort((a, b) => a - b);
-  return perTrip[Math.floor(perTrip.length / 2)]!;
+  return perTrip.map((xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
 }
 
 // The floor: accepts every write, knows only that create and remove are
@@ -139,30 +148,30 @@ try {
   ]);
   const port = new FsSysfsPort(labDir);
   const typeDir = '/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1';
-  const labUs = timeRoundTrips(ROUNDS, BATCH, (i) => {
-    const u = uuid(i);
-    port.write(`${typeDir}/create`, u);
-    port.write(`/sys/bus/mdev/devices/${u}/remove`, '1');
-  });
-
-  // --- the floor -----------------------------------------------------------
+  // --- the floor, and tmpfs -----------------------------------------------
   const floorDir = path.join(work, 'floor');
   fs.mkdirSync(floorDir);
   const floorServer = await startServer([process.execPath, '-e', FLOOR, floorDir]);
-  const floorUs = timeRoundTrips(ROUNDS, BATCH, (i) => {
-    const u = uuid(i);
-    writeOnce(`${floorDir}/class/mdev_bus/mtty/mdev_supported_types/mtty-1/create`, u);
-    writeOnce(`${floorDir}/bus/mdev/devices/${u}/remove`, '1');
-  });
-  await stopServer(floorServer);
-
-  // --- tmpfs ---------------------------------------------------------------
   fs.writeFileSync(path.join(shm, 'create'), '');
   fs.writeFileSync(path.join(shm, 'remove'), '');
-  const tmpfsUs = timeRoundTrips(ROUNDS, BATCH, (i) => {
-    writeOnce(path.join(shm, 'create'), uuid(i));
-    writeOnce(path.join(shm, 'remove'), '1');
-  });
+
+  const [labUs, floorUs, tmpfsUs] = timeRoundTrips(ROUNDS, BATCH, [
+    (i) => {
+      const u = uuid(i);
+      port.write(`${typeDir}/create`, u);
+      port.write(`/sys/bus/mdev/devices/${u}/remove`, '1');
+    },
+    (i) => {
+      const u = uuid(i);
+      writeOnce(`${floorDir}/class/mdev_bus/mtty/mdev_supported_types/mtty-1/create`, u);
+      writeOnce(`${floorDir}/bus/mdev/devices/${u}/remove`, '1');
+    },
+    (i) => {
+      writeOnce(path.join(shm, 'create'), uuid(i));
+      writeOnce(path.join(shm, 'remove'), '1');
+    },
+  ]) as [number, number, number];
+  await stopServer(floorServer);
 
   const perSec = (us: number) =>
     `${Math.round(1e6 / us).toLocaleString('en-US')}/s (${us.toFixed(1)} µs)`;
