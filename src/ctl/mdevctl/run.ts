@@ -136,7 +136,8 @@ export function runMdevctl(io: MdevctlIo, argv: readonly string[], prog: Prog = 
     );
     return 0;
   }
-  const spec = name === 'lsmdev' ? LIST : findCommand(name);
+  // `mdevkit lsmdev` is list; mdevctl itself knows lsmdev only as its program name.
+  const spec = name === 'lsmdev' && prog === 'mdevkit' ? LIST : findCommand(name);
   if (spec === undefined) {
     return usageError(
       io,
@@ -175,6 +176,9 @@ export function runMdevctl(io: MdevctlIo, argv: readonly string[], prog: Prog = 
     selfCheck(env);
     return dispatch(io, env, spec.name, opts, hooks);
   } catch (err) {
+    // What went wrong in the operation (MdevError, a config or errno error, a
+    // refusing callout) is for the user: "Error: ..." and exit 1, as mdevctl.
+    // TypeError, RangeError and ReferenceError are mdevkit's bugs: keep the stack.
     if (
       err instanceof Error &&
       !(err instanceof TypeError) &&
