@@ -1,4 +1,12 @@
-import { listActiveDevices, listDefinedDevices, type MdevDevice } from '../host/devices.js';
+import { hasCalloutScripts } from '../host/callouts.js';
+import {
+  listActiveDevices,
+  listDefinedDevices,
+  parseUuid,
+  probeActive,
+  type MdevDevice,
+} from '../host/devices.js';
+import { MDEV_BUS_DEVICES } from '../host/paths.js';
 import type { Environment } from '../host/environment.js';
 import type { z } from 'zod';
 import type { Device } from './schemas.js';
@@ -30,6 +38,11 @@ const byParentThenUuid = (a: ApiDevice, b: ApiDevice): number =>
           ? 1
           : 0;
 
+interface Presence {
+  readonly parent: string;
+  readonly type: string;
+}
+
 /**
  * The merged device list — active devices and definitions, one entry per
  * parent/UUID, as `mdevctl list` and `mdevctl list -d` together show them —
@@ -37,17 +50,35 @@ const byParentThenUuid = (a: ApiDevice, b: ApiDevice): number =>
  * change reaches the agent as an event (or is made by the agent itself), so
  * a dashboard polling a host of ten thousand devices costs one rebuild per
  * change rather than one per request.
+ *
+ * A rebuild reads the definitions through the host library and lists
+ * /sys/bus/mdev/devices, but resolves the parent and type of a device only
+ * when it first appears: an active device never changes either, and
+ * resolving the links of ten thousand devices is the slow part. A device
+ * event drops its UUID from that memory (it may come back elsewhere), a
+ * parent event all of it. With callout scripts installed, active devices
+ * that nobody defined may get attributes from the scripts, so the view
+ * then asks the library for the full listing instead.
  */
 export class DeviceView {
   #devices: readonly ApiDevice[] | undefined;
   #byUuid = new Map<string, ApiDevice[]>();
   #generation = 0;
+  #presence = new Map<string, Presence>();
 
   constructor(readonly env: Environment) {}
 
-  invalidate(): void {
+  /** Something changed; `uuid` when it concerns one device only. */
+  invalidate(uuid?: string): void {
     this.#devices = undefined;
     this.#generation++;
+    if (uuid !== undefined) this.#presence.delete(uuid);
+  }
+
+  /** A parent came or went: forget every device's whereabouts. */
+  forgetAll(): void {
+    this.invalidate();
+    this.#presence.clear();
   }
 
   /** Changes with every invalidation: an ETag for listings. */
@@ -67,6 +98,33 @@ export class DeviceView {
     return this.#byUuid.get(uuid) ?? [];
   }
 
+  /** UUID → parent and type of every active device. */
+  #active(): Map<string, Presence> {
+    const port = this.env.port;
+    const now = new Map<string, Presence>();
+    let names: string[];
+    try {
+      names = port.list(MDEV_BUS_DEVICES);
+    } catch {
+      names = [];
+    }
+    for (const name of names) {
+      const uuid = parseUuid(name);
+      if (uuid === undefined) continue;
+      let where = this.#presence.get(uuid);
+      if (where === undefined) {
+        try {
+          where = probeActive(port, uuid);
+        } catch {
+          where = undefined; // vanished while we looked, or not an mdev
+        }
+      }
+      if (where !== undefined) now.set(uuid, where);
+    }
+    this.#presence = now;
+    return now;
+  }
+
   #rebuild(): void {
     const merged = new Map<string, ApiDevice>();
     // Definitions first (they know their active state), then the active
@@ -74,10 +132,26 @@ export class DeviceView {
     for (const list of listDefinedDevices(this.env).values()) {
       for (const d of list) merged.set(`${d.parent}/${d.uuid}`, toApi(d));
     }
-    for (const list of listActiveDevices(this.env).values()) {
-      for (const d of list) {
-        const key = `${d.parent}/${d.uuid}`;
-        if (!merged.has(key)) merged.set(key, toApi(d));
+    if (hasCalloutScripts(this.env)) {
+      for (const list of listActiveDevices(this.env).values()) {
+        for (const d of list) {
+          const key = `${d.parent}/${d.uuid}`;
+          if (!merged.has(key)) merged.set(key, toApi(d));
+        }
+      }
+    } else {
+      for (const [uuid, where] of this.#active()) {
+        const key = `${where.parent}/${uuid}`;
+        if (!merged.has(key)) {
+          merged.set(key, {
+            uuid,
+            parent: where.parent,
+            type: where.type,
+            active: true,
+            defined: false,
+            attrs: [],
+          });
+        }
       }
     }
     const devices = [...merged.values()].sort(byParentThenUuid);

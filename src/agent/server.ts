@@ -107,7 +107,9 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
   const view = new DeviceView(options.env);
   hub.subscribe(({ event }) => {
     metrics.event(event.kind);
-    view.invalidate();
+    if (event.kind === 'parent-registered' || event.kind === 'parent-unregistered')
+      view.forgetAll();
+    else view.invalidate('uuid' in event ? event.uuid : undefined);
   });
   const context: AgentContext = { options, env: options.env, hub, metrics, view };
 

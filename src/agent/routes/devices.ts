@@ -257,7 +257,7 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
           made = startDevice(env, { uuid: b.uuid, parent: b.parent, json });
         }
       } finally {
-        ctx.view.invalidate();
+        ctx.view.invalidate(b.uuid);
       }
       return reply.code(201).send(toApi(made));
     },
@@ -306,7 +306,7 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
       try {
         return toApi(startDevice(env, { uuid, parent }));
       } finally {
-        ctx.view.invalidate();
+        ctx.view.invalidate(uuid);
       }
     },
   );
@@ -327,7 +327,7 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
       try {
         stopDevice(env, req.params.uuid);
       } finally {
-        ctx.view.invalidate();
+        ctx.view.invalidate(req.params.uuid);
       }
       return reply.code(204).send(null);
     },
@@ -372,7 +372,7 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
         if (d.active) stopDevice(env, d.uuid);
         if (d.defined) undefineDevice(env, d.uuid, d.parent);
       } finally {
-        ctx.view.invalidate();
+        ctx.view.invalidate(d.uuid);
       }
       return reply.code(204).send(null);
     },
