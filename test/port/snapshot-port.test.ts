@@ -14,7 +14,7 @@ import { uuidN } from '../support/labs.js';
  * The port contract, read side: the node:fs port over a static snapshot
  * answers exactly as the in-process port over the live tree, for every
  * path of the default lab with devices of several types. (The write side
- * needs a live tree: test/fuse runs the conformance suite over FUSE.)
+ * needs a live tree: test/port/port-behaviour.test.ts runs over FUSE.)
  */
 
 function labWithDevices(): Lab {

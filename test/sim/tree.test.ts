@@ -61,6 +61,8 @@ describe('sysfs tree semantics', () => {
     );
     tree.write('/sys/class/x/x/wo', 'x'.repeat(PAGE_SIZE));
     assert.equal(stored.length, 1);
+    tree.write('/sys/class/x/x/wo', '');
+    assert.equal(stored.length, 1, 'an empty write does not reach the store');
   });
 
   it("passes a store's errno and explanation to the writer, naming the file", () => {

@@ -330,7 +330,8 @@ describe('vfio-ap: the matrix parent and its devices', () => {
     assert.equal(port.read(`${d}/matrix`), '05.0047\n');
     port.write(`${d}/unassign_adapter`, '5');
     assert.equal(port.read(`${d}/matrix`), '.0047\n');
-    for (const bad of ['', 'five', '5 ', '-1', '0x']) {
+    // ('' is no store at all: sysfs_kf_write returns 0 for an empty write.)
+    for (const bad of ['five', '5 ', '-1', '0x']) {
       assert.equal(
         errnoOf(() => port.write(`${d}/assign_adapter`, bad)),
         'EINVAL',

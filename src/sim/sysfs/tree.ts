@@ -9,7 +9,7 @@ import { ErrnoError, fail } from '../../common/errno.js';
  *    reading a write-only file (create, remove) is EACCES, writing a
  *    read-only one is EACCES;
  *  - a store receives the whole buffer of one write(2); more than a page
- *    is E2BIG;
+ *    is E2BIG, and an empty write succeeds without calling the store;
  *  - a store or show that fails surfaces its errno unchanged.
  * Everything is synchronous: one store runs to completion before the next,
  * which is what makes check-and-claim steps in drivers atomic (the kernel
@@ -250,6 +250,8 @@ export class SysfsTree {
       throw new ErrnoError('EACCES', undefined, path);
     }
     if (Buffer.byteLength(data) > PAGE_SIZE) throw new ErrnoError('E2BIG', undefined, path);
+    // sysfs_kf_write: an empty write succeeds without reaching the store.
+    if (data === '') return;
     try {
       store(data);
     } catch (err) {
