@@ -141,11 +141,13 @@ async function eventPhase(label: string, from: number, to: number, rate: number 
       }),
     );
   } else {
-    for (let i = from; i < to; i++) {
-      const due = t0 + ((i - from) * 1000) / rate;
-      const wait = due - performance.now();
-      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-      pending.push(create(i));
+    // Paced: every 5 ms, send what the rate says is due by now (timers are
+    // too coarse to space single requests a millisecond apart).
+    let next = from;
+    while (next < to) {
+      const due = Math.min(to, from + Math.floor(((performance.now() - t0) * rate) / 1000) + 1);
+      while (next < due) pending.push(create(next++));
+      await new Promise((r) => setTimeout(r, 5));
     }
     await Promise.all(pending);
   }
