@@ -78,7 +78,7 @@ export const DeviceListQuery = z.object({
   parent: SysfsName.optional(),
   type: SysfsName.optional(),
   state: z.enum(['active', 'defined', 'all']).default('all'),
-  limit: z.coerce.number().int().min(1).max(20000).default(1000),
+  limit: z.coerce.number().int().min(1).max(20000).default(100),
   cursor: z.string().max(64).optional().describe('`next` of the previous page'),
 });
 
