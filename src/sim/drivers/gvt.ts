@@ -131,6 +131,7 @@ export const gvtModule = defineDriverModule({
 
     const driver: MdevDriver = {
       name: 'i915',
+      mdevDriverName: 'intel_vgpu_mdev', // kvmgt.c's mdev_driver
       deviceApi: 'vfio-pci',
       getAvailable: (type) => fits(type.spec as GvtType),
       showDescription(type) {

@@ -37,6 +37,7 @@ export const vfioCcwModule = defineDriverModule({
   load({ kernel, core }, opts) {
     const driver: MdevDriver = {
       name: 'vfio_ccw',
+      mdevDriverName: 'vfio_ccw_mdev',
       deviceApi: 'vfio-ccw',
       maxInstances: 1,
       probe() {
