@@ -113,6 +113,15 @@ describe('mdevkit agent, as a process', () => {
       });
       assert.equal(ok.status, 200);
       assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+      // The event stream takes the token in its URL (EventSource cannot send headers).
+      assert.equal((await fetch(`http://127.0.0.1:${port}/api/v1/events`)).status, 401);
+      const stream = new AbortController();
+      const events = await fetch(`http://127.0.0.1:${port}/api/v1/events?access_token=${token}`, {
+        signal: stream.signal,
+      });
+      assert.equal(events.status, 200);
+      assert.match(events.headers.get('content-type') ?? '', /^text\/event-stream/);
+      stream.abort();
     } finally {
       await a.stop();
     }

@@ -448,7 +448,11 @@ function render() {
 function connectEvents() {
   const live = document.getElementById('live');
   const log = document.getElementById('events');
-  const es = new EventSource(`${API}/events`);
+  // Beyond loopback the agent wants the token for reads too, and EventSource
+  // cannot send headers: only then does the token go into the stream's URL.
+  const loopback = /^(localhost|127\.[0-9.]+|\[::1\])$/.test(location.hostname);
+  const query = !loopback && token() !== '' ? `?access_token=${encodeURIComponent(token())}` : '';
+  const es = new EventSource(`${API}/events${query}`);
   es.onopen = () => {
     live.textContent = 'live';
     live.className = 'pill on';
