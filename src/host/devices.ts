@@ -274,7 +274,11 @@ export function probeActive(
   return { parent: basename(dirname(dev)), type };
 }
 
+/** Path::exists: present, following a final link. One lstat unless it is a link. */
 function existsInSysfs(port: SysfsPort, path: string): boolean {
+  const kind = port.kind(path);
+  if (kind === null) return false;
+  if (kind !== 'link') return true;
   try {
     port.realpath(path);
     return true;
