@@ -132,6 +132,32 @@ describe('the dashboard in headless Chromium', () => {
     await page.close();
   });
 
+  test('aggregation: raise a SIOV device to four queues and watch the capacity drop', async (t) => {
+    if (!requires(t, { chromium: hasChromium }, 'drives the dashboard in a browser')) return;
+    const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(signedIn);
+    await page.waitForSelector('#live.on');
+    const siov = '0000:6a:01.0';
+    const free = Number(await available(page, siov, 'idxd-1wq'));
+    await page.click(`[data-parent="${siov}"] [data-type="idxd-1wq"] button`);
+    await page.waitForSelector(
+      `[data-parent="${siov}"] [data-type="idxd-1wq"] .counts[data-available="${free - 1}"]`,
+    );
+    const row = page.locator('.device', { hasText: 'idxd-1wq' });
+    const input = row.locator('input.agg-value');
+    await input.waitFor();
+    // The value arrives from GET .../aggregation after the row is drawn.
+    for (let i = 0; i < 100 && (await input.inputValue()) !== '1'; i++)
+      await page.waitForTimeout(50);
+    assert.equal(await input.inputValue(), '1');
+    await input.fill('4');
+    await row.locator('.aggregation button').click();
+    await page.waitForSelector(
+      `[data-parent="${siov}"] [data-type="idxd-1wq"] .counts[data-available="${free - 4}"]`,
+    );
+    await page.close();
+  });
+
   test('readable on a phone-sized screen (375 px)', async (t) => {
     if (!requires(t, { chromium: hasChromium }, 'drives the dashboard in a browser')) return;
     const context = await browser!.newContext({

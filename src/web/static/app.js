@@ -198,6 +198,9 @@ function renderParents() {
   if (chosen) select.value = chosen;
 }
 
+/** Values typed but not yet set, by UUID: a redraw (any event) must not throw them away. */
+const aggregationDrafts = new Map();
+
 function aggregationControl(d) {
   const type = state.parents.find((p) => p.name === d.parent)?.types.find((t) => t.id === d.type);
   if (type?.aggregation === undefined || !d.active) return null;
@@ -206,11 +209,13 @@ function aggregationControl(d) {
     min: 1,
     'aria-label': `aggregation of ${d.uuid}`,
     class: 'agg-value',
+    oninput: () => aggregationDrafts.set(d.uuid, input.value),
   });
+  if (aggregationDrafts.has(d.uuid)) input.value = aggregationDrafts.get(d.uuid);
   const max = h('span', { class: 'muted' });
   api('GET', `/devices/${d.uuid}/aggregation`)
     .then((a) => {
-      input.value = String(a.value);
+      if (!aggregationDrafts.has(d.uuid)) input.value = String(a.value);
       if (a.max !== undefined) {
         input.max = String(a.max);
         max.textContent = `/ ${a.max}`;
@@ -228,11 +233,16 @@ function aggregationControl(d) {
       {
         class: 'plain',
         onclick: () =>
-          act(`aggregation of ${d.uuid.slice(0, 8)} set to ${input.value}`, () =>
-            api('PUT', `/devices/${d.uuid}/aggregation?parent=${encodeURIComponent(d.parent)}`, {
-              value: Number(input.value),
-            }),
-          ),
+          act(`aggregation of ${d.uuid.slice(0, 8)} set to ${input.value}`, async () => {
+            await api(
+              'PUT',
+              `/devices/${d.uuid}/aggregation?parent=${encodeURIComponent(d.parent)}`,
+              {
+                value: Number(input.value),
+              },
+            );
+            aggregationDrafts.delete(d.uuid);
+          }),
       },
       'set',
     ),
@@ -321,10 +331,13 @@ function ownerColour(uuid) {
 /** Assign or unassign one adapter and one domain (a queue) to a matrix device. */
 function apForm(m, hex) {
   const prev = apForm.last ?? {};
+  // Choices survive a redraw (any event redraws the grid and this form).
+  const remember = (key) => (ev) =>
+    (apForm.last = { ...(apForm.last ?? {}), [key]: ev.target.value });
   const select = (label, cls, options, value) => {
     const el = h(
       'select',
-      { class: cls, 'aria-label': label },
+      { class: cls, 'aria-label': label, onchange: remember(label) },
       ...options.map(([v, text]) => h('option', { value: v }, text)),
     );
     if (value !== undefined && options.some(([v]) => v === value)) el.value = value;
