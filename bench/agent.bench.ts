@@ -60,7 +60,8 @@ const base = await new Promise<string>((resolve, reject) => {
   child.once('exit', (code) => reject(new Error(`agent exited with ${code}`)));
 });
 const token = fs.readFileSync(path.join(dir, 'state', 'agent-token'), 'utf8').trim();
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+// Enough sockets that a slow moment of the agent does not throttle the paced phase.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
 function post(pathName: string, body: unknown): Promise<number> {
   const data = JSON.stringify(body);
