@@ -270,7 +270,7 @@ test('modify --live goes through a versioned callout script (capabilities protoc
   );
 });
 
-test('a malformed definition: mdevctl fails the listing naming the file; library callers may skip it', () => {
+test('a malformed definition is reported with its path and skipped; the rest is listed', () => {
   const { root, run } = staticTree();
   const dir = path.join(root, 'etc/mdevctl.d/0000:00:02.0');
   fs.mkdirSync(dir, { recursive: true });
@@ -281,10 +281,22 @@ test('a malformed definition: mdevctl fails the listing naming the file; library
     attrs: [],
   });
   const [code, out, err] = run(['list', '-d']);
-  assert.equal(code, 1);
-  assert.equal(out, '');
-  assert.ok(err.startsWith(`Error: Invalid definition ${path.join(dir, uuidN(1))}\n`), err);
-  assert.match(err, /Caused by:\n {4}malformed JSON/);
+  assert.equal(code, 0, err);
+  assert.equal(out, `${uuidN(2)} 0000:00:02.0 i915-GVTg_V5_4 auto\n\n`);
+  assert.match(err, /WARN +mdevctl\] Skipping invalid definition: malformed JSON/);
+  assert.ok(err.includes(path.join(dir, uuidN(1))), err);
+  const [jcode, jout] = run(['list', '-d', '--dumpjson']);
+  assert.equal(jcode, 0);
+  assert.deepEqual(
+    (JSON.parse(jout) as Record<string, Record<string, unknown>[]>[]).flatMap((p) =>
+      Object.values(p).flatMap((devs) => devs.flatMap((d) => Object.keys(d))),
+    ),
+    [uuidN(2)],
+  );
+  // Looking the broken one up by UUID still fails, naming the file.
+  const [mcode, , merr] = run(['modify', '-u', uuidN(1), '--auto']);
+  assert.equal(mcode, 1);
+  assert.ok(merr.startsWith(`Error: Invalid definition ${path.join(dir, uuidN(1))}\n`), merr);
 
   const env: Environment = {
     port: new FsSysfsPort(root),

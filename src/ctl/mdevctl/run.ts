@@ -210,8 +210,15 @@ function dispatch(
     case 'list': {
       const filter = { uuid, parent };
       const defined = o['defined'] === true;
+      // A malformed definition is reported with its path and skipped: one
+      // broken file must not hide every other definition from libvirt
+      // (1.2.0 aborts the whole listing; see docs/mdevctl-compat.md).
       const devices = defined
-        ? listDefinedDevices(env, filter, hooks)
+        ? listDefinedDevices(env, filter, {
+            ...hooks,
+            invalidDefinition: (_path, error) =>
+              hooks.warn?.(`Skipping invalid definition: ${describe(error.cause ?? error)}`),
+          })
         : listActiveDevices(env, filter, hooks);
       const text =
         o['dumpjson'] === true
