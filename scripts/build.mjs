@@ -3,7 +3,12 @@
 // stack, FUSE, XML) load only when their command runs, via dynamic import()
 // in src/cli/main.ts. Few files to load is the cheapest start-up a Node CLI
 // can have. Native addons stay external.
+import * as fs from 'node:fs';
 import { build } from 'esbuild';
+
+// Start from an empty dist/: chunk names carry content hashes, so chunks of
+// earlier builds would otherwise pile up beside the current ones.
+fs.rmSync('dist', { recursive: true, force: true });
 
 await build({
   entryPoints: { mdevkit: 'src/cli/entry.ts' },
