@@ -246,8 +246,21 @@ export function probeActive(
   port: SysfsPort,
   uuid: string,
   typeDirCache?: Map<string, boolean>,
+  typeIndex?: TypeDevicesIndex,
 ): SysfsPresence | undefined {
   const link = `${MDEV_BUS_DEVICES}/${uuid}`;
+  const hint = typeIndex?.get(uuid);
+  if (hint !== undefined) {
+    // One readlink instead of two: the type's devices/ listing named the
+    // parent and type already; the device's own mdev_type link confirms it
+    // (and that the device directory behind the bus link exists).
+    try {
+      if (port.readlink(`${link}/mdev_type`) === `../mdev_supported_types/${hint.type}`)
+        return hint;
+    } catch {
+      // fall through to the full resolution
+    }
+  }
   try {
     const dev = resolveLink(link, port.readlink(link));
     const typeLink = `${dev}/mdev_type`;
@@ -345,8 +358,58 @@ function draft(uuid: string): Draft {
 }
 
 /** mdevctl's load_from_sysfs: mark active when sysfs agrees on parent and type. */
-function loadFromSysfs(port: SysfsPort, d: Draft, typeDirCache?: Map<string, boolean>): void {
-  const found = probeActive(port, d.uuid, typeDirCache);
+/**
+ * uuid -> where its type's devices/ directory lists it, from one readdir per
+ * type: on a host with many devices this saves a readlink per device (a
+ * listing of 10k devices is mostly syscalls). UUIDs listed under two types
+ * (a broken tree) are left out, so they take the full resolution.
+ */
+export type TypeDevicesIndex = ReadonlyMap<string, SysfsPresence>;
+
+/** Below this many devices the index costs more readdirs than it saves readlinks. */
+const TYPE_INDEX_THRESHOLD = 256;
+
+export function indexTypeDevices(port: SysfsPort): TypeDevicesIndex {
+  const index = new Map<string, SysfsPresence>();
+  const ambiguous = new Set<string>();
+  let parents: string[];
+  try {
+    parents = port.list(MDEV_CLASS);
+  } catch {
+    return index;
+  }
+  for (const parent of parents) {
+    const typesDir = `${MDEV_CLASS}/${parent}/mdev_supported_types`;
+    let types: string[];
+    try {
+      types = port.list(typesDir);
+    } catch {
+      continue;
+    }
+    for (const type of types) {
+      let uuids: string[];
+      try {
+        uuids = port.list(`${typesDir}/${type}/devices`);
+      } catch {
+        continue;
+      }
+      for (const uuid of uuids) {
+        if (index.has(uuid)) ambiguous.add(uuid);
+        else index.set(uuid, { parent, type });
+      }
+    }
+  }
+  for (const uuid of ambiguous) index.delete(uuid);
+  return index;
+}
+
+function loadFromSysfs(
+  port: SysfsPort,
+  d: Draft,
+  typeDirCache?: Map<string, boolean>,
+  typeIndex?: TypeDevicesIndex,
+): void {
+  const found = probeActive(port, d.uuid, typeDirCache, typeIndex);
   if (found === undefined) return;
   if (d.parent !== undefined && d.parent !== found.parent) return;
   if (d.type !== undefined && d.type !== found.type) return;
@@ -521,6 +584,10 @@ export function listActiveDevices(
   };
   let callouts: boolean | undefined;
   const typeDirs = new Map<string, boolean>();
+  const typeIndex =
+    names.length >= TYPE_INDEX_THRESHOLD && filter.uuid === undefined
+      ? indexTypeDevices(port)
+      : undefined;
   const out = new Map<string, MdevDevice[]>();
   for (const name of names) {
     const uuid = parseUuid(name);
@@ -531,7 +598,7 @@ export function listActiveDevices(
     if (filter.uuid !== undefined && filter.uuid !== uuid) continue;
     const d = draft(uuid);
     try {
-      loadFromSysfs(port, d, typeDirs);
+      loadFromSysfs(port, d, typeDirs, typeIndex);
     } catch {
       continue; // no readable mdev_type: not a usable device
     }
@@ -591,6 +658,10 @@ export function listDefinedDevices(
   } catch {
     onBus = new Set();
   }
+  const typeIndex =
+    onBus.size >= TYPE_INDEX_THRESHOLD && filter.uuid === undefined
+      ? indexTypeDevices(env.port)
+      : undefined;
   let parents: fs.Dirent[];
   try {
     parents = fs.readdirSync(env.configDir, { withFileTypes: true });
@@ -652,7 +723,7 @@ export function listDefinedDevices(
         hooks.invalidDefinition(path, error);
         continue;
       }
-      if (onBus.has(uuid)) loadFromSysfs(env.port, d, typeDirs);
+      if (onBus.has(uuid)) loadFromSysfs(env.port, d, typeDirs, typeIndex);
       list.push(freeze(d, names.has(uuid)));
     }
     if (list.length > 0) out.set(parent, list);
