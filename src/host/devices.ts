@@ -658,10 +658,10 @@ export function listDefinedDevices(
   } catch {
     onBus = new Set();
   }
-  const typeIndex =
-    onBus.size >= TYPE_INDEX_THRESHOLD && filter.uuid === undefined
-      ? indexTypeDevices(env.port)
-      : undefined;
+  // Built once enough definitions have turned out to be active: a host
+  // with many devices but few definitions never pays for it.
+  let typeIndex: TypeDevicesIndex | undefined;
+  let probes = 0;
   let parents: fs.Dirent[];
   try {
     parents = fs.readdirSync(env.configDir, { withFileTypes: true });
@@ -723,7 +723,12 @@ export function listDefinedDevices(
         hooks.invalidDefinition(path, error);
         continue;
       }
-      if (onBus.has(uuid)) loadFromSysfs(env.port, d, typeDirs, typeIndex);
+      if (onBus.has(uuid)) {
+        if (++probes === TYPE_INDEX_THRESHOLD && filter.uuid === undefined) {
+          typeIndex = indexTypeDevices(env.port);
+        }
+        loadFromSysfs(env.port, d, typeDirs, typeIndex);
+      }
       list.push(freeze(d, names.has(uuid)));
     }
     if (list.length > 0) out.set(parent, list);
