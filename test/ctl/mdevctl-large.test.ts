@@ -20,7 +20,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test('list and list -d on 600 devices, some of them broken: identical to mdevctl 1.2.0', (t) => {
+test('list and list -d on 600 devices and 700 definitions, some broken: identical to mdevctl 1.2.0', (t) => {
   if (
     !requires(
       t,
@@ -40,7 +40,7 @@ test('list and list -d on 600 devices, some of them broken: identical to mdevctl
     '--active',
     '600',
     '--defined',
-    '200',
+    '700',
   ]);
   assert.equal(gen.status, 0, gen.stderr);
   const bus = path.join(tree, 'sys/bus/mdev/devices');
