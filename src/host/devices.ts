@@ -60,6 +60,14 @@ import {
   deviceAttributePath,
 } from './paths.js';
 import { parseUuid } from './uuid-forms.js';
+import {
+  indexTypeDevices,
+  probeActive,
+  type SysfsPresence,
+  type TypeDevicesIndex,
+} from './sysfs-model.js';
+
+export { indexTypeDevices, probeActive, type TypeDevicesIndex } from './sysfs-model.js';
 
 export type { MdevAttribute, MdevConfig, StartMode } from './config-store.js';
 
@@ -202,91 +210,6 @@ function parentArg(parent: string | undefined): string | undefined {
 
 // ---------------------------------------------------------------- sysfs
 
-const basename = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
-const dirname = (p: string): string => p.slice(0, p.lastIndexOf('/')) || '/';
-
-/**
- * Resolve a link target against the link's directory, lexically. sysfs
- * links are relative ("../../../devices/pci0000:00/..."): strip one
- * directory per leading "../", which is all the hot path needs; anything
- * else goes through path.posix.
- */
-function resolveLink(linkPath: string, target: string): string {
-  let dir = dirname(linkPath);
-  let i = 0;
-  while (target.startsWith('../', i)) {
-    dir = dirname(dir);
-    i += 3;
-  }
-  const rest = target.slice(i);
-  if (target.startsWith('/') || rest.includes('./') || rest === '..' || rest === '.') {
-    return target.startsWith('/')
-      ? nodePath.posix.normalize(target)
-      : nodePath.posix.join(dirname(linkPath), target);
-  }
-  return dir === '/' ? `/${rest}` : `${dir}/${rest}`;
-}
-
-interface SysfsPresence {
-  readonly parent: string;
-  readonly type: string;
-}
-
-/**
- * Where the active device `uuid` is: undefined when /sys/bus/mdev/devices/<uuid>
- * does not resolve; its parent (the directory holding the device) and type
- * (the target of its mdev_type link) otherwise. Throws when the device
- * exists but those cannot be resolved — as mdevctl's canonicalize does.
- *
- * The fast path reads two links and checks the type directory; sysfs device
- * paths have no symlinked components, so lexical resolution gives the same
- * answer as realpath(3). Anything unusual takes the exact path.
- */
-export function probeActive(
-  port: SysfsPort,
-  uuid: string,
-  typeDirCache?: Map<string, boolean>,
-  typeIndex?: TypeDevicesIndex,
-): SysfsPresence | undefined {
-  const link = `${MDEV_BUS_DEVICES}/${uuid}`;
-  const hint = typeIndex?.get(uuid);
-  if (hint !== undefined) {
-    // One readlink instead of two: the type's devices/ listing named the
-    // parent and type already; the device's own mdev_type link confirms it
-    // (and that the device directory behind the bus link exists).
-    try {
-      if (port.readlink(`${link}/mdev_type`) === `../mdev_supported_types/${hint.type}`)
-        return hint;
-    } catch {
-      // fall through to the full resolution
-    }
-  }
-  try {
-    const dev = resolveLink(link, port.readlink(link));
-    const typeLink = `${dev}/mdev_type`;
-    const typeDir = resolveLink(typeLink, port.readlink(typeLink));
-    // A listing meets the same few type directories over and over.
-    let isDir = typeDirCache?.get(typeDir);
-    if (isDir === undefined) {
-      isDir = port.kind(typeDir) === 'dir';
-      typeDirCache?.set(typeDir, isDir);
-    }
-    if (isDir) return { parent: basename(dirname(dev)), type: basename(typeDir) };
-  } catch {
-    // fall through to the exact path
-  }
-  let dev: string;
-  try {
-    dev = port.realpath(link);
-  } catch (err) {
-    if (err instanceof ErrnoError && (err.code === 'ENOENT' || err.code === 'ENOTDIR'))
-      return undefined;
-    throw err;
-  }
-  const type = basename(port.realpath(`${dev}/mdev_type`));
-  return { parent: basename(dirname(dev)), type };
-}
-
 /** Path::exists: present, following a final link. One lstat unless it is a link. */
 function existsInSysfs(port: SysfsPort, path: string): boolean {
   const kind = port.kind(path);
@@ -358,50 +281,8 @@ function draft(uuid: string): Draft {
 }
 
 /** mdevctl's load_from_sysfs: mark active when sysfs agrees on parent and type. */
-/**
- * uuid -> where its type's devices/ directory lists it, from one readdir per
- * type: on a host with many devices this saves a readlink per device (a
- * listing of 10k devices is mostly syscalls). UUIDs listed under two types
- * (a broken tree) are left out, so they take the full resolution.
- */
-export type TypeDevicesIndex = ReadonlyMap<string, SysfsPresence>;
-
 /** Below this many devices the index costs more readdirs than it saves readlinks. */
 const TYPE_INDEX_THRESHOLD = 256;
-
-export function indexTypeDevices(port: SysfsPort): TypeDevicesIndex {
-  const index = new Map<string, SysfsPresence>();
-  const ambiguous = new Set<string>();
-  let parents: string[];
-  try {
-    parents = port.list(MDEV_CLASS);
-  } catch {
-    return index;
-  }
-  for (const parent of parents) {
-    const typesDir = `${MDEV_CLASS}/${parent}/mdev_supported_types`;
-    let types: string[];
-    try {
-      types = port.list(typesDir);
-    } catch {
-      continue;
-    }
-    for (const type of types) {
-      let uuids: string[];
-      try {
-        uuids = port.list(`${typesDir}/${type}/devices`);
-      } catch {
-        continue;
-      }
-      for (const uuid of uuids) {
-        if (index.has(uuid)) ambiguous.add(uuid);
-        else index.set(uuid, { parent, type });
-      }
-    }
-  }
-  for (const uuid of ambiguous) index.delete(uuid);
-  return index;
-}
 
 function loadFromSysfs(
   port: SysfsPort,
