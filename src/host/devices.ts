@@ -195,6 +195,17 @@ function uuidArg(uuid: string): string {
   return u;
 }
 
+/** A request with its UUID normalised and its names checked (define and start). */
+function checkedNames<
+  R extends { readonly uuid?: string | undefined; readonly parent?: string | undefined },
+>(req: R): R {
+  return {
+    ...req,
+    uuid: req.uuid === undefined ? undefined : uuidArg(req.uuid),
+    parent: parentArg(req.parent),
+  };
+}
+
 /** A parent name must stay one path component: it names a directory under /etc/mdevctl.d and sysfs. */
 function parentArg(parent: string | undefined): string | undefined {
   if (parent === undefined) return undefined;
@@ -773,11 +784,7 @@ export function defineDevice(
   req: DefineRequest,
   hooks: HostHooks = noHooks,
 ): MdevDevice & { readonly generatedUuid: boolean } {
-  req = {
-    ...req,
-    uuid: req.uuid === undefined ? undefined : uuidArg(req.uuid),
-    parent: parentArg(req.parent),
-  };
+  req = checkedNames(req);
   const d = draft(req.uuid ?? newUuid());
   if (req.json !== undefined) {
     if (req.type !== undefined) {
@@ -1142,11 +1149,7 @@ export function startDevice(
   req: StartRequest,
   hooks: HostHooks = noHooks,
 ): MdevDevice & { readonly generatedUuid: boolean } {
-  req = {
-    ...req,
-    uuid: req.uuid === undefined ? undefined : uuidArg(req.uuid),
-    parent: parentArg(req.parent),
-  };
+  req = checkedNames(req);
   const d = resolveStart(env, req, hooks);
   invoke(env, 'start', d, hooks, () => createAndConfigure(env, d));
   return { ...freeze(d, isDefined(env, d)), generatedUuid: req.uuid === undefined };
