@@ -27,7 +27,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
 /** Broken states a real host can show, each applied to that many devices or definitions. */
 export type BrokenKind =
@@ -412,6 +412,9 @@ function main(argv: string[]): number {
   }
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// Run as a command only when this very file is the program (not when a
+// benchmark bundle that includes it is).
+const self = fileURLToPath(import.meta.url);
+if (self.endsWith('gen-tree.ts') && process.argv[1] === self) {
   process.exitCode = main(process.argv.slice(2));
 }
