@@ -5,7 +5,13 @@ import { byId, h } from './dom.js';
 import { act, state } from './store.js';
 
 /** The define form's value for a type: parent and type id, NUL-separated (neither contains NUL). */
-export const typeChoice = (parent: string, type: string): string => `${parent}\u0000${type}`;
+const typeChoice = (parent: string, type: string): string => `${parent}\u0000${type}`;
+
+/** The parent and type the define form's value names. */
+export function chosenType(value: string): { parent: string; type: string } {
+  const [parent = '', type = ''] = value.split('\u0000');
+  return { parent, type };
+}
 
 function typeLabel(p: Parent, t: MdevType): string {
   return `${p.name} / ${t.name !== undefined && t.name !== t.id ? `${t.name} (${t.id})` : t.id}`;

@@ -10,18 +10,21 @@ import { token } from './token.js';
 /** Entries kept in the event log. */
 const LOG_ENTRIES = 50;
 
-/** What a frame's data says, for the log: "parent type uuid", whatever of it the event has. */
-function describe(data: string): { time: string; what: string } {
-  let e: Partial<StreamEventData> & { parent?: string; type?: string; uuid?: string } = {};
+/** A log line for a frame: "12:34:56 device-created mdpy mdpy-hd <uuid>". */
+function logLine(kind: string, data: string): string {
+  if (kind === RESET_EVENT) return `${kind} (events were missed: reloaded)`;
+  let e: StreamEventData;
   try {
-    e = JSON.parse(data) as typeof e;
+    e = JSON.parse(data) as StreamEventData;
   } catch {
-    // a frame without JSON (none is sent today) is still logged by its kind
+    return kind; // every frame carries JSON today; log the kind regardless
   }
-  return {
-    time: (e.time ?? '').slice(11, 19),
-    what: [e.parent, e.type, e.uuid].filter((s) => s !== undefined && s !== '').join(' '),
-  };
+  const what = [
+    'parent' in e ? e.parent : undefined,
+    'type' in e ? e.type : undefined,
+    'uuid' in e ? e.uuid : undefined,
+  ].filter((s) => s !== undefined && s !== '');
+  return [e.time.slice(11, 19), kind, ...what].join(' ');
 }
 
 export function connectEvents(): EventSource {
@@ -42,8 +45,7 @@ export function connectEvents(): EventSource {
   };
   for (const kind of STREAM_EVENT_KINDS) {
     es.addEventListener(kind, (msg: MessageEvent<string>) => {
-      const { time, what } = kind === RESET_EVENT ? { time: '', what: '' } : describe(msg.data);
-      log.prepend(h('li', {}, `${time} ${kind} ${what}`));
+      log.prepend(h('li', {}, logLine(kind, msg.data)));
       while (log.childElementCount > LOG_ENTRIES) log.lastElementChild?.remove();
       scheduleReload(true);
     });

@@ -4,7 +4,7 @@
 // entry and its imports into dist/web/app.js, which the agent serves.
 import { api } from './api.js';
 import { renderAp } from './ap-grid.js';
-import { renderParents } from './capacity.js';
+import { chosenType, renderParents } from './capacity.js';
 import { renderDevices } from './devices.js';
 import { byId, toast } from './dom.js';
 import { connectEvents } from './event-stream.js';
@@ -27,7 +27,7 @@ function wireForms(): void {
   });
   byId('define', HTMLFormElement).addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const [parent = '', type = ''] = byId('define-type', HTMLSelectElement).value.split('\u0000');
+    const { parent, type } = chosenType(byId('define-type', HTMLSelectElement).value);
     const uuid = byId('define-uuid', HTMLInputElement).value.trim();
     void act(`defined a ${type} device`, () =>
       api.create({
