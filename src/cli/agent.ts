@@ -11,9 +11,8 @@ import {
   type HostEventSource,
 } from '../agent/events.js';
 import { buildAgent } from '../agent/server.js';
-import { startParentDevices } from '../host/devices.js';
+import { Autostart, describeAutostartRun } from '../host/autostart.js';
 import { environmentAt, type Environment } from '../host/environment.js';
-import { listParentNames } from '../host/sysfs-model.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
 import { CommandError, UsageError, type CommandContext } from './context.js';
@@ -168,16 +167,16 @@ export async function agentCommand(
       new ConfigDirWatcher(env.configDir),
     );
     hostLabel = `lab '${lab.profile.name}' (in-process emulated host)`;
-    // The lab has just booted: udev would now start each parent's auto devices.
-    for (const parent of listParentNames(env.port)) {
-      for (const outcome of startParentDevices(env, parent)) {
-        if (outcome.error !== undefined) {
-          ctx.stderr.write(
-            `mdevkit agent: could not autostart ${parent}/${outcome.device.uuid}: ${(outcome.error as Error).message}\n`,
-          );
-        }
-      }
-    }
+    // mdevctl's udev rule, as on a host: the lab has just booted, so each
+    // parent's start=auto devices start now, and again when it re-registers.
+    const autostart = new Autostart(env, {
+      onRun: (run) => {
+        for (const line of describeAutostartRun(run)) ctx.stderr.write(`mdevkit agent: ${line}\n`);
+      },
+    });
+    lab.kernel.onUevent(autostart.uevent);
+    autostart.coldplug();
+    await autostart.flush();
   } else {
     env = environmentAt(nodePath.resolve(ctx.cwd, values.root!));
     if (!fs.existsSync(env.configDir)) fs.mkdirSync(env.configDir, { recursive: true });

@@ -10,7 +10,8 @@ import {
   mountpointState,
   type SysfsMount,
 } from '../sim/fuse/sysfs-fuse.js';
-import { environmentAt, type Environment } from '../host/environment.js';
+import { Autostart, describeAutostartRun } from '../host/autostart.js';
+import { environmentAt } from '../host/environment.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
 import { CommandError, UsageError, type CommandContext, type Writable } from './context.js';
@@ -75,7 +76,7 @@ export class LiveLab {
   readonly socketPath: string;
   #mount: SysfsMount | undefined;
   #stopUevents: (() => void) | undefined;
-  readonly autostart: AutostartQueue;
+  readonly autostart: Autostart;
 
   private constructor(
     readonly lab: Lab,
@@ -85,7 +86,14 @@ export class LiveLab {
     this.sysDir = nodePath.join(dir, 'sys');
     this.configDir = nodePath.join(dir, 'etc', 'mdevctl.d');
     this.socketPath = nodePath.join(dir, 'lab.sock');
-    this.autostart = new AutostartQueue(this.configDir, lab, options.log);
+    // Autostart runs on the lab's in-process port, never through this
+    // process's own FUSE mount (which would wait for itself); the config
+    // dir DIR/etc/mdevctl.d is a plain directory.
+    this.autostart = new Autostart(environmentAt(dir, lab.port), {
+      onRun: (run) => {
+        for (const line of describeAutostartRun(run)) options.log.write(`mdevkit lab: ${line}\n`);
+      },
+    });
   }
 
   static async start(options: LiveLabOptions): Promise<LiveLab> {
@@ -93,10 +101,12 @@ export class LiveLab {
     const lab = Lab.fromProfile(options.profile);
     const live = new LiveLab(lab, dir, options);
     await live.#prepareDir();
-    live.#stopUevents = lab.kernel.onUevent((e) => live.#onUevent(e));
-    // The host boots: its parents registered before anyone listened, as at
-    // boot before udev runs; coldplug them like `udevadm trigger` would.
-    for (const parent of lab.parentNames) live.autostart.parentRegistered(parent);
+    live.#stopUevents = lab.kernel.onUevent((e) => {
+      options.monitor?.write(formatUevent(e));
+      live.autostart.uevent(e);
+    });
+    // The host boots: its parents registered before anyone listened.
+    live.autostart.coldplug();
     await live.autostart.flush();
     live.#mount = await mountSysfs(lab.kernel.tree, live.sysDir, {
       ...(options.cacheSeconds !== undefined ? { cacheSeconds: options.cacheSeconds } : {}),
@@ -129,27 +139,12 @@ export class LiveLab {
     }
   }
 
-  #onUevent(e: Uevent): void {
-    this.options.monitor?.write(formatUevent(e));
-    // mdevctl's udev rule: a parent that registers (change, MDEV_STATE=
-    // registered) or, on older kernels, a device that is added, gets
-    // `mdevctl start-parent-mdevs <kernel name>` when /etc/mdevctl.d/<name>
-    // exists. The queue checks for the directory and coalesces the burst.
-    if (e.action === 'change' && e.env['MDEV_STATE'] === 'registered') {
-      this.autostart.parentRegistered(basename(e.devpath));
-    } else if (e.action === 'add' && e.subsystem !== 'mdev') {
-      this.autostart.parentRegistered(basename(e.devpath));
-    }
-  }
-
   async stop(): Promise<void> {
     this.#stopUevents?.();
     await this.autostart.flush();
     await this.#mount?.unmount();
   }
 }
-
-const basename = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 
 let monitorStart: bigint | undefined;
 
@@ -162,128 +157,6 @@ export function formatUevent(e: Uevent): string {
     .map(([k, v]) => ` ${k}=${v}`)
     .join('');
   return `KERNEL[${stamp}] ${e.action.padEnd(8)} ${e.devpath} (${e.subsystem})${env}\n`;
-}
-
-// ---- autostart ----------------------------------------------------------------
-
-/**
- * Runs "start the start=auto definitions of a parent" for parents that
- * (re)registered, as mdevctl's udev rule does — coalesced: a burst of
- * uevents (a reboot registers every parent, and the rule fires on both the
- * parent's add and its change) becomes one run per parent after the burst,
- * never one per event, and a device that is active already is not
- * created again (mdevctl#53: repeated, failing start attempts at boot).
- */
-export class AutostartQueue {
-  readonly #pending = new Set<string>();
-  #scheduled: Promise<void> | undefined;
-  /** Parents started so far, with how many devices each run started (for tests and logs). */
-  readonly runs: { parent: string; started: number; failed: number }[] = [];
-
-  constructor(
-    readonly configDir: string,
-    readonly lab: Lab,
-    readonly log: Writable,
-  ) {}
-
-  parentRegistered(parent: string): void {
-    this.#pending.add(parent);
-    // After the current synchronous burst, once.
-    this.#scheduled ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
-      this.#drain(),
-    );
-  }
-
-  /** Wait until queued parents have been handled. */
-  async flush(): Promise<void> {
-    while (this.#scheduled !== undefined) await this.#scheduled;
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#pending.size > 0) {
-        const parents = [...this.#pending];
-        this.#pending.clear();
-        for (const parent of parents) await this.#startParent(parent);
-      }
-    } finally {
-      this.#scheduled = undefined;
-    }
-  }
-
-  async #startParent(parent: string): Promise<void> {
-    // TEST=="/etc/mdevctl.d/$kernel" in the udev rule.
-    if (!fs.existsSync(nodePath.join(this.configDir, parent))) return;
-    const result = await startParentMdevs(this.configDir, this.lab, parent);
-    this.runs.push({ parent, started: result.started, failed: result.failed });
-    for (const line of result.messages) this.log.write(`mdevkit lab: autostart: ${line}\n`);
-    this.log.write(
-      `mdevkit lab: autostart ${parent}: ${result.started} started, ${result.failed} failed\n`,
-    );
-  }
-}
-
-interface AutostartResult {
-  started: number;
-  failed: number;
-  messages: string[];
-}
-
-/**
- * `mdevctl start-parent-mdevs <parent>`: start every start=auto definition
- * of `parent`, through the management library (src/host/devices.ts) on the
- * lab's in-process port — never through this process's own FUSE mount,
- * which would wait for itself. The config dir is DIR/etc/mdevctl.d, a plain
- * directory. A device that is active already counts as such, not as a
- * failure (mdevctl#53).
- */
-async function startParentMdevs(
-  configDir: string,
-  lab: Lab,
-  parent: string,
-): Promise<AutostartResult> {
-  const { startParentDevices, describeError, MdevError } = await import('../host/devices.js');
-  const root = nodePath.dirname(nodePath.dirname(configDir));
-  const warnings: string[] = [];
-  const outcomes = startParentDevices(withScriptDirsFixed(environmentAt(root, lab.port)), parent, {
-    warn: (m) => warnings.push(m),
-  });
-  const result: AutostartResult = { started: 0, failed: 0, messages: warnings };
-  for (const o of outcomes) {
-    if (o.error === undefined) {
-      result.started++;
-    } else if (o.error instanceof MdevError && o.error.code === 'ALREADY_ACTIVE') {
-      continue;
-    } else {
-      result.failed++;
-      result.messages.push(`${parent}/${o.device.uuid}: ${describeError(o.error)}`);
-    }
-  }
-  return result;
-}
-
-/**
- * The environment with its callout and notifier directories narrowed, once
- * per autostart run, to those that hold at least one entry. The library
- * looks for scripts before and after every device; on a lab with none
- * (the usual case) that was most of the time of starting 1000 devices,
- * mostly spent failing to open directories that do not exist. Scripts
- * added while a run is under way take part from the next run on.
- */
-function withScriptDirsFixed(env: Environment): Environment {
-  const populated = (dirs: readonly string[]): string[] =>
-    dirs.filter((d) => {
-      try {
-        return fs.readdirSync(d).length > 0;
-      } catch {
-        return false;
-      }
-    });
-  return {
-    ...env,
-    calloutDirs: populated(env.calloutDirs),
-    notifierDirs: populated(env.notifierDirs),
-  };
 }
 
 // ---- commands -------------------------------------------------------------------
