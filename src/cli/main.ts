@@ -29,6 +29,10 @@ export const MDEVKIT = group({
       load: async () => (await import('./agent.js')).agentCommand,
     },
     ...mdevctlCommands(),
+    aggregation: {
+      summary: 'how many instances a device aggregates (mdev/aggregation), read or changed',
+      load: async () => (await import('./aggregation.js')).aggregationCommand,
+    },
     // libvirt integration (src/libvirt, wired in ./libvirt.ts)
     'nodedev-list': {
       summary: "libvirt node devices of mdevs and their parents (as 'virsh nodedev-list')",
