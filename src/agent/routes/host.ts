@@ -1,4 +1,3 @@
-import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ErrnoError } from '../../common/errno.js';
 import { MDEV_CLASS, typeDir } from '../../host/paths.js';
@@ -6,8 +5,9 @@ import { listActiveDevices, listParentNames, readType } from '../../host/sysfs-m
 import type { SysfsPort } from '../../port/sysfs-port.js';
 import { ApiError } from '../errors.js';
 import { METRICS_CONTENT_TYPE, type TypeCapacity } from '../metrics.js';
-import { ErrorBody, Health, ParentInfo, ParentParams, TypeInfo, TypeParams } from '../schemas.js';
-import { API_PREFIX, type AgentContext, type ApiApp, type TypedApp } from '../server.js';
+import { route, type Route } from '../route.js';
+import { Health, ParentInfo, ParentParams, TypeInfo, TypeParams } from '../schemas.js';
+import type { AgentContext, ApiApp } from '../server.js';
 
 type TypeInfoT = z.infer<typeof TypeInfo>;
 type ParentInfoT = z.infer<typeof ParentInfo>;
@@ -78,66 +78,63 @@ export function readParents(port: SysfsPort): ParentInfoT[] {
   return out;
 }
 
-const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody };
-
-/** Health, host description, parents and types, metrics. */
-export function registerHostRoutes(app: ApiApp, ctx: AgentContext): void {
-  const api = app.withTypeProvider<ZodTypeProvider>() as TypedApp;
+/** Health, parents and types, metrics. */
+export function hostRoutes(ctx: AgentContext): Route[] {
   const port = ctx.env.port;
-
-  api.get(
-    '/healthz',
-    { schema: { summary: 'liveness', tags: ['agent'], response: { 200: Health } } },
-    async () => ({ status: 'ok' as const, host: ctx.options.hostLabel, mode: ctx.options.mode }),
-  );
-
-  api.get(
-    `${API_PREFIX}/parents`,
-    {
-      schema: {
-        summary: 'registered mdev parents with their types and capacity',
-        tags: ['parents'],
-        response: { 200: z.object({ parents: z.array(ParentInfo) }), ...errors },
+  return [
+    route({
+      method: 'GET',
+      path: '/healthz',
+      outsideApi: true,
+      tag: 'agent',
+      summary: 'liveness',
+      response: Health,
+      handler: () => ({
+        status: 'ok' as const,
+        host: ctx.options.hostLabel,
+        mode: ctx.options.mode,
+      }),
+    }),
+    route({
+      method: 'GET',
+      path: '/parents',
+      tag: 'parents',
+      summary: 'registered mdev parents with their types and capacity',
+      response: z.object({ parents: z.array(ParentInfo) }),
+      handler: () => ({ parents: readParents(port) }),
+    }),
+    route({
+      method: 'GET',
+      path: '/parents/:parent',
+      tag: 'parents',
+      summary: 'one parent with its types',
+      params: ParentParams,
+      response: ParentInfo,
+      handler: ({ params }) => parentInfo(port, params.parent, activeCounts(port)),
+    }),
+    route({
+      method: 'GET',
+      path: '/parents/:parent/types/:type',
+      tag: 'parents',
+      summary: 'one type of a parent',
+      params: TypeParams,
+      response: TypeInfo,
+      handler({ params: { parent, type } }) {
+        if (port.kind(typeDir(parent, type)) === null) {
+          throw new ApiError(404, 'ENOENT', `parent ${parent} has no mdev type ${type}`, {
+            parent,
+            type,
+          });
+        }
+        return typeInfo(port, parent, type, activeCounts(port));
       },
-    },
-    async () => ({ parents: readParents(port) }),
-  );
+    }),
+  ];
+}
 
-  api.get(
-    `${API_PREFIX}/parents/:parent`,
-    {
-      schema: {
-        summary: 'one parent with its types',
-        tags: ['parents'],
-        params: ParentParams,
-        response: { 200: ParentInfo, ...errors },
-      },
-    },
-    async (req) => parentInfo(port, req.params.parent, activeCounts(port)),
-  );
-
-  api.get(
-    `${API_PREFIX}/parents/:parent/types/:type`,
-    {
-      schema: {
-        summary: 'one type of a parent',
-        tags: ['parents'],
-        params: TypeParams,
-        response: { 200: TypeInfo, ...errors },
-      },
-    },
-    async (req) => {
-      const { parent, type } = req.params;
-      if (port.kind(typeDir(parent, type)) === null) {
-        throw new ApiError(404, 'ENOENT', `parent ${parent} has no mdev type ${type}`, {
-          parent,
-          type,
-        });
-      }
-      return typeInfo(port, parent, type, activeCounts(port));
-    },
-  );
-
+/** Prometheus metrics: capacity per type, devices, operations, events (not in the API document). */
+export function registerMetrics(app: ApiApp, ctx: AgentContext): void {
+  const port = ctx.env.port;
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
     const capacity: TypeCapacity[] = [];
     for (const p of readParents(port)) {
