@@ -16,8 +16,17 @@ import { API_PREFIX, type ApiApp } from './server.js';
 
 type Schema = z.ZodType;
 type Out<S> = S extends Schema ? z.output<S> : undefined;
-/** What a handler answers with: the response schema's input (it is serialized through it). */
-type Answer<R> = R extends Schema ? z.input<R> : void;
+/**
+ * What a handler answers with: the response schema's input (it is
+ * serialized through it), read-only throughout, so the library's
+ * read-only data goes out as it is.
+ */
+type Answer<R> = R extends Schema ? ReadOnlyDeep<z.input<R>> : void;
+type ReadOnlyDeep<T> = T extends readonly (infer U)[]
+  ? readonly ReadOnlyDeep<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: ReadOnlyDeep<T[K]> }
+    : T;
 
 export interface RouteInput<P, Q, B> {
   readonly params: Out<P>;
