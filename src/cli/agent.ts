@@ -115,7 +115,7 @@ interface AgentValues {
   readonly 'poll-interval'?: string;
 }
 
-async function serveAgent(ctx: CommandIo, values: AgentValues): Promise<number> {
+async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
   if (values.profile !== undefined && values.root !== undefined) {
     throw new UsageError('--profile (a lab) and --root (a host) exclude each other');
   }
@@ -137,8 +137,8 @@ async function serveAgent(ctx: CommandIo, values: AgentValues): Promise<number> 
 
   const isLab = values.root === undefined;
   const stateDir = nodePath.resolve(
-    ctx.cwd,
-    values['state-dir'] ?? defaultStateDir(ctx.env, isLab ? 'lab' : 'host'),
+    io.cwd,
+    values['state-dir'] ?? defaultStateDir(io.env, isLab ? 'lab' : 'host'),
   );
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 
@@ -158,14 +158,14 @@ async function serveAgent(ctx: CommandIo, values: AgentValues): Promise<number> 
     // parent's start=auto devices start now, and again when it re-registers.
     const autostart = new Autostart(env, {
       onRun: (run) => {
-        for (const line of describeAutostartRun(run)) ctx.stderr.write(`mdevkit agent: ${line}\n`);
+        for (const line of describeAutostartRun(run)) io.stderr.write(`mdevkit agent: ${line}\n`);
       },
     });
     lab.kernel.onUevent(autostart.uevent);
     autostart.coldplug();
     await autostart.flush();
   } else {
-    env = environmentAt(nodePath.resolve(ctx.cwd, values.root!));
+    env = environmentAt(nodePath.resolve(io.cwd, values.root!));
     if (!fs.existsSync(env.configDir)) fs.mkdirSync(env.configDir, { recursive: true });
     events = mergeSources(new SysfsPoller(env.port, pollMs), new ConfigDirWatcher(env.configDir));
     hostLabel = env.root;
@@ -181,13 +181,13 @@ async function serveAgent(ctx: CommandIo, values: AgentValues): Promise<number> 
     loopbackOnly: listen !== undefined && loopback,
     mode: isLab ? 'lab' : 'host',
     hostLabel,
-    logger: ctx.env['MDEVKIT_AGENT_LOG'] === '1',
+    logger: io.env['MDEVKIT_AGENT_LOG'] === '1',
   });
 
   let url: string;
   try {
     if (values.socket !== undefined) {
-      const path = nodePath.resolve(ctx.cwd, values.socket);
+      const path = nodePath.resolve(io.cwd, values.socket);
       fs.rmSync(path, { force: true }); // a stale socket of an agent that died
       await agent.app.listen({ path });
       fs.chmodSync(path, 0o600);
@@ -229,12 +229,12 @@ async function serveAgent(ctx: CommandIo, values: AgentValues): Promise<number> 
     banner.push(`token: in ${token.path}`);
   }
   banner.push(`listening on ${url}`);
-  ctx.stdout.write(banner.join('\n') + '\n');
+  io.stdout.write(banner.join('\n') + '\n');
 
   const why = await untilStopped();
-  if (why !== 'abort') ctx.stderr.write(`mdevkit agent: ${why}, stopping\n`);
+  io.stderr.write(`mdevkit agent: ${why}, stopping\n`);
   await agent.close();
   if (values.socket !== undefined)
-    fs.rmSync(nodePath.resolve(ctx.cwd, values.socket), { force: true });
+    fs.rmSync(nodePath.resolve(io.cwd, values.socket), { force: true });
   return 0;
 }

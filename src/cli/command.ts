@@ -165,21 +165,16 @@ export function uuidArgument(text: string): string {
   return uuid;
 }
 
-/**
- * Resolves with the signal's name on SIGINT or SIGTERM, or with 'abort'
- * when `signal` aborts: how a long-running command (a server) learns to stop.
- */
-export function untilStopped(signal?: AbortSignal): Promise<string> {
+/** Resolves with the signal on SIGINT or SIGTERM: how a long-running command (a server) learns to stop. */
+export function untilStopped(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    const stop = (why: string): void => {
+    const onSignal = (sig: NodeJS.Signals): void => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      resolve(why);
+      resolve(sig);
     };
-    const onSignal = (sig: NodeJS.Signals): void => stop(sig);
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
-    signal?.addEventListener('abort', () => stop('abort'), { once: true });
   });
 }
 
