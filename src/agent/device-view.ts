@@ -6,10 +6,11 @@ import {
   probeActive,
   type MdevDevice,
 } from '../host/devices.js';
+import { readAggregation, typeAggregates } from '../host/aggregation.js';
 import { MDEV_BUS_DEVICES } from '../host/paths.js';
 import type { Environment } from '../host/environment.js';
 import type { z } from 'zod';
-import type { Device } from './schemas.js';
+import type { Aggregation, Device } from './schemas.js';
 
 /** A device as the API returns it. */
 export type ApiDevice = z.infer<typeof Device>;
@@ -59,12 +60,17 @@ interface Presence {
  * parent event all of it. With callout scripts installed, active devices
  * that nobody defined may get attributes from the scripts, so the view
  * then asks the library for the full listing instead.
+ *
+ * Active devices of a type that aggregates carry their aggregation, so a
+ * client drawing the list needs no request per device.
  */
 export class DeviceView {
   #devices: readonly ApiDevice[] | undefined;
   #byUuid = new Map<string, ApiDevice[]>();
   #generation = 0;
   #presence = new Map<string, Presence>();
+  /** "parent\0type" → whether the type aggregates; forgotten with the parents. */
+  #aggregates = new Map<string, boolean>();
 
   constructor(readonly env: Environment) {}
 
@@ -79,6 +85,7 @@ export class DeviceView {
   forgetAll(): void {
     this.invalidate();
     this.#presence.clear();
+    this.#aggregates.clear();
   }
 
   /** Changes with every invalidation: an ETag for listings. */
@@ -125,6 +132,28 @@ export class DeviceView {
     return now;
   }
 
+  /**
+   * The aggregation of an active device whose type aggregates, read fresh
+   * at each rebuild: a value can change without an event (the kernel sends
+   * no uevent for an attribute write), and the dashboard shows it from the
+   * listing rather than asking for each device on every redraw. Whether a
+   * type aggregates is asked once per parent registration, so hosts whose
+   * types do not aggregate pay nothing per device.
+   */
+  #aggregation(d: ApiDevice): z.infer<typeof Aggregation> | undefined {
+    const key = `${d.parent}\0${d.type}`;
+    let aggregates = this.#aggregates.get(key);
+    if (aggregates === undefined) {
+      try {
+        aggregates = typeAggregates(this.env, d.parent, d.type);
+      } catch {
+        aggregates = false; // not a name sysfs could have: no such type
+      }
+      this.#aggregates.set(key, aggregates);
+    }
+    return aggregates ? readAggregation(this.env, d.uuid) : undefined;
+  }
+
   #rebuild(): void {
     const merged = new Map<string, ApiDevice>();
     // Definitions first (they know their active state), then the active
@@ -155,6 +184,11 @@ export class DeviceView {
       }
     }
     const devices = [...merged.values()].sort(byParentThenUuid);
+    for (let i = 0; i < devices.length; i++) {
+      const d = devices[i]!;
+      const aggregation = d.active ? this.#aggregation(d) : undefined;
+      if (aggregation !== undefined) devices[i] = { ...d, aggregation };
+    }
     const byUuid = new Map<string, ApiDevice[]>();
     for (const d of devices) {
       const list = byUuid.get(d.uuid);

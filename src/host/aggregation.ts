@@ -3,7 +3,7 @@ import { ErrnoError } from '../common/errno.js';
 import { formatConfig } from './config-store.js';
 import { MdevError, listDefinedDevices, modifyDevice, type MdevDevice } from './devices.js';
 import type { Environment } from './environment.js';
-import { deviceAttributePath } from './paths.js';
+import { deviceAttributePath, deviceDir, typeDir } from './paths.js';
 import { readActiveDevice } from './sysfs-model.js';
 import { parseUuid } from './uuid-forms.js';
 
@@ -19,6 +19,9 @@ import { parseUuid } from './uuid-forms.js';
  * sysfs, its definition as the attribute mdevctl writes at start.
  */
 
+/** The type attribute: the most instances one new device could aggregate now. */
+export const TYPE_AGGREGATION = 'aggregation';
+/** The device attributes: what it holds (0644) and its fixed limit (0444). */
 export const AGGREGATION_VALUE = 'mdev/aggregation/value';
 export const AGGREGATION_MAX = 'mdev/aggregation/max';
 
@@ -38,24 +41,34 @@ export interface AggregationTarget {
   readonly definition: MdevDevice | undefined;
 }
 
-function readNumber(env: Environment, uuid: string, name: string): number | undefined {
+/** A sysfs integer attribute; undefined when absent, unreadable (the device went away) or not a number. */
+function readInt(env: Environment, path: string): number | undefined {
   try {
-    const n = Number.parseInt(env.port.read(deviceAttributePath(env.port, uuid, name)).trim(), 10);
+    const n = Number.parseInt(env.port.read(path).trim(), 10);
     return Number.isNaN(n) ? undefined : n;
   } catch (err) {
-    if (err instanceof ErrnoError && err.code === 'ENOENT') return undefined;
+    if (err instanceof ErrnoError) return undefined;
     throw err;
   }
 }
 
+/** Whether `type` of `parent` aggregates: it has the type attribute `aggregation`. */
+export function typeAggregates(env: Environment, parent: string, type: string): boolean {
+  return env.port.kind(`${typeDir(parent, type)}/${TYPE_AGGREGATION}`) === 'file';
+}
+
 /**
  * The aggregation of running device `uuid`; undefined when it has no
- * `mdev/aggregation/value` (its type does not aggregate, or it is not running).
+ * `mdev/aggregation/value` (its type does not aggregate, it is not running,
+ * or it went away while we read). Listings call this for every device of
+ * an aggregating type, so it reads the two files and nothing more: their
+ * names are fixed, there is no user's name to guard.
  */
 export function readAggregation(env: Environment, uuid: string): Aggregation | undefined {
-  const value = readNumber(env, uuid, AGGREGATION_VALUE);
+  const dir = deviceDir(uuid);
+  const value = readInt(env, `${dir}/${AGGREGATION_VALUE}`);
   if (value === undefined) return undefined;
-  const max = readNumber(env, uuid, AGGREGATION_MAX);
+  const max = readInt(env, `${dir}/${AGGREGATION_MAX}`);
   return max === undefined ? { value } : { value, max };
 }
 

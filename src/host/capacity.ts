@@ -1,5 +1,6 @@
 import { ErrnoError } from '../common/errno.js';
 import type { SysfsPort } from '../port/sysfs-port.js';
+import { TYPE_AGGREGATION } from './aggregation.js';
 import { MDEV_CLASS, typeDir } from './paths.js';
 import { listActiveDevices, listParentNames, readType, type MdevTypeInfo } from './sysfs-model.js';
 
@@ -56,7 +57,7 @@ function typeCapacity(
   return {
     ...readType(port, parent, id),
     activeDevices: counts.get(`${parent}\0${id}`) ?? 0,
-    aggregation: readTrimmed(port, `${typeDir(parent, id)}/aggregation`),
+    aggregation: readTrimmed(port, `${typeDir(parent, id)}/${TYPE_AGGREGATION}`),
   };
 }
 

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { HOST_EVENT_KINDS } from '../events.js';
+import { HOST_EVENT_KINDS, RESET_EVENT, type StreamEventData } from '../event-kinds.js';
 import type { StampedEvent } from '../hub.js';
 import { route, type Route } from '../route.js';
 import type { AgentContext } from '../server.js';
@@ -9,7 +9,8 @@ import type { AgentContext } from '../server.js';
 const HEARTBEAT_MS = 15_000;
 
 function frame(e: StampedEvent): string {
-  return `id: ${e.id}\nevent: ${e.event.kind}\ndata: ${JSON.stringify({ ...e.event, time: e.time })}\n\n`;
+  const data: StreamEventData = { ...e.event, time: e.time };
+  return `id: ${e.id}\nevent: ${e.event.kind}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
 const EventsQuery = z.object({
@@ -40,7 +41,7 @@ export function eventRoutes(ctx: AgentContext): Route[] {
       path: '/events',
       tag: 'events',
       summary: 'stream of host changes (text/event-stream)',
-      description: `Event kinds: ${HOST_EVENT_KINDS.join(', ')}; and \`reset\` when events were missed.`,
+      description: `Event kinds: ${HOST_EVENT_KINDS.join(', ')}; and \`${RESET_EVENT}\` when events were missed.`,
       query: EventsQuery,
       handler({ query, req, reply }) {
         const lastHeader = req.headers['last-event-id'];
@@ -75,7 +76,8 @@ export function eventRoutes(ctx: AgentContext): Route[] {
         push(`retry: 2000\n: mdevkit agent, last event ${ctx.hub.lastId}\n\n`);
         if (last !== undefined) {
           const missed = ctx.hub.since(last);
-          if (missed === undefined) push(`id: ${ctx.hub.lastId}\nevent: reset\ndata: {}\n\n`);
+          if (missed === undefined)
+            push(`id: ${ctx.hub.lastId}\nevent: ${RESET_EVENT}\ndata: {}\n\n`);
           else for (const e of missed) push(frame(e));
         }
         const off = ctx.hub.subscribe((e) => push(frame(e)));
