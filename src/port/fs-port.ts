@@ -29,6 +29,14 @@ export class FsSysfsPort implements SysfsPort {
     }
   }
 
+  readBytes(path: string): Buffer {
+    try {
+      return fs.readFileSync(this.#host(path));
+    } catch (err) {
+      throw toErrnoError(err, path);
+    }
+  }
+
   write(path: string, data: string): void {
     // One write(2) of the whole buffer, as `echo x > attr` does: sysfs hands
     // each write to the store callback separately, so it must not be split.

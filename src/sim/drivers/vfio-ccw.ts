@@ -3,7 +3,6 @@ import { fail } from '../../common/errno.js';
 import type { DeviceNode } from '../core/kernel.js';
 import type { MdevDriver } from '../core/driver.js';
 import type { MdevParent } from '../core/mdev-core.js';
-import { relativeLink } from '../sysfs/tree.js';
 import { defineDriverModule } from './module.js';
 
 /**
@@ -46,15 +45,14 @@ export const vfioCcwModule = defineDriverModule({
       remove() {},
     };
     const t = kernel.tree;
-    t.mkdirp('/sys/devices/css0');
-    const drvDir = '/sys/bus/css/drivers/vfio_ccw';
-    t.mkdirp(drvDir);
+    kernel.addRootDevice('/sys/devices/css0'); // the channel subsystem
+    t.mkdirp('/sys/bus/css/drivers/vfio_ccw');
     const subchannels: DeviceNode[] = [];
     const parents: MdevParent[] = [];
     const unload = (): void => {
       for (const p of parents) core.unregisterParent(p);
       for (const sch of subchannels) {
-        t.dirAt(drvDir).remove(sch.name);
+        kernel.unbindDriver(sch, 'css');
         kernel.removeDevice(sch, { bus: 'css' });
       }
       parents.length = 0;
@@ -64,11 +62,21 @@ export const vfioCcwModule = defineDriverModule({
       for (const schid of opts.subchannels) {
         const path = `/sys/devices/css0/${schid}`;
         if (t.lookup(path) !== undefined) fail('EEXIST', `css: subchannel ${schid} exists`);
-        const sch = kernel.addDevice(path, 'css', { bus: 'css' });
+        // css_uevent: the subchannel type (0, I/O) and its modalias.
+        const sch = kernel.addDevice(
+          path,
+          'css',
+          { bus: 'css' },
+          {
+            busVars: () => [
+              ['ST', '0'],
+              ['MODALIAS', 'css:t0'],
+            ],
+          },
+        );
         sch.dir.attr('type', 0o444, { show: () => '0\n' });
         sch.dir.attr('modalias', 0o444, { show: () => 'css:t0\n' });
-        sch.dir.link('driver', relativeLink(path, drvDir));
-        t.dirAt(drvDir).link(schid, relativeLink(drvDir, path));
+        kernel.bindDriver(sch, 'css', 'vfio_ccw');
         subchannels.push(sch);
         parents.push(
           core.registerParent(sch, driver, [
