@@ -1,11 +1,13 @@
-import { spawn } from 'node:child_process';
+import { spawn, type StdioOptions } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Uevent } from '../sim/core/kernel.js';
+import type { UdevRelay } from '../sim/udev/relay.js';
 import {
   detachMount,
+  isMountpoint,
   mountSysfs,
   mountpointState,
   type SysfsMount,
@@ -32,22 +34,32 @@ import { CommandError, UsageError, type CommandContext, type Writable } from './
  * the config dir is an ordinary directory, so node:fs is fine there.
  */
 
-export const SERVE_USAGE = `usage: mdevkit lab serve [--profile P] --mount DIR [--monitor] [--cache SECONDS]
+export const SERVE_USAGE = `usage: mdevkit lab serve [--profile P] --mount DIR [--udev] [--monitor] [--cache SECONDS]
 
 Serve the emulated host's sysfs at DIR/sys over FUSE, with the config dir
 at DIR/etc/mdevctl.d. Prints "ready DIR" once the mount is usable; SIGINT
 or SIGTERM unmounts and exits 0. A stale mount left by a crash is cleared.
+  --udev             send every uevent, as udevd would after processing it, to the
+                     libudev monitors (libvirt, udevadm) of a private network
+                     namespace bound at DIR/netns (root; util-linux)
   --monitor          print uevents as they happen, as 'udevadm monitor --kernel'
                      (read them: a full stdout pipe pauses the lab)
   --cache SECONDS    how long the kernel may cache entries and attributes (default 1)
 `;
 
-export const SHELL_USAGE = `usage: mdevkit lab shell [--profile P] [--mount DIR] [-- CMD ARGS...]
+export const SHELL_USAGE = `usage: mdevkit lab shell [--profile P] [--mount DIR] [--no-udev] [-- CMD ARGS...]
 
 Run CMD (default: your shell) in a private mount namespace where /sys and
 /etc/mdevctl.d are the lab's, so mdevctl, mdevkit and scripts see the lab as
 the host. With --mount DIR of a lab already served, joins it; otherwise
 serves one for the duration of CMD. Needs root. MDEVKIT_LAB=DIR is set.
+
+When the lab sends udev events (a lab this command serves does, unless
+--no-udev; 'lab serve --udev' and 'lab libvirtd' do), CMD runs in the lab's
+network namespace and libudev monitors there see devices come and go.
+SYSTEMD_DEVICE_VERIFY_SYSFS=0 is set, since libudev otherwise drops devices
+that are not on the kernel's sysfs. /run/libvirt is the lab's (DIR/libvirt/run),
+so virsh -c qemu:///system talks to 'lab libvirtd'.
 `;
 
 export const REBOOT_USAGE = `usage: mdevkit lab reboot [--mount DIR]
@@ -66,6 +78,11 @@ export interface LiveLabOptions {
   monitor?: Writable;
   /** Notes for the operator (stale mount cleared, autostart results). */
   log: Writable;
+  /**
+   * Send udev events into a private network namespace bound at DIR/netns;
+   * the command that runs the relay inside it (`mdevkit lab udev-relay`).
+   */
+  udevRelayCommand?: readonly string[];
 }
 
 /** A lab served at a directory: the FUSE mount, the config dir, autostart. */
@@ -73,7 +90,10 @@ export class LiveLab {
   readonly sysDir: string;
   readonly configDir: string;
   readonly socketPath: string;
+  /** The bound network namespace of the lab's udev events (DIR/netns). */
+  readonly netnsPath: string;
   #mount: SysfsMount | undefined;
+  #udev: UdevRelay | undefined;
   #stopUevents: (() => void) | undefined;
   readonly autostart: AutostartQueue;
 
@@ -85,6 +105,7 @@ export class LiveLab {
     this.sysDir = nodePath.join(dir, 'sys');
     this.configDir = nodePath.join(dir, 'etc', 'mdevctl.d');
     this.socketPath = nodePath.join(dir, 'lab.sock');
+    this.netnsPath = nodePath.join(dir, 'netns');
     this.autostart = new AutostartQueue(this.configDir, lab, options.log);
   }
 
@@ -101,6 +122,18 @@ export class LiveLab {
     live.#mount = await mountSysfs(lab.kernel.tree, live.sysDir, {
       ...(options.cacheSeconds !== undefined ? { cacheSeconds: options.cacheSeconds } : {}),
     });
+    if (options.udevRelayCommand !== undefined) {
+      try {
+        const { UdevRelay } = await import('../sim/udev/relay.js');
+        live.#udev = await UdevRelay.start({
+          nsPath: live.netnsPath,
+          relayCommand: options.udevRelayCommand,
+        });
+      } catch (err) {
+        await live.stop();
+        throw new CommandError(`cannot send the lab's udev events: ${(err as Error).message}`);
+      }
+    }
     return live;
   }
 
@@ -131,6 +164,7 @@ export class LiveLab {
 
   #onUevent(e: Uevent): void {
     this.options.monitor?.write(formatUevent(e));
+    this.#udev?.send(e);
     // mdevctl's udev rule: a parent that registers (change, MDEV_STATE=
     // registered) or, on older kernels, a device that is added, gets
     // `mdevctl start-parent-mdevs <kernel name>` when /etc/mdevctl.d/<name>
@@ -143,8 +177,9 @@ export class LiveLab {
   }
 
   async stop(): Promise<void> {
-    this.#stopUevents?.();
     await this.autostart.flush();
+    this.#stopUevents?.();
+    await this.#udev?.close();
     await this.#mount?.unmount();
   }
 }
@@ -309,6 +344,15 @@ function parseCache(text: string | undefined): number | undefined {
   return n;
 }
 
+/** How to run this CLI's `lab udev-relay` (inside the lab's network namespace). */
+export function udevRelayCommand(): string[] {
+  return [process.execPath, process.argv[1] ?? 'mdevkit', 'lab', 'udev-relay'];
+}
+
+export function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) throw new CommandError(`${what} needs root`);
+}
+
 function requireFuse(): void {
   if (!fs.existsSync('/dev/fuse')) {
     throw new CommandError('FUSE is not available here (/dev/fuse is missing)');
@@ -322,6 +366,7 @@ export async function serveCommand(ctx: CommandContext, args: string[]): Promise
       profile: { type: 'string' },
       mount: { type: 'string' },
       monitor: { type: 'boolean' },
+      udev: { type: 'boolean' },
       cache: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -335,6 +380,7 @@ export async function serveCommand(ctx: CommandContext, args: string[]): Promise
   if (positionals.length > 0) throw new UsageError('lab serve takes no arguments', SERVE_USAGE);
   if (values.mount === undefined) throw new UsageError('lab serve needs --mount DIR', SERVE_USAGE);
   requireFuse();
+  if (values.udev) requireRoot('lab serve --udev (it makes a network namespace)');
   const dir = nodePath.resolve(ctx.cwd, values.mount);
   const cacheSeconds = parseCache(values.cache);
   const signal = waitForSignal(); // listen from the start: a signal while mounting still unmounts
@@ -344,6 +390,7 @@ export async function serveCommand(ctx: CommandContext, args: string[]): Promise
     log: ctx.stderr,
     ...(values.monitor ? { monitor: ctx.stdout } : {}),
     ...(cacheSeconds !== undefined ? { cacheSeconds } : {}),
+    ...(values.udev ? { udevRelayCommand: udevRelayCommand() } : {}),
   });
   try {
     const control = await startControl(live);
@@ -378,6 +425,7 @@ export async function shellCommand(ctx: CommandContext, args: string[]): Promise
     options: {
       profile: { type: 'string' },
       mount: { type: 'string' },
+      'no-udev': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     allowPositionals: true,
@@ -412,6 +460,7 @@ export async function shellCommand(ctx: CommandContext, args: string[]): Promise
         profile: values.profile ?? DEFAULT_PROFILE,
         dir,
         log: ctx.stderr,
+        ...(values['no-udev'] ? {} : { udevRelayCommand: udevRelayCommand() }),
       });
     }
   } else {
@@ -421,6 +470,7 @@ export async function shellCommand(ctx: CommandContext, args: string[]): Promise
       profile: values.profile ?? DEFAULT_PROFILE,
       dir,
       log: ctx.stderr,
+      ...(values['no-udev'] ? {} : { udevRelayCommand: udevRelayCommand() }),
     });
   }
   const control = live === undefined ? undefined : await startControl(live);
@@ -434,31 +484,51 @@ export async function shellCommand(ctx: CommandContext, args: string[]): Promise
   }
 }
 
+export interface LabNamespaceOptions {
+  /** More shell, run after the lab's mounts and before argv (lab libvirtd's own mounts). */
+  readonly setup?: string;
+  readonly stdio?: StdioOptions;
+  /** 'shell' (default): SIGINT is the command's business; 'forward': pass SIGINT on too. */
+  readonly signals?: 'shell' | 'forward';
+}
+
 /**
- * Run argv with DIR/sys on /sys and DIR/etc/mdevctl.d on /etc/mdevctl.d, in a
- * private mount namespace (util-linux unshare), and return its exit status.
+ * Run argv with DIR/sys on /sys, DIR/etc/mdevctl.d on /etc/mdevctl.d and
+ * DIR/libvirt/run on /run/libvirt, in a private mount namespace (util-linux
+ * unshare) and, when the lab sends udev events, in the lab's network
+ * namespace (nsenter --net=DIR/netns); return its exit status.
  * Asynchronous on purpose: this process may be the one serving DIR/sys.
  */
-function runInLabNamespace(
+export function runInLabNamespace(
   dir: string,
-  argv: string[],
+  argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
+  options: LabNamespaceOptions = {},
 ): Promise<number> {
+  const setup = options.setup ?? '';
   fs.mkdirSync('/etc/mdevctl.d', { recursive: true });
+  fs.mkdirSync('/run/libvirt', { recursive: true });
+  fs.mkdirSync(nodePath.join(dir, 'libvirt', 'run'), { recursive: true });
   const script =
-    'mount --rbind "$0/sys" /sys && mount --bind "$0/etc/mdevctl.d" /etc/mdevctl.d && exec "$@"';
-  const child = spawn(
-    'unshare',
-    ['-m', '--propagation', 'private', '--', 'sh', '-c', script, dir, ...argv],
-    {
-      stdio: 'inherit',
-      env: { ...env, MDEVKIT_LAB: dir },
-    },
-  );
+    'mount --rbind "$0/sys" /sys && mount --bind "$0/etc/mdevctl.d" /etc/mdevctl.d && ' +
+    'mount --bind "$0/libvirt/run" /run/libvirt && ' +
+    (setup === '' ? '' : `${setup} && `) +
+    'exec "$@"';
+  const unshare = ['unshare', '-m', '--propagation', 'private', '--', 'sh', '-c', script, dir];
+  const netns = nodePath.join(dir, 'netns');
+  const inNetns = isMountpoint(netns) ? ['nsenter', `--net=${netns}`, '--'] : [];
+  const [cmd, ...args] = [...inNetns, ...unshare, ...argv];
+  const child = spawn(cmd!, args, {
+    stdio: options.stdio ?? 'inherit',
+    // libudev (systemd 252) drops devices whose directory is not on the
+    // kernel's sysfs unless told otherwise; the lab's /sys is FUSE.
+    env: { ...env, MDEVKIT_LAB: dir, SYSTEMD_DEVICE_VERIFY_SYSFS: '0' },
+  });
   // The terminal's Ctrl-C reaches the whole foreground group: let the
-  // command decide what it means, as a shell does for its children.
-  const ignore = (): void => {};
+  // command decide what it means, as a shell does for its children. A
+  // daemon (libvirtd, its output in a file) gets every signal passed on.
   const forward = (sig: NodeJS.Signals): void => void child.kill(sig);
+  const ignore = options.signals === 'forward' ? forward : (): void => {};
   process.on('SIGINT', ignore);
   process.on('SIGTERM', forward);
   process.on('SIGHUP', forward);

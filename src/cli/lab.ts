@@ -12,6 +12,7 @@ Commands of the emulated host (the lab):
   snapshot [--profile P] DIR    write the lab as a static tree: DIR/sys and DIR/etc/mdevctl.d
   serve [--profile P] --mount DIR   serve the lab live: DIR/sys over FUSE, DIR/etc/mdevctl.d
   shell [--profile P] [--mount DIR] [-- CMD...]   run CMD where /sys is the lab's (root)
+  libvirtd [--mount DIR] [--mdevctl PATH]   run Debian's libvirtd on a lab (root)
   reboot [--mount DIR]          power-cycle a served lab (start=auto devices come back)
   open UUID [--lab DIR]         open a device of a served lab as a VM would (VFIO open)
   close UUID [--lab DIR]        release it again
@@ -71,6 +72,15 @@ addLabSubcommand('serve', async (ctx, args) =>
 addLabSubcommand('shell', async (ctx, args) =>
   (await import('./lab-serve.js')).shellCommand(ctx, args),
 );
+addLabSubcommand('libvirtd', async (ctx, args) =>
+  (await import('./lab-libvirtd.js')).libvirtdCommand(ctx, args),
+);
+// Internal: run by `lab serve --udev` inside the lab's network namespace.
+addLabSubcommand('udev-relay', async () => {
+  const { runRelay } = await import('../sim/udev/relay.js');
+  await runRelay(process.stdin, process.stdout);
+  return 0;
+});
 addLabSubcommand('reboot', async (ctx, args) =>
   (await import('./lab-serve.js')).rebootCommand(ctx, args),
 );
