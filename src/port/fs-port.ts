@@ -51,11 +51,22 @@ export class FsSysfsPort implements SysfsPort {
     }
   }
 
+  /**
+   * In the directory's own order (what readdir(3) gives, which is what
+   * libvirt and other C tools show): fs.readdirSync would sort the names
+   * (libuv's scandir does).
+   */
   list(path: string): string[] {
+    let dir: fs.Dir | undefined;
     try {
-      return fs.readdirSync(this.#host(path));
+      dir = fs.opendirSync(this.#host(path), { bufferSize: 256 });
+      const names: string[] = [];
+      for (let e = dir.readSync(); e !== null; e = dir.readSync()) names.push(e.name);
+      return names;
     } catch (err) {
       throw toErrnoError(err, path);
+    } finally {
+      dir?.closeSync();
     }
   }
 
