@@ -18,6 +18,9 @@ import { defineDriverModule } from './module.js';
  * css bus. A subchannel's `type` is 0 (I/O) and its modalias "css:t0".
  */
 
+/** The channel path the emulated subchannels use. */
+const CHPID = '40';
+
 /** Subchannel ids: "0.0.0313" — css id, subchannel-set id, 4 hex digits. */
 const SCHID = /^[0-9a-f]\.[0-3]\.[0-9a-f]{4}$/;
 
@@ -46,6 +49,12 @@ export const vfioCcwModule = defineDriverModule({
     };
     const t = kernel.tree;
     kernel.addRootDevice('/sys/devices/css0'); // the channel subsystem
+    // Channel path 0.40, a FICON channel all subchannels share (chp.c's `type`, in hex).
+    const chp = kernel.addRootDevice(`/sys/devices/css0/chp0.${CHPID}`);
+    if (chp.get('type') === undefined) {
+      chp.attr('type', 0o444, { show: () => '1a\n' });
+      chp.attr('status', 0o444, { show: () => 'online\n' });
+    }
     t.mkdirp('/sys/bus/css/drivers/vfio_ccw');
     const subchannels: DeviceNode[] = [];
     const parents: MdevParent[] = [];
@@ -76,6 +85,12 @@ export const vfioCcwModule = defineDriverModule({
         );
         sch.dir.attr('type', 0o444, { show: () => '0\n' });
         sch.dir.attr('modalias', 0o444, { show: () => 'css:t0\n' });
+        // The I/O device behind the subchannel, and its one channel path:
+        // what QEMU's vfio-ccw reads to build the guest's subchannel
+        // (css_sch_build_schib) and libvirt shows as <channel_dev_addr>.
+        sch.dir.attr('dev_busid', 0o444, { show: () => `${schid}\n` });
+        sch.dir.attr('pimpampom', 0o444, { show: () => '80 80 80\n' });
+        sch.dir.attr('chpids', 0o444, { show: () => `${CHPID} 00 00 00 00 00 00 00 \n` });
         kernel.bindDriver(sch, 'css', 'vfio_ccw');
         subchannels.push(sch);
         parents.push(
