@@ -1,11 +1,18 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as nodePath from 'node:path';
-import { parseArgs } from 'node:util';
 import { mountpointState } from '../sim/fuse/sysfs-fuse.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
-import { CommandError, UsageError, type CommandContext } from './context.js';
-import { LiveLab, requireRoot, runInLabNamespace, udevRelayCommand } from './lab-serve.js';
+import { CommandError, UsageError, command } from './command.js';
+import { labDir } from './lab-control.js';
+import {
+  LiveLab,
+  requireRoot,
+  runInLabNamespace,
+  startControl,
+  udevRelayCommand,
+} from './lab-serve.js';
+import { PROFILE_OPTION } from './lab.js';
 
 /**
  * `mdevkit lab libvirtd`: Debian's libvirtd, unmodified, on a lab. It runs
@@ -26,115 +33,91 @@ import { LiveLab, requireRoot, runInLabNamespace, udevRelayCommand } from './lab
  * against mdevkit's mdevctl and against a reference one.
  */
 
-export const LIBVIRTD_USAGE = `usage: mdevkit lab libvirtd [--mount DIR] [--profile P] [--mdevctl PATH] [-- LIBVIRTD-ARGS...]
-
-Run Debian's libvirtd (package libvirt-daemon, with libvirt-daemon-driver-qemu)
-on the lab at DIR (default $MDEVKIT_LAB): /sys, /etc/mdevctl.d and udev events
-are the lab's, /run/libvirt, /var/{lib,cache,log}/libvirt and /etc/libvirt are
-private to it under DIR/libvirt, and mdevctl on its PATH is mdevkit's
-bin/mdevctl, or PATH with --mdevctl (e.g. /usr/bin/mdevctl). Serves the lab
-first (with udev events) unless it is served already. Prints "ready DIR" once
-libvirtd answers; SIGINT or SIGTERM stops it (and the lab, if served here).
-libvirtd's own log is DIR/libvirt/libvirtd.log. Needs root.
-
-Then, from anywhere:
-  mdevkit lab shell --mount DIR -- virsh -c qemu:///system nodedev-list --cap mdev_types
-  virsh -c 'qemu:///system?socket=DIR/libvirt/run/libvirt-sock' nodedev-list
-`;
-
 /** The uid and gid Debian's libvirt-daemon-system gives libvirt-qemu. */
 const LIBVIRT_QEMU_ID = 64055;
 
-export async function libvirtdCommand(ctx: CommandContext, args: string[]): Promise<number> {
-  const dash = args.indexOf('--');
-  const own = dash < 0 ? args : args.slice(0, dash);
-  const extra = dash < 0 ? [] : args.slice(dash + 1);
-  const { values, positionals } = parseArgs({
-    args: own,
-    options: {
-      mount: { type: 'string' },
-      profile: { type: 'string' },
-      mdevctl: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
+export const libvirtdCommand = command({
+  synopsis: '[--mount DIR] [--profile P] [--mdevctl PATH] [-- LIBVIRTD-ARGS...]',
+  description: `Run Debian's libvirtd (package libvirt-daemon, with libvirt-daemon-driver-qemu) on the lab at DIR: /sys, /etc/mdevctl.d and udev events are the lab's, /run/libvirt, /var/{lib,cache,log}/libvirt and /etc/libvirt are private to it under DIR/libvirt, and mdevctl on its PATH is mdevkit's bin/mdevctl, or PATH with --mdevctl (e.g. /usr/bin/mdevctl). Serves the lab first (with udev events) unless it is served already. Prints "ready DIR" once libvirtd answers; SIGINT or SIGTERM stops it (and the lab, if served here). libvirtd's own log is DIR/libvirt/libvirtd.log. Needs root.
+
+Then, from anywhere:
+  mdevkit lab shell --mount DIR -- virsh -c qemu:///system nodedev-list --cap mdev_types
+  virsh -c 'qemu:///system?socket=DIR/libvirt/run/libvirt-sock' nodedev-list`,
+  options: {
+    mount: {
+      type: 'string',
+      value: 'DIR',
+      help: 'the lab: one served there with udev events (joined), or where to serve one; default: $MDEVKIT_LAB',
     },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(LIBVIRTD_USAGE);
-    return 0;
-  }
-  if (positionals.length > 0) {
-    throw new UsageError('put libvirtd arguments after "--"', LIBVIRTD_USAGE);
-  }
-  requireRoot('lab libvirtd');
-  const dirArg = values.mount ?? ctx.env['MDEVKIT_LAB'];
-  if (dirArg === undefined || dirArg === '') {
-    throw new UsageError('which lab? give --mount DIR or set MDEVKIT_LAB', LIBVIRTD_USAGE);
-  }
-  const dir = nodePath.resolve(ctx.cwd, dirArg);
-  const libvirtd = findInPath('libvirtd', ctx.env['PATH']);
-  if (libvirtd === undefined) {
-    throw new CommandError(
-      'libvirtd is not installed (apt-get install libvirt-daemon libvirt-daemon-driver-qemu)',
-    );
-  }
-  const mdevctl = values.mdevctl ?? mdevkitMdevctl();
-  if (!isExecutable(mdevctl)) throw new CommandError(`${mdevctl} is not an executable mdevctl`);
-
-  const state = await mountpointState(nodePath.join(dir, 'sys'));
-  if (state === 'live' && values.profile !== undefined) {
-    throw new UsageError(`${dir} is served already; --profile applies only to a new lab`);
-  }
-  let live: LiveLab | undefined;
-  if (state !== 'live') {
-    live = await LiveLab.start({
-      profile: values.profile ?? DEFAULT_PROFILE,
-      dir,
-      log: ctx.stderr,
-      udevRelayCommand: udevRelayCommand(),
-    });
-  } else if (!fs.existsSync(nodePath.join(dir, 'netns'))) {
-    throw new CommandError(
-      `the lab at ${dir} sends no udev events, which libvirt needs; serve it with 'lab serve --udev'`,
-    );
-  }
-  const control = live === undefined ? undefined : await startControlFor(live);
-  try {
-    const setup = prepareLibvirtState(dir, mdevctl);
-    const log = fs.openSync(nodePath.join(dir, 'libvirt', 'libvirtd.log'), 'a');
-    const socket = nodePath.join(dir, 'libvirt', 'run', 'libvirt-sock');
-    fs.rmSync(socket, { force: true });
-    let exited = false;
-    const run = runInLabNamespace(
-      dir,
-      [libvirtd, '--pid-file', '/run/libvirt/libvirtd.pid', ...extra],
-      { ...ctx.env, PATH: `${nodePath.join(dir, 'libvirt', 'bin')}:${ctx.env['PATH'] ?? ''}` },
-      { setup, stdio: ['ignore', log, log], signals: 'forward' },
-    ).finally(() => {
-      exited = true;
-      fs.closeSync(log);
-    });
-    await waitForSocket(socket, () => exited, 60_000).catch(async (err: unknown) => {
-      const status = exited ? await run : undefined;
+    profile: PROFILE_OPTION,
+    mdevctl: {
+      type: 'string',
+      value: 'PATH',
+      help: "the mdevctl libvirtd runs (e.g. /usr/bin/mdevctl); default: mdevkit's bin/mdevctl",
+    },
+  },
+  positionals: [],
+  positionalsHint: 'put libvirtd arguments after "--": lab libvirtd -- LIBVIRTD-ARGS...',
+  passThrough: true,
+  async run(io, { values, rest }) {
+    requireRoot('lab libvirtd');
+    const dir = nodePath.resolve(io.cwd, labDir(io, values, '--mount'));
+    const libvirtd = findInPath('libvirtd', io.env['PATH']);
+    if (libvirtd === undefined) {
       throw new CommandError(
-        `libvirtd did not come up (${(err as Error).message}${status === undefined ? '' : `, exit status ${status}`}); see ${nodePath.join(dir, 'libvirt', 'libvirtd.log')}`,
+        'libvirtd is not installed (apt-get install libvirt-daemon libvirt-daemon-driver-qemu)',
       );
-    });
-    ctx.stdout.write(`ready ${dir}\n`);
-    return await run;
-  } finally {
-    await control?.close();
-    await live?.stop();
-  }
-}
+    }
+    const mdevctl = values.mdevctl ?? mdevkitMdevctl();
+    if (!isExecutable(mdevctl)) throw new CommandError(`${mdevctl} is not an executable mdevctl`);
 
-async function startControlFor(live: LiveLab): Promise<{ close(): Promise<void> }> {
-  const { startControlServer } = await import('../sim/control.js');
-  return startControlServer(live.lab, live.socketPath, {
-    afterReboot: () => live.autostart.flush(),
-  });
-}
+    const state = await mountpointState(nodePath.join(dir, 'sys'));
+    if (state === 'live' && values.profile !== undefined) {
+      throw new UsageError(`${dir} is served already; --profile applies only to a new lab`);
+    }
+    let live: LiveLab | undefined;
+    if (state !== 'live') {
+      live = await LiveLab.start({
+        profile: values.profile ?? DEFAULT_PROFILE,
+        dir,
+        log: io.stderr,
+        udevRelayCommand: udevRelayCommand(),
+      });
+    } else if (!fs.existsSync(nodePath.join(dir, 'netns'))) {
+      throw new CommandError(
+        `the lab at ${dir} sends no udev events, which libvirt needs; serve it with 'lab serve --udev'`,
+      );
+    }
+    const control = live === undefined ? undefined : await startControl(live);
+    try {
+      const setup = prepareLibvirtState(dir, mdevctl);
+      const log = fs.openSync(nodePath.join(dir, 'libvirt', 'libvirtd.log'), 'a');
+      const socket = nodePath.join(dir, 'libvirt', 'run', 'libvirt-sock');
+      fs.rmSync(socket, { force: true });
+      let exited = false;
+      const run = runInLabNamespace(
+        dir,
+        [libvirtd, '--pid-file', '/run/libvirt/libvirtd.pid', ...rest],
+        { ...io.env, PATH: `${nodePath.join(dir, 'libvirt', 'bin')}:${io.env['PATH'] ?? ''}` },
+        { setup, stdio: ['ignore', log, log], signals: 'forward' },
+      ).finally(() => {
+        exited = true;
+        fs.closeSync(log);
+      });
+      await waitForSocket(socket, () => exited, 60_000).catch(async (err: unknown) => {
+        const status = exited ? await run : undefined;
+        throw new CommandError(
+          `libvirtd did not come up (${(err as Error).message}${status === undefined ? '' : `, exit status ${status}`}); see ${nodePath.join(dir, 'libvirt', 'libvirtd.log')}`,
+        );
+      });
+      io.stdout.write(`ready ${dir}\n`);
+      return await run;
+    } finally {
+      await control?.close();
+      await live?.stop();
+    }
+  },
+});
 
 /**
  * Make DIR/libvirt ready and return the shell that mounts it in the lab's
