@@ -19,12 +19,7 @@ export interface Uevent {
   /** Device path below /sys, as udev's DEVPATH ("/devices/virtual/mtty/mtty"). */
   readonly devpath: string;
   readonly subsystem: string;
-  /**
-   * The caller's extra keys (kobject_uevent_env's envp, e.g.
-   * MDEV_STATE=registered), plus the emulator's annotations for in-process
-   * subscribers (MDEV_TYPE on an mdev's add and remove), which no kernel
-   * sends and `properties` leaves out.
-   */
+  /** The caller's extra keys (kobject_uevent_env's envp, e.g. MDEV_STATE=registered). */
   readonly env: Readonly<Record<string, string>>;
   /**
    * The environment exactly as the kernel sends it on its netlink socket:
@@ -40,8 +35,6 @@ export interface UeventDetails {
   readonly env?: Readonly<Record<string, string>>;
   /** The device's own keys at the time of the event (dev_uevent). */
   readonly vars?: readonly UeventVar[];
-  /** Emulator-only keys for in-process subscribers; never in `properties`. */
-  readonly annotations?: Readonly<Record<string, string>>;
 }
 
 export type UeventListener = (event: Uevent) => void;
@@ -127,7 +120,7 @@ export class EmulatedKernel {
       action,
       devpath,
       subsystem,
-      env: details.annotations === undefined ? env : { ...env, ...details.annotations },
+      env,
       properties,
     };
     for (const l of this.#listeners) l(event);

@@ -259,14 +259,10 @@ export class MdevCore {
     type.devices.set(uuid, mdev);
     // device_add sends "add" before the driver is attached, then
     // device_driver_attach sends "bind" (mdev_device_create's order). The
-    // mdev bus adds no keys of its own; MDEV_TYPE is the emulator's note
-    // for in-process subscribers, never sent to udev.
-    const annotations = { MDEV_TYPE: type.id };
-    this.kernel.emit('add', mdev.path, 'mdev', { annotations });
-    this.kernel.emit('bind', mdev.path, 'mdev', {
-      vars: [['DRIVER', mdevDriverName(drv)]],
-      annotations,
-    });
+    // mdev bus adds no keys of its own: whoever wants the type reads the
+    // device's mdev_type link, which exists before "add" is sent.
+    this.kernel.emit('add', mdev.path, 'mdev');
+    this.kernel.emit('bind', mdev.path, 'mdev', { vars: [['DRIVER', mdevDriverName(drv)]] });
     return mdev;
   }
 
@@ -367,9 +363,8 @@ export class MdevCore {
     drv.remove(mdev); // pairs with probe in create()
     if (drv.getAvailable === undefined) parent.coreAvailable++;
     // device_del: the driver lets go ("unbind"), then the device goes.
-    const annotations = { MDEV_TYPE: type.id };
-    this.kernel.emit('unbind', mdev.path, 'mdev', { annotations });
-    this.kernel.emit('remove', mdev.path, 'mdev', { annotations });
+    this.kernel.emit('unbind', mdev.path, 'mdev');
+    this.kernel.emit('remove', mdev.path, 'mdev');
   }
 
   /** A user (a VM) opens the device: the emulator's stand-in for VFIO open. */
