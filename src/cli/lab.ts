@@ -90,12 +90,16 @@ export const LAB = group({
       load: async () => (await serve()).rebootCommand,
     },
     open: {
-      summary: 'open a device of a served lab as a VM would (VFIO open)',
+      summary: 'open a device (mdev UUID or VF address) of a served lab as a VM would (VFIO open)',
       load: async () => (await control()).labOpen,
     },
     close: {
       summary: 'release a device a VM holds open',
       load: async () => (await control()).labClose,
+    },
+    'sriov-manage': {
+      summary: "enable or disable an NVIDIA GPU's SR-IOV VFs on a served lab (-e|-d GPU|ALL)",
+      load: async () => (await control()).labSriovManage,
     },
     'udev-relay': {
       summary: "(internal) the lab's udev sender, run by 'lab serve --udev' in its namespace",
