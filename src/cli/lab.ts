@@ -25,14 +25,22 @@ const summaryCommand = command({
 });
 
 const snapshotCommand = command({
-  synopsis: '[--profile P] DIR',
+  synopsis: '[--profile P] [--sriov-manage GPU|ALL] DIR',
   description:
-    "Write the emulated host as a static tree: DIR/sys (with sysfs's modes) and an empty DIR/etc/mdevctl.d, which Debian's mdevctl reads in a mount namespace. Refuses to overwrite an existing DIR/sys.",
-  options: { profile: PROFILE_OPTION },
+    "Write the emulated host as a static tree: DIR/sys (with sysfs's modes) and an empty DIR/etc/mdevctl.d, which Debian's mdevctl reads in a mount namespace. With --sriov-manage, NVIDIA GPUs have their SR-IOV VFs enabled first (as 'lab sriov-manage -e' would). Refuses to overwrite an existing DIR/sys.",
+  options: {
+    profile: PROFILE_OPTION,
+    'sriov-manage': {
+      type: 'string',
+      value: 'GPU',
+      help: "enable the VFs of GPU (a PCI address, or ALL) before writing, as NVIDIA's sriov-manage -e",
+    },
+  },
   positionals: [{ name: 'DIR' }],
   run(io, { values, positionals }) {
     const dir = positionals[0]!;
     const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
+    if (values['sriov-manage'] !== undefined) lab.sriovManage(true, values['sriov-manage']);
     const stats = writeSnapshot(lab.kernel.tree, dir);
     io.stdout.write(
       `wrote ${dir}/sys (${stats.dirs} directories, ${stats.files} files, ${stats.links} links) and ${dir}/etc/mdevctl.d\n`,

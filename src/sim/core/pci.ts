@@ -359,8 +359,9 @@ class SriovPf implements SriovState {
         const address =
           `${m[1]}:${((vrid >> 8) & 0xff).toString(16).padStart(2, '0')}:` +
           `${((vrid >> 3) & 0x1f).toString(16).padStart(2, '0')}.${vrid & 7}`;
-        // pci_iov_add_virtfn: the VF is an Express endpoint of its own,
-        // without a link of its own, with the PF's vendor and the VF device id.
+        // pci_iov_add_virtfn: the VF is an Express endpoint with the PF's
+        // vendor and the VF device id; its link registers report the PF's
+        // link (a VF has none of its own), as devices commonly do.
         const vf = createFunction(
           this.kernel,
           {
@@ -372,7 +373,10 @@ class SriovPf implements SriovState {
             classCode: pfSpec.classCode,
             ...(pfSpec.revision !== undefined ? { revision: pfSpec.revision } : {}),
             ...(pfSpec.numaNode !== undefined ? { numaNode: pfSpec.numaNode } : {}),
-            express: { type: 'endpoint' },
+            express: {
+              type: 'endpoint',
+              ...(pfSpec.express?.link !== undefined ? { link: pfSpec.express.link } : {}),
+            },
           },
           { pf: this.pf, index: i },
         );

@@ -149,7 +149,6 @@ function probeVf(kernel: EmulatedKernel, gpu: Gpu, fn: PciFunction): void {
     params: '',
     warmUpdate: false,
   };
-  fn.bind('nvidia');
   gpu.vfs.set(vf.index, vf);
   registerVfioPci(kernel, fn, {
     open() {
@@ -164,6 +163,8 @@ function probeVf(kernel: EmulatedKernel, gpu: Gpu, fn: PciFunction): void {
     },
   });
   renderNvidiaGroup(kernel, gpu, vf, fn.node.dir.dir('nvidia'));
+  // driver_bound: "bind" goes out once probe has made everything, as the kernel's does.
+  fn.bind('nvidia');
 }
 
 function removeVf(kernel: EmulatedKernel, gpu: Gpu, fn: PciFunction): void {
