@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
-import { ApListError, parseIdList } from '../ctl/ap/ids.js';
 import { apChangeMasks, apChangeMatrix } from '../ctl/ap/edit.js';
-import { ApError, readApHost } from '../ctl/ap/model.js';
+import { ApListError, parseIdList } from '../host/ap/ids.js';
+import { readApHost } from '../host/ap/model.js';
 import { apShowJson, renderApShow } from '../ctl/ap/show.js';
 import { isUuid } from '../common/uuid.js';
 import type { SysfsPort } from '../port/sysfs-port.js';
 import { environmentFrom } from '../host/environment.js';
-import { CommandError, UsageError, type CommandContext } from './context.js';
+import { UsageError, type CommandContext } from './context.js';
 
 export const AP_USAGE = `usage: mdevkit ap <command> [options]
 
@@ -153,12 +153,8 @@ export function runAp(ctx: CommandContext, port: SysfsPort, args: string[]): num
     ctx.stdout.write(AP_USAGE);
     return 0;
   }
-  try {
-    return run(ctx, port, rest);
-  } catch (err) {
-    if (err instanceof ApError) throw new CommandError(err.message);
-    throw err;
-  }
+  // Refusals are MdevErrors with codes; the CLI's error report prints them.
+  return run(ctx, port, rest);
 }
 
 export async function apCommand(ctx: CommandContext, args: string[]): Promise<number> {

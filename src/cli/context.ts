@@ -26,13 +26,14 @@ export class UsageError extends Error {
   }
 }
 
-/** A failure to report in words (exit 1), no stack. */
+/** A failure to report in words (exit 1), no stack; `cause` keeps a coded error's code for the JSON report. */
 export class CommandError extends Error {
   override readonly name = 'CommandError';
   constructor(
     message: string,
     readonly exitCode = 1,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }

@@ -252,7 +252,7 @@ async function startParentMdevs(
   for (const o of outcomes) {
     if (o.error === undefined) {
       result.started++;
-    } else if (o.error instanceof MdevError && o.error.code === 'ALREADY_ACTIVE') {
+    } else if (o.error instanceof MdevError && o.error.code === 'already-active') {
       continue;
     } else {
       result.failed++;

@@ -62,9 +62,9 @@ function guarded<T>(run: () => T): T {
       err instanceof XmlInputError ||
       err instanceof EnsureStartedError
     ) {
-      throw new CommandError(err.message);
+      throw new CommandError(err.message, 1, { cause: err });
     }
-    if (err instanceof MdevError) throw new CommandError(describeChain(err));
+    if (err instanceof MdevError) throw new CommandError(describeChain(err), 1, { cause: err });
     throw err;
   }
 }

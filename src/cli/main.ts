@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { ErrnoError, strerror } from '../common/errno.js';
+import { jsonErrorLine } from '../host/errors.js';
 import { CommandError, UsageError, type CommandContext } from './context.js';
 
 /**
@@ -140,6 +141,12 @@ export function reportError(ctx: CommandContext, err: unknown): number {
     ctx.stderr.write(`mdevkit: ${err.message}\n`);
     if (err.usage !== undefined) ctx.stderr.write(`\n${err.usage}`);
     return 2;
+  }
+  // A coded failure (the host library's, or an errno) as one JSON line when asked for.
+  const json = jsonErrorLine(ctx.env, err instanceof CommandError ? (err.cause ?? err) : err);
+  if (json !== undefined) {
+    ctx.stderr.write(json);
+    return err instanceof CommandError ? err.exitCode : 1;
   }
   if (err instanceof CommandError) {
     ctx.stderr.write(`mdevkit: ${err.message}\n`);

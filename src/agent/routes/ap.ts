@@ -1,18 +1,18 @@
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { apChangeMasks, apChangeMatrix } from '../../ctl/ap/edit.js';
-import { ApError, hostOwns, queueOwners, readApHost, type ApHost } from '../../ctl/ap/model.js';
-import type { ErrnoCode } from '../../common/errno.js';
-import { ApiError } from '../errors.js';
+import { changeMasks, changeMatrix } from '../../host/ap/edit.js';
+import { hostOwns, queueOwners, readApHost, type ApHost } from '../../host/ap/model.js';
 import { DeviceParams, ErrorBody } from '../schemas.js';
 import { API_PREFIX, type AgentContext, type ApiApp, type TypedApp } from '../server.js';
 
 /**
- * s390 vfio-ap through src/ctl/ap (sysfs only): the matrix of adapters ×
- * domains with each queue's owner — the host (apmask/aqmask), a matrix
- * device, or nobody — and the edits: reserve/release ids for guests,
- * assign/unassign ids to a matrix device. The library checks every rule
- * first and explains a refusal; the kernel checks again.
+ * s390 vfio-ap through the host library's AP model (src/host/ap, sysfs
+ * only): the matrix of adapters × domains with each queue's owner — the
+ * host (apmask/aqmask), a matrix device, or nobody — and the edits:
+ * reserve/release ids for guests, assign/unassign ids to a matrix device.
+ * The library checks every rule first and refuses with a coded error
+ * (queue-in-use, queue-host-owned, ...) that src/agent/errors.ts maps like
+ * any other; the kernel checks again.
  */
 
 const Queue = z.object({
@@ -89,39 +89,11 @@ function matrixOf(host: ApHost): z.infer<typeof Matrix> {
   };
 }
 
-/**
- * ApError says why in words; give it the errno vfio_ap itself uses for the
- * same refusal (EADDRNOTAVAIL: the host holds it; EADDRINUSE: another
- * matrix device does), so scripts can match on it.
- */
-function apFailure(err: ApError, context: Record<string, string>): ApiError {
-  const m = err.message;
-  let status = 409;
-  let errno: ErrnoCode = 'EINVAL';
-  if (/^no AP bus/.test(m) || /^no mediated device/.test(m)) [status, errno] = [404, 'ENODEV'];
-  else if (/not a vfio_ap matrix device/.test(m)) [status, errno] = [400, 'EINVAL'];
-  else if (/belongs to the host/.test(m)) errno = 'EADDRNOTAVAIL';
-  else if (/is assigned to matrix device/.test(m)) errno = 'EADDRINUSE';
-  else if (/above this host's highest/.test(m)) [status, errno] = [400, 'ERANGE'];
-  return new ApiError(status, errno, m, context);
-}
-
-function runAp<T>(context: Record<string, string>, fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof ApError) throw apFailure(err, context);
-    throw err;
-  }
-}
-
 const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 
 export function registerApRoutes(app: ApiApp, ctx: AgentContext): void {
   const api = app.withTypeProvider<ZodTypeProvider>() as TypedApp;
   const port = ctx.env.port;
-  /** What the library prints for a person; the API answers with the new matrix instead. */
-  const quiet = { write: () => true };
 
   api.get(
     `${API_PREFIX}/ap/matrix`,
@@ -132,7 +104,7 @@ export function registerApRoutes(app: ApiApp, ctx: AgentContext): void {
         response: { 200: Matrix, ...errors },
       },
     },
-    async () => runAp({}, () => matrixOf(readApHost(port))),
+    async () => matrixOf(readApHost(port)),
   );
 
   for (const direction of ['reserve', 'release'] as const) {
@@ -152,7 +124,7 @@ export function registerApRoutes(app: ApiApp, ctx: AgentContext): void {
         },
       },
       async (req) => {
-        runAp({}, () => apChangeMasks(port, quiet, direction, req.body));
+        changeMasks(port, direction, req.body);
         ctx.hub.publish({ kind: 'matrix-changed' });
         return matrixOf(readApHost(port));
       },
@@ -175,7 +147,7 @@ export function registerApRoutes(app: ApiApp, ctx: AgentContext): void {
       },
       async (req) => {
         const { uuid } = req.params;
-        runAp({ uuid }, () => apChangeMatrix(port, quiet, uuid, op, req.body));
+        changeMatrix(port, uuid, op, req.body);
         ctx.hub.publish({ kind: 'matrix-changed', uuid });
         return matrixOf(readApHost(port));
       },

@@ -79,7 +79,7 @@ function encodeCursor(d: ApiDevice): string {
 }
 function decodeCursor(cursor: string): string {
   const text = Buffer.from(cursor, 'base64url').toString();
-  if (!/^[^/]+\/[0-9a-f-]{36}$/.test(text)) throw new ApiError(400, 'EINVAL', 'invalid cursor');
+  if (!/^[^/]+\/[0-9a-f-]{36}$/.test(text)) throw new ApiError('invalid-request', 'invalid cursor');
   return text;
 }
 
@@ -97,8 +97,7 @@ function readAggregation(ctx: AgentContext, uuid: string): z.infer<typeof Aggreg
   const value = read(AGGREGATION_VALUE);
   if (value === undefined) {
     throw new ApiError(
-      404,
-      'ENOENT',
+      'not-aggregating',
       `device ${uuid} has no ${AGGREGATION_VALUE}: its type does not aggregate`,
       { uuid },
     );
@@ -120,8 +119,7 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
     const all = ctx.view.byUuid(uuid).filter((d) => parent === undefined || d.parent === parent);
     if (all.length === 0) {
       throw new ApiError(
-        404,
-        'ENOENT',
+        'device-unknown',
         `no mediated device ${parent === undefined ? uuid : `${parent}/${uuid}`}`,
         {
           uuid,
@@ -131,8 +129,7 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
     }
     if (all.length > 1) {
       throw new ApiError(
-        409,
-        'EINVAL',
+        'ambiguous',
         `device ${uuid} is defined on several parents; say which with ?parent=`,
         { uuid },
       );
@@ -236,7 +233,7 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
     async (req, reply) => {
       const b = req.body;
       if (!b.define && !b.activate) {
-        throw new ApiError(400, 'EINVAL', 'nothing to do: give define or activate (or both)');
+        throw new ApiError('invalid-request', 'nothing to do: give define or activate (or both)');
       }
       const json = jsonDocument(b.type, b.start, b.attrs);
       // The answer is built from what the library returns: re-reading the
@@ -430,7 +427,11 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
       ctx.view.invalidate();
       if (d.active) return readAggregation(ctx, uuid);
       if (!d.defined)
-        throw new ApiError(404, 'ENODEV', `device ${uuid} is neither active nor defined`, context);
+        throw new ApiError(
+          'device-unknown',
+          `device ${uuid} is neither active nor defined`,
+          context,
+        );
       return { value: req.body.value };
     },
   );

@@ -54,7 +54,7 @@ function typeInfo(
 function parentInfo(port: SysfsPort, parent: string, counts: Map<string, number>): ParentInfoT {
   const dir = `${MDEV_CLASS}/${parent}/mdev_supported_types`;
   if (port.kind(`${MDEV_CLASS}/${parent}`) === null) {
-    throw new ApiError(404, 'ENODEV', `no registered mdev parent ${JSON.stringify(parent)}`, {
+    throw new ApiError('parent-missing', `no registered mdev parent ${JSON.stringify(parent)}`, {
       parent,
     });
   }
@@ -129,7 +129,7 @@ export function registerHostRoutes(app: ApiApp, ctx: AgentContext): void {
     async (req) => {
       const { parent, type } = req.params;
       if (port.kind(typeDir(parent, type)) === null) {
-        throw new ApiError(404, 'ENOENT', `parent ${parent} has no mdev type ${type}`, {
+        throw new ApiError('type-unsupported', `parent ${parent} has no mdev type ${type}`, {
           parent,
           type,
         });

@@ -1,7 +1,6 @@
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import {
-  HostdevError,
   deviceApiOf,
   formatHostdevXml,
   mdevHostdev,
@@ -34,17 +33,9 @@ function options(q: z.infer<typeof HostdevQuery>): HostdevOptions {
   return { display: toBool(q.display), ramfb: toBool(q.ramfb) };
 }
 
-/** HostdevError says what libvirt would refuse; a device that does not exist is a 404. */
+/** What libvirt would refuse is a HostdevError with its code (device-unknown, hostdev-unsupported...). */
 function hostdevOf(ctx: AgentContext, uuid: string, q: z.infer<typeof HostdevQuery>) {
-  try {
-    return mdevHostdev(uuid, deviceApiOf(ctx.env, uuid), options(q));
-  } catch (err) {
-    if (err instanceof HostdevError) {
-      const missing = /neither running nor defined/.test(err.message);
-      throw new ApiError(missing ? 404 : 400, missing ? 'ENODEV' : 'EINVAL', err.message, { uuid });
-    }
-    throw err;
-  }
+  return mdevHostdev(uuid, deviceApiOf(ctx.env, uuid), options(q));
 }
 
 /** libvirt's view of a device (src/libvirt): node device XML, domain <hostdev>, QEMU arguments. */
@@ -83,9 +74,13 @@ export function registerLibvirtRoutes(app: ApiApp, ctx: AgentContext): void {
     async (req, reply) => {
       const dev = findNodeDevice(ctx.env, req.params.uuid);
       if (dev === undefined) {
-        throw new ApiError(404, 'ENODEV', `no node device for mediated device ${req.params.uuid}`, {
-          uuid: req.params.uuid,
-        });
+        throw new ApiError(
+          'device-unknown',
+          `no node device for mediated device ${req.params.uuid}`,
+          {
+            uuid: req.params.uuid,
+          },
+        );
       }
       return reply.type('application/xml; charset=utf-8').send(formatNodeDeviceXml(dev));
     },
