@@ -40,6 +40,11 @@ export type AgentErrorCode = keyof typeof AGENT_ERRORS;
 /** Every code an API error can carry. */
 export type ApiErrorCode = HostErrorCode | AgentErrorCode;
 
+// The agent's codes must not reuse a library code's name: its errno would come from the wrong table.
+const agentCodesAreOwn: [Extract<AgentErrorCode, HostErrorCode>] extends [never] ? true : never =
+  true;
+void agentCodesAreOwn;
+
 /**
  * The HTTP status of each code: 400 the request is wrong, 401/403 not
  * allowed, 404 no such thing, 409 the host's state refuses it, 5xx the
@@ -71,10 +76,10 @@ export const HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   EISDIR: 400,
   ENOTDIR: 400,
   ELOOP: 400,
-  EXDEV: 400,
   EOPNOTSUPP: 501,
   ENOSYS: 501,
   EIO: 500,
+  EXDEV: 500,
   EBADF: 500,
   EFAULT: 500,
   ENOMEM: 500,
@@ -93,6 +98,7 @@ export const HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   'parent-missing': 404,
   'type-unsupported': 404,
   'already-active': 409,
+  'no-instances': 409,
   'not-active': 404,
   'attribute-missing': 400,
   'hostdev-unsupported': 400,

@@ -75,6 +75,11 @@ export const LIBRARY_ERRORS = {
   },
   'type-unsupported': { errno: 'ENOENT', meaning: 'the parent does not offer this mdev type' },
   'already-active': { errno: 'EEXIST', meaning: 'a device with this UUID is running already' },
+  'no-instances': {
+    errno: 'EUSERS',
+    meaning:
+      "the type's available_instances reads 0, so the device is not even tried (as mdevctl); EUSERS is the mdev core's answer for a type with nothing left",
+  },
   'not-active': { errno: 'ENODEV', meaning: 'the device is not running' },
   'attribute-missing': {
     errno: 'ENOENT',

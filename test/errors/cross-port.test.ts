@@ -38,8 +38,7 @@ const TOKEN = 'c'.repeat(64);
 
 const DEVICES = [
   { driver: 'mdpy', options: { count: 1 } },
-  { driver: 'mtty', options: { ports: 2 } },
-  { driver: 'nvidia-m60', options: { gpus: ['0000:85:00.0'] } },
+  { driver: 'siov', options: { queues: 4, max_queues_per_device: 4 } },
   {
     driver: 'vfio-ap',
     options: {
@@ -53,7 +52,7 @@ const DEVICES = [
   },
 ];
 
-const GPU = '0000:85:00.0';
+const SIOV = '0000:6a:01.0';
 const MATRIX = 'vfio_ap-passthrough';
 /** Defined and running: fills mdpy (count 1); opened by a "VM" so stop is EBUSY. */
 const DEFINED = '0e770001-0000-4000-8000-000000000001';
@@ -242,31 +241,28 @@ function failingOps(dir: string): FailingOp[] {
   });
   return [
     {
-      name: 'start on a parent whose mdev core count is used up (mdpy)',
-      code: 'EUSERS',
+      name: 'start a type whose available_instances reads 0 (refused before the kernel is asked)',
+      code: 'no-instances',
       errno: 'EUSERS',
+      context: { parent: 'mdpy', type: 'mdpy-vga' },
       library: (env) => startDevice(env, { parent: 'mdpy', type: 'mdpy-vga' }),
       cli: ['mdevctl', 'start', '-p', 'mdpy', '-t', 'mdpy-vga'],
       api: transient('mdpy', 'mdpy-vga'),
     },
+    (() => {
+      const doc = document(dir, 'aggregate', 'idxd-1wq', [['mdev/aggregation/value', '4']]);
+      return {
+        name: "aggregate beyond the work queues left, as a start's attribute",
+        code: 'ENOSPC',
+        errno: 'ENOSPC',
+        context: { parent: SIOV, type: 'idxd-1wq', attribute: 'mdev/aggregation/value' },
+        library: (env: Environment) => startDevice(env, { parent: SIOV, json: doc.source }),
+        cli: ['mdevctl', 'start', '-p', SIOV, '--jsonfile', doc.file],
+        api: transient(SIOV, 'idxd-1wq', doc.api),
+      } satisfies FailingOp;
+    })(),
     {
-      name: 'start on a driver whose pool is empty (mtty)',
-      code: 'ENOSPC',
-      errno: 'ENOSPC',
-      library: (env) => startDevice(env, { parent: 'mtty', type: 'mtty-1' }),
-      cli: ['mdevctl', 'start', '-p', 'mtty', '-t', 'mtty-1'],
-      api: transient('mtty', 'mtty-1'),
-    },
-    {
-      name: 'start a second vGPU type on a busy GPU',
-      code: 'EBUSY',
-      errno: 'EBUSY',
-      library: (env) => startDevice(env, { parent: GPU, type: 'nvidia-12' }),
-      cli: ['mdevctl', 'start', '-p', GPU, '-t', 'nvidia-12'],
-      api: transient(GPU, 'nvidia-12'),
-    },
-    {
-      name: 'stop a device a VM holds open (the errno behind "Error removing device")',
+      name: 'stop a device a VM holds open (the kernel\'s errno behind "Error removing device")',
       code: 'EBUSY',
       errno: 'EBUSY',
       context: { uuid: DEFINED },
@@ -351,8 +347,7 @@ async function prepare(s: Surfaces, dir: string): Promise<void> {
   defineDevice(env, { uuid: DEFINED, parent: 'mdpy', type: 'mdpy-vga' });
   startDevice(env, { uuid: DEFINED });
   await s.openDevice(DEFINED);
-  startDevice(env, { parent: 'mtty', type: 'mtty-2' }); // both ports
-  startDevice(env, { parent: GPU, type: 'nvidia-11' });
+  startDevice(env, { parent: SIOV, type: 'idxd-1wq' }); // 1 of 4 work queues
   const holder = document(dir, 'holder', MATRIX, [
     ['assign_adapter', '5'],
     ['assign_domain', '0x47'],

@@ -15,7 +15,7 @@ import {
   toDraft,
   type Draft,
 } from './draft.js';
-import { MdevError, codeOf } from '../errors.js';
+import { MdevError } from '../errors.js';
 import { AttributeWriteError } from './errors.js';
 import { definedCount, listDefinedDevices } from './listing.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
@@ -179,20 +179,16 @@ function createAndConfigure(env: Environment, d: Draft): void {
   } catch (err) {
     throw sysfsError(`Unable to read ${typeDir}/available_instances`, err, context);
   }
-  const noneLeft = parseI32(availText, `${typeDir}/available_instances`) === 0;
+  if (parseI32(availText, `${typeDir}/available_instances`) === 0) {
+    // As mdevctl: refused without asking the kernel (no write to create).
+    throw new MdevError('no-instances', `No available instances of ${type} on ${parent}`, {
+      context,
+    });
+  }
   const create = `${typeDir}/create`;
   try {
     port.write(create, d.uuid);
   } catch (err) {
-    // mdevctl refuses when available_instances reads 0 without asking the
-    // kernel. We ask anyway: a refused create changes nothing, and its errno
-    // says why (EUSERS from the mdev core's count, ENOSPC or EBUSY from a
-    // driver), which the error's code passes on. The words stay mdevctl's.
-    if (noneLeft) {
-      throw new MdevError(codeOf(err) ?? 'EIO', `No available instances of ${type} on ${parent}`, {
-        context: { ...context, file: create },
-      });
-    }
     throw MdevError.causedBy(err, `Failed to create mdev ${d.uuid}, type ${type} on ${parent}`, {
       ...context,
       file: create,
