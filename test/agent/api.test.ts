@@ -294,7 +294,7 @@ describe('agent API, in process', () => {
     assert.equal((await typeOf('mdpy', 'mdpy-xga')).activeDevices, 0, 'the device was unwound');
   });
 
-  test("capacity runs out (no-instances, EUSERS); define+start is unwound", async () => {
+  test('capacity runs out (no-instances, EUSERS); define+start is unwound', async () => {
     // mdpy has 4 instances: U1 holds one; fill the rest.
     for (let i = 0; i < 3; i++) {
       const r = await inject({
