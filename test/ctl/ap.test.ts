@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { runAp } from '../../src/cli/ap.js';
-import type { CommandContext } from '../../src/cli/context.js';
-import { UsageError } from '../../src/cli/context.js';
+import { CommandError, UsageError } from '../../src/cli/command.js';
+import type { CommandIo } from '../../src/ctl/io.js';
 import { ApListError, formatIdList, parseIdList } from '../../src/host/ap/ids.js';
 import { ErrnoError } from '../../src/common/errno.js';
 import { MdevError } from '../../src/host/errors.js';
@@ -44,7 +44,7 @@ interface Run {
 
 function ap(lab: Lab, ...args: string[]): Run {
   let out = '';
-  const ctx: CommandContext = {
+  const ctx: CommandIo = {
     stdout: { write: (s: string) => (out += s) },
     stderr: { write: () => true },
     env: {},
@@ -55,12 +55,20 @@ function ap(lab: Lab, ...args: string[]): Run {
   return { code, out };
 }
 
-/** The refusal of an ap command: the library's coded error (the CLI prints its message). */
+/** The library's coded error behind a command's one-line refusal (the CLI prints its message). */
+function coded(err: unknown): MdevError | undefined {
+  if (!(err instanceof CommandError) || !(err.cause instanceof MdevError)) return undefined;
+  assert.equal(err.message, err.cause.message);
+  return err.cause;
+}
+
+/** The refusal of an ap command. */
 function refusedWith(lab: Lab, ...args: string[]): MdevError {
   try {
     ap(lab, ...args);
   } catch (err) {
-    if (err instanceof MdevError) return err;
+    const e = coded(err);
+    if (e !== undefined) return e;
     throw err;
   }
   assert.fail(`expected 'ap ${args.join(' ')}' to be refused`);
@@ -246,7 +254,7 @@ describe('mdevkit ap reserve / release', () => {
     };
     const apmask = read(lab, '/sys/bus/ap/apmask');
     let out = '';
-    const ctx: CommandContext = {
+    const ctx: CommandIo = {
       stdout: { write: (s: string) => (out += s) },
       stderr: { write: () => true },
       env: {},
@@ -255,10 +263,13 @@ describe('mdevkit ap reserve / release', () => {
     };
     assert.throws(
       () => runAp(ctx, racing, ['reserve', '--adapters', '3', '--domains', '4']),
-      (e: unknown) =>
-        e instanceof MdevError &&
-        e.code === 'EBUSY' &&
-        /refused the aqmask change: Device or resource busy/.test(e.message),
+      (err: unknown) => {
+        const e = coded(err);
+        return (
+          e?.code === 'EBUSY' &&
+          /refused the aqmask change: Device or resource busy/.test(e.message)
+        );
+      },
     );
     assert.match(out, /apmask: -3/);
     assert.equal(read(lab, '/sys/bus/ap/apmask'), apmask, 'apmask restored');
@@ -366,7 +377,7 @@ describe('mdevkit ap assign / unassign', () => {
         lab.port.write(p, data);
       },
     };
-    const ctx: CommandContext = {
+    const ctx: CommandIo = {
       stdout: { write: () => true },
       stderr: { write: () => true },
       env: {},
@@ -396,13 +407,16 @@ describe('mdevkit ap assign / unassign', () => {
     };
     assert.throws(
       () => runAp(ctx, old, ['assign', U1, '--adapters', '5', '--domains', '4']),
-      (e: unknown) =>
-        e instanceof MdevError &&
-        e.code === 'EADDRINUSE' &&
-        e.context.owner === U2 &&
-        /refused assign_domain 4 .*Address already in use \(queue 05\.0004 is assigned to matrix device 2.*the earlier steps were undone/.test(
-          e.message,
-        ),
+      (err: unknown) => {
+        const e = coded(err);
+        return (
+          e?.code === 'EADDRINUSE' &&
+          e.context.owner === U2 &&
+          /refused assign_domain 4 .*Address already in use \(queue 05\.0004 is assigned to matrix device 2.*the earlier steps were undone/.test(
+            e.message,
+          )
+        );
+      },
     );
     assert.equal(read(lab, `${dev(U1)}/matrix`), '.0047\n');
   });

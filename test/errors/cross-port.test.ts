@@ -6,9 +6,9 @@ import { after, before, describe, it } from 'node:test';
 import type { InjectOptions } from 'fastify';
 import { buildAgent, type Agent } from '../../src/agent/server.js';
 import { runAp } from '../../src/cli/ap.js';
-import type { CommandContext } from '../../src/cli/context.js';
-import { reportError } from '../../src/cli/main.js';
+import { reportError } from '../../src/cli/command.js';
 import { ErrnoError, type ErrnoCode } from '../../src/common/errno.js';
+import type { CommandIo } from '../../src/ctl/io.js';
 import { runMdevctl } from '../../src/ctl/mdevctl/run.js';
 import { changeMatrix } from '../../src/host/ap/edit.js';
 import { defineDevice, startDevice, stopDevice, type JsonSource } from '../../src/host/devices.js';
@@ -90,9 +90,9 @@ function errorLine(status: number | null, stderr: string): unknown {
   }
 }
 
-function capture(env: Record<string, string>): { ctx: CommandContext; stderr: () => string } {
+function capture(env: Record<string, string>): { ctx: CommandIo; stderr: () => string } {
   let err = '';
-  const ctx: CommandContext = {
+  const ctx: CommandIo = {
     stdout: { write: () => true },
     stderr: { write: (s: string) => (err += s) },
     env,
