@@ -22,6 +22,9 @@ export class TreeSysfsPort implements SysfsPort {
       throw asPortError(err, path);
     }
   }
+  readBytes(path: string): Buffer {
+    return this.tree.readBytes(path);
+  }
   write(path: string, data: string): void {
     try {
       this.tree.write(path, data);
