@@ -23,7 +23,11 @@ export class TreeSysfsPort implements SysfsPort {
     }
   }
   readBytes(path: string): Buffer {
-    return this.tree.readBytes(path);
+    try {
+      return this.tree.readBytes(path);
+    } catch (err) {
+      throw asPortError(err, path);
+    }
   }
   write(path: string, data: string): void {
     try {
