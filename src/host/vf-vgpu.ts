@@ -23,15 +23,7 @@ export {
   type VfGpuMode,
   type VfTypeCapacity,
 } from './vf-vgpu/capacity.js';
-export {
-  VF_ERRORS,
-  VfVgpuError,
-  errnoText,
-  kernelErrno,
-  type VfContextKey,
-  type VfErrorCode,
-  type VfErrorContext,
-} from './vf-vgpu/errors.js';
+export { VfVgpuError, errnoText, type VfErrorCode } from './vf-vgpu/errors.js';
 export { describeVfError } from './vf-vgpu/describe.js';
 export {
   formatDefinition,

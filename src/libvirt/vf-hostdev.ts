@@ -12,7 +12,6 @@ import {
   vfOf,
   type VfVgpuDefinition,
 } from '../host/vf-vgpu.js';
-import { HostdevError } from './hostdev.js';
 import { parsePciAddress, type PciAddress } from './nodedev.js';
 import { el, formatXml, type XmlElement } from './xml.js';
 
@@ -68,7 +67,9 @@ export function findVfHostdev(env: Environment, target: string): VfHostdev | und
     where === undefined ||
     env.port.kind(`${PCI_DEVICES}/${address}/nvidia/current_vgpu_type`) !== 'file'
   ) {
-    throw new HostdevError(`${address} is not a VF of an NVIDIA vGPU GPU`);
+    throw new VfVgpuError('no-such-vf', `${address} is not a VF of an NVIDIA vGPU GPU`, {
+      context: { vf: address },
+    });
   }
   definition ??= definitionOfVf(env, address);
   const current = Number(

@@ -222,7 +222,7 @@ export function resolveType(
   throw new VfVgpuError(
     'unknown-vgpu-type',
     `${gpu.address} offers no vGPU type '${text}'${known === '' ? '' : ` (it has ${known}, ...)`}`,
-    { context: { gpu: gpu.address, typeName: text } },
+    { context: { gpu: gpu.address, type: text } },
   );
 }
 
@@ -232,7 +232,7 @@ function slotOf(gpu: VfGpu, index: number): VfSlot {
     throw new VfVgpuError(
       'no-such-vf',
       `${gpu.address} has no VF ${index} (it has ${gpu.vfs.length}: 0..${gpu.vfs.length - 1})`,
-      { context: { gpu: gpu.address, vfIndex: index } },
+      { context: { gpu: gpu.address, value: index } },
     );
   }
   return slot;
@@ -354,9 +354,8 @@ function refuseIfItDoesNotFit(gpu: VfGpu, typeId: number): void {
   throw new VfVgpuError(why.code, why.message, {
     context: {
       gpu: gpu.address,
-      type: typeId,
-      typeName: gpu.typeNames.get(typeId),
-      runningSize: cap.runningSizeGb,
+      type: typeKey(typeId),
+      value: why.code === 'vgpu-size-mismatch' ? cap.runningSizeGb : undefined,
     },
   });
 }

@@ -84,7 +84,7 @@ export function parseDefinition(
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new VfVgpuError('invalid-definition', `${path}: not JSON: ${(err as Error).message}`, {
+    throw new VfVgpuError('invalid-config', `${path}: not JSON: ${(err as Error).message}`, {
       context: { uuid, gpu },
     });
   }
@@ -92,7 +92,7 @@ export function parseDefinition(
     json !== null && typeof json === 'object' && !Array.isArray(json) ? json : {}
   ) as Record<string, unknown>;
   const bad = (what: string): never => {
-    throw new VfVgpuError('invalid-definition', `${path}: ${what}`, { context: { uuid, gpu } });
+    throw new VfVgpuError('invalid-config', `${path}: ${what}`, { context: { uuid, gpu } });
   };
   const type = o['vgpu_type'];
   if (typeof type !== 'number' || !Number.isSafeInteger(type) || type <= 0) {
