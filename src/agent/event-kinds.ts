@@ -27,7 +27,18 @@ export type HostEvent =
   | { readonly kind: 'parent-registered'; readonly parent: string }
   | { readonly kind: 'parent-unregistered'; readonly parent: string }
   /** An AP mask or a matrix device's assignment changed (made through this agent). */
-  | { readonly kind: 'matrix-changed'; readonly uuid?: string };
+  | { readonly kind: 'matrix-changed'; readonly uuid?: string }
+  /**
+   * An NVIDIA GPU's VF vGPUs changed: VFs enabled or disabled, a VF's vGPU
+   * made or destroyed, a definition stored or removed. `vf` and `uuid` name
+   * the one that changed when it is one.
+   */
+  | {
+      readonly kind: 'vgpu-changed';
+      readonly gpu: string;
+      readonly vf?: string;
+      readonly uuid?: string;
+    };
 
 export type HostEventKind = HostEvent['kind'];
 
@@ -42,6 +53,7 @@ const KINDS: Record<HostEventKind, true> = {
   'parent-registered': true,
   'parent-unregistered': true,
   'matrix-changed': true,
+  'vgpu-changed': true,
 };
 
 /** Every kind of host event, in the order the API documents them. */

@@ -254,6 +254,7 @@ describe('the dashboard in headless Chromium', () => {
       'GET /api/v1/parents',
       'GET /api/v1/devices?limit=500',
       'GET /api/v1/ap/matrix',
+      'GET /api/v1/vf-vgpus',
     ]);
     assert.deepEqual(
       requests.filter((q) => !lists.has(q)),

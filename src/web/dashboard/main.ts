@@ -8,12 +8,14 @@ import { chosenType, renderParents } from './capacity.js';
 import { renderDevices } from './devices.js';
 import { byId, toast } from './dom.js';
 import { connectEvents } from './event-stream.js';
-import { act, loadAp, loadDevices, loadParents, onReloaded } from './store.js';
+import { act, loadAp, loadDevices, loadParents, loadVgpus, onReloaded } from './store.js';
 import { saveToken, takeTokenFromFragment, token } from './token.js';
+import { renderVgpus, wireVgpuForm } from './vgpus.js';
 
 function render(): void {
   renderParents();
   renderDevices();
+  renderVgpus();
   renderAp();
 }
 
@@ -45,12 +47,13 @@ function wireForms(): void {
 async function start(): Promise<void> {
   takeTokenFromFragment();
   wireForms();
+  wireVgpuForm();
   try {
     byId('host', HTMLElement).textContent = (await api.health()).host;
   } catch {
     // the header keeps "connecting…"; the loads below say what failed
   }
-  await Promise.all([loadParents(), loadDevices(), loadAp()]);
+  await Promise.all([loadParents(), loadDevices(), loadVgpus(), loadAp()]);
   onReloaded(render);
   render();
   connectEvents();

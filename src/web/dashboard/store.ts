@@ -3,7 +3,14 @@
 // burst of them costs one reload per REDRAW_DELAY_MS, and a reload is a
 // fixed number of requests however many devices the host has: the
 // listing carries each device's aggregation, so nothing is asked per device.
-import { api, ApiRequestError, type ApiDevice, type Matrix, type Parent } from './api.js';
+import {
+  api,
+  ApiRequestError,
+  type ApiDevice,
+  type Matrix,
+  type Parent,
+  type VfListing,
+} from './api.js';
 import { byId, toast } from './dom.js';
 
 /** Rows drawn; the count says when the host has more. */
@@ -16,9 +23,21 @@ export interface DashboardState {
   total: number;
   /** null: no AP bus on this host (or an agent without the endpoint). */
   ap: Matrix | null;
+  /** NVIDIA's SR-IOV GPUs and their VF vGPUs (empty lists on a host without). */
+  vgpus: VfListing;
 }
 
-export const state: DashboardState = { parents: [], devices: [], total: 0, ap: null };
+export const state: DashboardState = {
+  parents: [],
+  devices: [],
+  total: 0,
+  ap: null,
+  vgpus: { gpus: [], vgpus: [], invalidDefinitions: [] },
+};
+
+export async function loadVgpus(): Promise<void> {
+  state.vgpus = await api.vfVgpus();
+}
 
 export async function loadParents(): Promise<void> {
   state.parents = await api.parents();
@@ -56,7 +75,7 @@ export function scheduleReload(withAp: boolean): void {
     reloadTimer = undefined;
     const ap = reloadAp;
     reloadAp = false;
-    Promise.all([loadParents(), loadDevices(), ap ? loadAp() : undefined])
+    Promise.all([loadParents(), loadDevices(), loadVgpus(), ap ? loadAp() : undefined])
       .then(() => render())
       .catch((err: unknown) => toast(`could not reload: ${String(err)}`, true));
   }, REDRAW_DELAY_MS);
