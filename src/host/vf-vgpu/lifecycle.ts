@@ -2,7 +2,7 @@ import { ErrnoError } from '../../common/errno.js';
 import { isUuid, newUuid } from '../../common/uuid.js';
 import type { Environment } from '../environment.js';
 import { shortTypeName, typeKey } from './catalogue.js';
-import { vfGpuCapacity, whyNot, type VfGpuCapacity } from './capacity.js';
+import { typeSizeGb, vfGpuCapacity, whyNot, type VfGpuCapacity } from './capacity.js';
 import { VfVgpuError, errnoText } from './errors.js';
 import {
   findDefinition,
@@ -19,6 +19,7 @@ import {
   listVfGpus,
   readVfGpu,
   vfOf,
+  withPlacements,
   type VfGpu,
   type VfSlot,
 } from './sysfs.js';
@@ -71,7 +72,11 @@ export interface VgpuInventory {
 
 export interface InventoryOptions {
   readonly gpu?: string;
-  /** Read placement_id and vgpu_params of active VFs (capacity in mixed-size mode needs them). */
+  /**
+   * Read placement_id and vgpu_params of every VF holding a vGPU. Without
+   * it, placements are read only for a GPU whose sizes mix (capacity needs
+   * them there) and a defined vGPU's vgpu_params are its definition's.
+   */
   readonly details?: boolean;
 }
 
@@ -87,9 +92,9 @@ export function readVgpuInventory(env: Environment, options: InventoryOptions = 
     invalid: (path, error) => invalid.push({ path, message: error.message }),
   };
   const gpus = listVfGpus(env.port, {
-    details: options.details ?? true,
+    details: options.details === true,
     ...(options.gpu !== undefined ? { gpu: options.gpu } : {}),
-  });
+  }).map((g) => (sizesMix(g) ? withPlacements(env.port, g) : g));
   const defs = listDefinitions(env, options.gpu !== undefined ? { gpu: options.gpu } : {}, hooks);
   const byGpu = new Map(gpus.map((g) => [g.address, g]));
   const entries: VgpuEntry[] = [];
@@ -138,6 +143,15 @@ export function readVgpuInventory(env: Environment, options: InventoryOptions = 
   }
   entries.sort((a, b) => (a.gpu !== b.gpu ? (a.gpu < b.gpu ? -1 : 1) : a.vf - b.vf));
   return { gpus, capacity: gpus.map(vfGpuCapacity), entries, invalidDefinitions: invalid };
+}
+
+/** Does the GPU hold, or offer now, more than one framebuffer size? */
+function sizesMix(gpu: VfGpu): boolean {
+  const sizes = new Set<number>();
+  for (const v of gpu.vfs) if (v.typeId !== 0) sizes.add(typeSizeGb(gpu, v.typeId) ?? -1);
+  if (sizes.size > 1) return true;
+  if (sizes.size === 0) return false;
+  return (gpu.creatableNow ?? []).some((id) => !sizes.has(typeSizeGb(gpu, id) ?? -1));
 }
 
 // ---- requests --------------------------------------------------------------------

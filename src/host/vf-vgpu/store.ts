@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { isUuid } from '../../common/uuid.js';
 import { TEMP_PREFIX, writeFileAtomic } from '../config-store.js';
+import { readSmallFile } from '../devices/draft.js';
 import type { Environment } from '../environment.js';
 import { VfVgpuError } from './errors.js';
 import { isPciAddress } from './sysfs.js';
@@ -134,6 +135,31 @@ function dirEntries(dir: string): string[] {
   }
 }
 
+/**
+ * Definitions already parsed, by path, with the file's identity when it was
+ * read. Writes replace a file by rename (a new inode) and removals unlink
+ * it, so an unchanged (device, inode, size, mtime) is the same content:
+ * a listing pays one stat per definition instead of open, read, close and a
+ * parse — what an agent polling every second, and listings of hundreds of
+ * vGPUs, are made of.
+ */
+const parsed = new Map<string, { readonly key: string; readonly def: VfVgpuDefinition }>();
+
+function readDefinitionFile(path: string, gpu: string, uuid: string): VfVgpuDefinition {
+  let key: string;
+  try {
+    const st = fs.statSync(path);
+    key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    key = '';
+  }
+  const hit = parsed.get(path);
+  if (hit !== undefined && key !== '' && hit.key === key) return hit.def;
+  const def = parseDefinition(readSmallFile(path), gpu, uuid, path);
+  if (key !== '') parsed.set(path, { key, def });
+  return def;
+}
+
 /** Every definition (of one GPU), sorted by GPU, VF, UUID. */
 export function listDefinitions(
   env: Pick<Environment, 'configDir'>,
@@ -148,7 +174,7 @@ export function listDefinitions(
       if (name.startsWith(TEMP_PREFIX) || !isUuid(name)) continue;
       const path = nodePath.join(root, gpu, name);
       try {
-        out.push(parseDefinition(fs.readFileSync(path, 'utf8'), gpu, name.toLowerCase(), path));
+        out.push(readDefinitionFile(path, gpu, name.toLowerCase()));
       } catch (err) {
         if (err instanceof VfVgpuError && hooks.invalid !== undefined) hooks.invalid(path, err);
         else throw err;
@@ -198,5 +224,7 @@ export function writeDefinition(env: Pick<Environment, 'configDir'>, d: VfVgpuDe
 }
 
 export function removeDefinition(env: Pick<Environment, 'configDir'>, d: VfVgpuDefinition): void {
-  fs.rmSync(definitionPath(env, d.gpu, d.uuid), { force: true });
+  const path = definitionPath(env, d.gpu, d.uuid);
+  fs.rmSync(path, { force: true });
+  parsed.delete(path);
 }

@@ -115,6 +115,17 @@ export function parseCreatable(text: string): { id: number; name: string }[] {
   return out;
 }
 
+/** The directory holding a device's directory (its parent device), or undefined. */
+function siblingsDir(port: SysfsPort, dir: string): string | undefined {
+  try {
+    const real = port.realpath(dir);
+    return real.slice(0, real.lastIndexOf('/'));
+  } catch (err) {
+    if (err instanceof ErrnoError) return undefined;
+    throw err;
+  }
+}
+
 /** GPUs bound to nvidia that may have VF vGPUs, by address (a cheap first look). */
 function candidateGpus(port: SysfsPort): string[] {
   let names: string[];
@@ -146,8 +157,15 @@ export function readVfGpu(
   if (numVfs > 0) {
     const offset = readNumber(port, `${dir}/sriov_offset`) ?? 0;
     const stride = readNumber(port, `${dir}/sriov_stride`) ?? 1;
+    // A VF's device directory sits beside its PF's (pci_iov_add_virtfn gives
+    // it the PF's parent): reading there spares a symlink per file.
+    const home = siblingsDir(port, dir);
     vfAddresses(address, offset, stride, numVfs).forEach((vf, index) => {
-      const current = readNumber(port, `${PCI_DEVICES}/${vf}/nvidia/current_vgpu_type`);
+      const current =
+        (home === undefined
+          ? undefined
+          : readNumber(port, `${home}/${vf}/nvidia/current_vgpu_type`)) ??
+        readNumber(port, `${PCI_DEVICES}/${vf}/nvidia/current_vgpu_type`);
       if (current === undefined) return; // not bound to nvidia (yet)
       let placement: number | undefined;
       let params: string | undefined;
@@ -179,6 +197,26 @@ export function readVfGpu(
     vfs,
     creatableNow,
     typeNames,
+  };
+}
+
+/**
+ * The GPU with `placement_id` read for each VF holding a vGPU: what
+ * capacity needs when sizes mix (aligned placements fragment). With one
+ * size, placements tile exactly and counting is enough, so a listing reads
+ * them only when the GPU shows more than one size.
+ */
+export function withPlacements(port: SysfsPort, gpu: VfGpu): VfGpu {
+  return {
+    ...gpu,
+    vfs: gpu.vfs.map((v) =>
+      v.typeId === 0 || v.placement !== undefined
+        ? v
+        : {
+            ...v,
+            placement: readNumber(port, `${PCI_DEVICES}/${v.address}/nvidia/placement_id`),
+          },
+    ),
   };
 }
 
