@@ -86,7 +86,10 @@ function onSnapshot(h: { lab: Lab; env: Environment }): Environment {
  * shared machine falls on both alike; each must list `expect` items.
  */
 function pairedMedians(a: () => number, b: () => number, expect: number): [number, number] {
-  for (let i = 0; i < 3; i++) a() + b(); // warm-up
+  for (let i = 0; i < 3; i++) {
+    a(); // warm-up
+    b();
+  }
   const ta: number[] = [];
   const tb: number[] = [];
   const time = (fn: () => number, into: number[]): void => {
