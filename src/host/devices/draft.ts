@@ -98,25 +98,27 @@ export function freeze(d: Draft, defined: boolean): MdevDevice {
  * fstat, no options parsing and no fresh buffer per file, which counts when
  * a listing reads ten thousand of them.
  */
-let readBuffer = Buffer.allocUnsafe(64 * 1024);
+// Allocated at the first read, not at start-up: most commands read no definition.
+let readBuffer: Buffer | undefined;
 export function readSmallFile(path: string): string {
+  let buf = (readBuffer ??= Buffer.allocUnsafe(64 * 1024));
   const fd = fs.openSync(path, 'r');
   try {
     let n = 0;
     for (;;) {
-      const room = readBuffer.length - n;
-      const got = fs.readSync(fd, readBuffer, n, room, null);
+      const room = buf.length - n;
+      const got = fs.readSync(fd, buf, n, room, null);
       n += got;
       // A regular file on Linux reads short only at its end: no second read
       // just to see 0 (one syscall less per definition).
       if (got < room) break;
-      if (n === readBuffer.length) {
-        const bigger = Buffer.allocUnsafe(readBuffer.length * 2);
-        readBuffer.copy(bigger);
-        readBuffer = bigger;
+      if (n === buf.length) {
+        const bigger = Buffer.allocUnsafe(buf.length * 2);
+        buf.copy(bigger);
+        buf = readBuffer = bigger;
       }
     }
-    return readBuffer.toString('utf8', 0, n);
+    return buf.toString('utf8', 0, n);
   } finally {
     fs.closeSync(fd);
   }
