@@ -14,6 +14,7 @@ import {
   type StartMode,
 } from '../config-store.js';
 import type { Environment } from '../environment.js';
+import { parseJson } from '../json-syntax.js';
 import { probeActive, type TypeDevicesIndex } from '../sysfs-model.js';
 import { MdevError } from './errors.js';
 import type { HostHooks, JsonSource, MdevDevice } from './types.js';
@@ -71,7 +72,7 @@ export function loadFromJson(
 
 export function parseJsonText(text: string, path: string): unknown {
   try {
-    return JSON.parse(text);
+    return parseJson(text);
   } catch (err) {
     throw new ConfigError(`malformed JSON (${(err as Error).message})`, path);
   }
@@ -198,11 +199,9 @@ export function readJsonSource(src: JsonSource): unknown {
     throw new MdevError('IO', `Unable to read jsonfile "${src.name}"`, { cause: err });
   }
   try {
-    return JSON.parse(text);
+    return parseJson(text);
   } catch (err) {
-    throw new MdevError('INVALID_CONFIG', `Invalid JSON in "${src.name}"`, {
-      cause: new Error((err as Error).message),
-    });
+    throw new MdevError('INVALID_CONFIG', `Invalid JSON in "${src.name}"`, { cause: err });
   }
 }
 
