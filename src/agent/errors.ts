@@ -253,6 +253,11 @@ export function errorResponse(
   return { status: 500, body: body('EIO', 'internal error in the agent (see its log)') };
 }
 
+/** The answer to a refusal made before any route (a malformed request, headers too large). */
+export function apiErrorAnswer(err: ApiError): { status: number; body: ApiErrorBody } {
+  return { status: err.status, body: body(err.errno, err.message, { context: err.context }) };
+}
+
 export function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   const { status, body: b } = errorResponse(err, req);
   return reply.code(status).type('application/json; charset=utf-8').send(b);

@@ -14,7 +14,6 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { Environment } from '../host/environment.js';
-import { bearerToken, isLoopbackHostHeader, tokenMatches } from './auth.js';
 import { ApiError, errnoOf, sendError } from './errors.js';
 import type { HostEventSource } from './events.js';
 import { EventHub } from './hub.js';
@@ -27,6 +26,7 @@ import { hostRoutes, registerMetrics } from './routes/host.js';
 import { libvirtRoutes } from './routes/libvirt.js';
 import { registerWebRoutes } from './routes/web.js';
 import { DeviceView } from './device-view.js';
+import { MAX_PARAM_LENGTH, clientErrorHandler, frameworkErrors, installGuards } from './guard.js';
 
 /**
  * The host agent: an HTTP API over one host's mdev state, its event stream,
@@ -58,6 +58,8 @@ export interface AgentOptions {
   readonly logger?: boolean;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
+  /** Serve HTTPS with this certificate and key (PEM) instead of plain HTTP. */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
 
 /** What route modules share. */
@@ -81,26 +83,88 @@ export type TypedApp = FastifyInstance<
 export const API_PREFIX = '/api/v1';
 export const AGENT_VERSION = '0.1.0';
 
-function isWrite(req: FastifyRequest): boolean {
-  return req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
-}
-
 export interface Agent {
   readonly app: FastifyInstance;
   readonly context: AgentContext;
   close(): Promise<void>;
 }
 
+/** Query parameters whose values are secrets: never written to a log. */
+const SECRET_PARAM = /token|secret|passw|key|auth/i;
+
+/**
+ * A request target as it may be logged: the values of secret-looking query
+ * parameters (the event stream's `access_token`) replaced. Keys are
+ * compared decoded, as the query parser decodes them (`access%5Ftoken`).
+ */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const pairs = url
+    .slice(q + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const rawKey = eq < 0 ? pair : pair.slice(0, eq);
+      let key = rawKey;
+      try {
+        key = decodeURIComponent(rawKey.replace(/\+/g, ' '));
+      } catch {
+        // not valid percent-encoding: compare it as it is
+      }
+      return SECRET_PARAM.test(key) ? `${rawKey}=[redacted]` : pair;
+    });
+  return `${url.slice(0, q)}?${pairs.join('&')}`;
+}
+
+/**
+ * The request log (MDEVKIT_AGENT_LOG=1): method, target with secrets
+ * redacted, host and peer. Headers are not logged at all, so neither is
+ * Authorization; should a serializer ever add them, pino's redaction
+ * censors it.
+ */
+const REQUEST_LOG = {
+  level: 'info',
+  serializers: {
+    req(req: FastifyRequest) {
+      return {
+        method: req.method,
+        url: redactUrl(req.url),
+        host: req.host,
+        remoteAddress: req.ip,
+      };
+    },
+  },
+  redact: {
+    paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'],
+    censor: '[redacted]',
+  },
+};
+
 export async function buildAgent(options: AgentOptions): Promise<Agent> {
   const app = Fastify({
-    logger: options.logger === true ? { level: 'info' } : false,
+    logger: options.logger === true ? REQUEST_LOG : false,
     bodyLimit: options.bodyLimit ?? 64 * 1024,
     // Paths carry UUIDs and sysfs names only; keep the router strict.
-    routerOptions: { ignoreTrailingSlash: true },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
     // Event streams never go idle; closing the agent must not wait for them.
     forceCloseConnections: true,
+    // Refusals before routing get the API's error shape too (guard.ts).
+    frameworkErrors,
+    clientErrorHandler,
+    ...(options.tls === undefined
+      ? {}
+      : { https: { cert: options.tls.cert, key: options.tls.key } }),
+  }) as unknown as FastifyInstance;
+  // Fastify hands a request without a body to the validator as null; to a
+  // zod schema that is "no body" (undefined), so an optional body with a
+  // default (POST .../start) takes it.
+  app.setValidatorCompiler((route) => {
+    const validate = validatorCompiler(route as Parameters<typeof validatorCompiler>[0]);
+    return route.httpPart === 'body'
+      ? (data: unknown) => validate(data === null ? undefined : data)
+      : validate;
   });
-  app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
   const metrics = new AgentMetrics();
@@ -130,6 +194,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     transform: jsonSchemaTransform,
   });
 
+  installGuards(app, options);
   app.setErrorHandler((err, req, reply) => {
     failures.set(req, errnoOf(err));
     return sendError(err, req, reply);
@@ -149,36 +214,6 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     ),
   );
 
-  app.addHook('onRequest', async (req) => {
-    if (options.loopbackOnly === true && !isLoopbackHostHeader(req.headers.host)) {
-      throw new ApiError(
-        403,
-        'EACCES',
-        `refused Host ${JSON.stringify(req.headers.host)}: this agent answers loopback names only`,
-      );
-    }
-    const url = req.url;
-    const needsToken =
-      (isWrite(req) && options.authDisabled !== true) ||
-      (options.protectReads === true && url.startsWith(API_PREFIX));
-    if (!needsToken) return;
-    let presented = bearerToken(req.headers.authorization);
-    // EventSource cannot set headers; the stream alone takes the token in the query.
-    if (presented === undefined && url.startsWith(`${API_PREFIX}/events`)) {
-      presented =
-        new URLSearchParams(url.slice(url.indexOf('?') + 1)).get('access_token') ?? undefined;
-    }
-    if (!tokenMatches(presented, options.token)) {
-      throw new ApiError(
-        401,
-        'EACCES',
-        presented === undefined
-          ? 'this request needs the agent token: Authorization: Bearer <token>'
-          : 'wrong agent token',
-      );
-    }
-  });
-
   registerRoutes(app, [
     ...hostRoutes(context),
     ...deviceRoutes(context),
@@ -187,9 +222,18 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     ...eventRoutes(context),
   ]);
   registerMetrics(app, context);
-  registerWebRoutes(app);
+  // The dashboard's files hold no host data: public, so a browser beyond
+  // loopback can load the page that then asks for the token.
+  await app.register(async (scope) => {
+    scope.addHook('onRoute', (r) => {
+      r.config = { ...r.config, public: true };
+    });
+    registerWebRoutes(scope);
+  });
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true }, config: { public: true } }, async () =>
+    app.swagger(),
+  );
 
   await app.ready();
   return {

@@ -43,6 +43,7 @@ export function eventRoutes(ctx: AgentContext): Route[] {
       summary: 'stream of host changes (text/event-stream)',
       description: `Event kinds: ${HOST_EVENT_KINDS.join(', ')}; and \`${RESET_EVENT}\` when events were missed.`,
       query: EventsQuery,
+      queryToken: true,
       handler({ query, req, reply }) {
         const lastHeader = req.headers['last-event-id'];
         const lastText = Array.isArray(lastHeader) ? lastHeader[0] : lastHeader;

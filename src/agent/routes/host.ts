@@ -14,6 +14,7 @@ export function hostRoutes(ctx: AgentContext): Route[] {
       method: 'GET',
       path: '/healthz',
       outsideApi: true,
+      public: true,
       tag: 'agent',
       summary: 'liveness',
       response: Health,
