@@ -126,14 +126,18 @@ export function route<
         },
         async handler(req, reply) {
           // Validated by the schemas above (fastify-type-provider-zod) before we get here.
-          const result = await spec.handler({
+          const out = spec.handler({
             params: req.params as Out<P>,
             query: req.query as Out<Q>,
             body: req.body as Out<B>,
             req,
             reply,
           });
-          if (result === reply) return reply;
+          // A reply is a thenable (it settles when the answer has gone out),
+          // so only a promise is awaited: awaiting a returned reply would wait
+          // for an event stream to end and then answer it a second time.
+          const result = out instanceof Promise ? await out : out;
+          if (result === reply || reply.sent) return reply;
           if (status === 204) return reply.code(204).send(null);
           return reply.code(status).send(result);
         },

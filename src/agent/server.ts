@@ -89,39 +89,35 @@ export interface Agent {
   close(): Promise<void>;
 }
 
-/** Query parameters whose values are secrets: never written to a log. */
-const SECRET_PARAM = /token|secret|passw|key|auth/i;
+/** Names of query parameters whose values are secrets: never written to a log. */
+const SECRET_NAME = /token|secret|passw|key|auth/i;
 
 /**
- * A request target as it may be logged: the values of secret-looking query
- * parameters (the event stream's `access_token`) replaced. Keys are
+ * Text as it may be logged: the values of secret-looking query parameters
+ * (the event stream's `access_token`) replaced, wherever a request target
+ * appears — the request line, and error messages that quote it. Names are
  * compared decoded, as the query parser decodes them (`access%5Ftoken`).
  */
-export function redactUrl(url: string): string {
-  const q = url.indexOf('?');
-  if (q < 0) return url;
-  const pairs = url
-    .slice(q + 1)
-    .split('&')
-    .map((pair) => {
-      const eq = pair.indexOf('=');
-      const rawKey = eq < 0 ? pair : pair.slice(0, eq);
-      let key = rawKey;
+export function redactSecrets(text: string): string {
+  return text.replace(
+    /([?&;])([^=&?#\s"'\\]*)=([^&#\s"'\\]*)/g,
+    (whole, sep: string, name: string) => {
+      let key = name;
       try {
-        key = decodeURIComponent(rawKey.replace(/\+/g, ' '));
+        key = decodeURIComponent(name.replace(/\+/g, ' '));
       } catch {
         // not valid percent-encoding: compare it as it is
       }
-      return SECRET_PARAM.test(key) ? `${rawKey}=[redacted]` : pair;
-    });
-  return `${url.slice(0, q)}?${pairs.join('&')}`;
+      return SECRET_NAME.test(key) ? `${sep}${name}=[redacted]` : whole;
+    },
+  );
 }
 
 /**
  * The request log (MDEVKIT_AGENT_LOG=1): method, target with secrets
- * redacted, host and peer. Headers are not logged at all, so neither is
- * Authorization; should a serializer ever add them, pino's redaction
- * censors it.
+ * redacted, host and peer; error messages and stacks redacted the same
+ * way. Headers are not logged, so neither is Authorization; should a
+ * serializer ever add them, pino's redaction censors it.
  */
 const REQUEST_LOG = {
   level: 'info',
@@ -129,10 +125,26 @@ const REQUEST_LOG = {
     req(req: FastifyRequest) {
       return {
         method: req.method,
-        url: redactUrl(req.url),
+        url: redactSecrets(req.url),
         host: req.host,
         remoteAddress: req.ip,
       };
+    },
+    err(err: Error & { code?: unknown }) {
+      return {
+        type: err.name,
+        message: redactSecrets(err.message),
+        ...(err.code === undefined ? {} : { code: String(err.code) }),
+        stack: redactSecrets(err.stack ?? ''),
+      };
+    },
+  },
+  hooks: {
+    logMethod(this: unknown, args: unknown[], method: (...a: unknown[]) => void): void {
+      method.apply(
+        this,
+        args.map((a) => (typeof a === 'string' ? redactSecrets(a) : a)),
+      );
     },
   },
   redact: {
