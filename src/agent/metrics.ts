@@ -47,7 +47,11 @@ export class AgentMetrics {
     this.#events.set(kind, (this.#events.get(kind) ?? 0) + 1);
   }
 
-  render(capacity: readonly TypeCapacity[], devicesDefined: number): string {
+  render(
+    capacity: readonly TypeCapacity[],
+    devicesDefined: number,
+    definitionsSkipped = 0,
+  ): string {
     const out: string[] = [];
     const family = (name: string, type: string, help: string): void => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -74,6 +78,12 @@ export class AgentMetrics {
       'Persistent definitions in the mdevctl config directory.',
     );
     out.push(`mdevkit_defined_devices ${devicesDefined}`);
+    family(
+      'mdevkit_definitions_skipped',
+      'gauge',
+      'Files in the mdevctl config directory left out of the listing because they cannot be read as definitions.',
+    );
+    out.push(`mdevkit_definitions_skipped ${definitionsSkipped}`);
     family(
       'mdevkit_operations_total',
       'counter',

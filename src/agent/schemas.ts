@@ -75,10 +75,21 @@ export const Device = z.object({
   ),
 });
 
+export const SkippedDefinition = z.object({
+  parent: z.string(),
+  uuid: z.string().describe("the file's name"),
+  reason: z.string().describe('why it is not a definition (the file is never quoted)'),
+});
+
 export const DeviceList = z.object({
   total: z.number().int().describe('devices matching the filters, over all pages'),
   devices: z.array(Device),
   next: z.string().optional().describe('cursor of the next page; absent on the last'),
+  skipped: z
+    .array(SkippedDefinition)
+    .describe(
+      'definition files left out because they cannot be read as definitions (empty, not JSON, not a definition); DELETE /devices/{uuid}/definition removes one',
+    ),
 });
 
 export const DeviceListQuery = z.object({

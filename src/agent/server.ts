@@ -181,12 +181,16 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
 
   const metrics = new AgentMetrics();
   const hub = new EventHub(options.events);
-  const view = new DeviceView(options.env);
+  const view = new DeviceView(options.env, (s) =>
+    hub.publish({ kind: 'definition-skipped', ...s }),
+  );
   hub.subscribe(({ event }) => {
     metrics.event(event.kind);
     if (event.kind === 'parent-registered' || event.kind === 'parent-unregistered')
       view.forgetAll();
-    else view.invalidate('uuid' in event ? event.uuid : undefined);
+    // The view's own report of what it read: nothing changed on the host.
+    else if (event.kind !== 'definition-skipped')
+      view.invalidate('uuid' in event ? event.uuid : undefined);
   });
   const context: AgentContext = { options, env: options.env, hub, metrics, view };
 

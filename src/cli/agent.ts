@@ -200,6 +200,9 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
       onRun: (run) => {
         for (const line of describeAutostartRun(run)) io.stderr.write(`mdevkit agent: ${line}\n`);
       },
+      // A broken file is skipped (the listing reports it), the others start.
+      invalidDefinition: (path) =>
+        io.stderr.write(`mdevkit agent: autostart: skipped ${path}: not a valid definition\n`),
     });
     lab.kernel.onUevent(autostart.uevent);
     autostart.coldplug();

@@ -6,7 +6,7 @@ import {
   readAggregation,
   setAggregation,
 } from '../../host/aggregation.js';
-import { formatConfig } from '../../host/config-store.js';
+import { deleteConfig, formatConfig } from '../../host/config-store.js';
 import {
   defineDevice,
   getDefinedDevice,
@@ -19,7 +19,7 @@ import {
   type MdevDevice,
   type StartMode,
 } from '../../host/devices.js';
-import { toApi, type ApiDevice } from '../device-view.js';
+import { toApi, type ApiDevice, type SkippedDefinition } from '../device-view.js';
 import { ApiError, during } from '../errors.js';
 import { route, type Route } from '../route.js';
 import {
@@ -115,6 +115,24 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
     return all[0]!;
   };
 
+  /**
+   * Remove the definition files of `uuid` (on `parent`) that the listing
+   * skipped as unreadable; returns how many. The library refuses to read
+   * them (as mdevctl does), and no callout can be told about a device
+   * whose type is unknown, so the agent removes the file itself: removing
+   * a broken definition is how an operator repairs the listing.
+   */
+  const removeSkipped = (uuid: string, parent: string | undefined): number => {
+    const broken = ctx.view
+      .skipped()
+      .filter((s) => s.uuid === uuid && (parent === undefined || s.parent === parent));
+    for (const s of broken) deleteConfig(env.configDir, s.parent, s.uuid);
+    if (broken.length > 0) ctx.view.invalidate(uuid);
+    return broken.length;
+  };
+  const definedHere = (uuid: string, parent: string | undefined): boolean =>
+    ctx.view.byUuid(uuid).some((d) => d.defined && (parent === undefined || d.parent === parent));
+
   /** Run a change, then let the view know (also when it failed half-way). */
   const changing = <T>(uuid: string | undefined, fn: () => T): T => {
     try {
@@ -172,9 +190,15 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
         start = lo;
       }
       const page = filtered.slice(start, start + limit);
-      const body: { total: number; devices: ApiDevice[]; next?: string } = {
+      const body: {
+        total: number;
+        devices: ApiDevice[];
+        next?: string;
+        skipped: readonly SkippedDefinition[];
+      } = {
         total: filtered.length,
         devices: page,
+        skipped: ctx.view.skipped(),
       };
       if (start + limit < filtered.length) body.next = encodeCursor(page[page.length - 1]!);
       // Serialized here: the entries are plain data the view built, and
@@ -277,8 +301,11 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       params: DeviceParams,
       query: ParentQuery,
       status: 204,
-      handler: ({ params, query }) =>
-        changing(undefined, () => void undefineDevice(env, params.uuid, query.parent)),
+      handler({ params, query }) {
+        const repaired = removeSkipped(params.uuid, query.parent);
+        if (repaired > 0 && !definedHere(params.uuid, query.parent)) return;
+        changing(undefined, () => void undefineDevice(env, params.uuid, query.parent));
+      },
     }),
     route({
       method: 'DELETE',
@@ -290,6 +317,11 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       query: ParentQuery,
       status: 204,
       handler({ params, query }) {
+        if (
+          removeSkipped(params.uuid, query.parent) > 0 &&
+          ctx.view.byUuid(params.uuid).length === 0
+        )
+          return;
         const d = one(params.uuid, query.parent);
         changing(d.uuid, () => {
           if (d.active) stopDevice(env, d.uuid);

@@ -83,6 +83,8 @@ export function registerMetrics(app: ApiApp, ctx: AgentContext): void {
     }
     let defined = 0;
     for (const d of ctx.view.all()) if (d.defined) defined++;
-    return reply.type(METRICS_CONTENT_TYPE).send(ctx.metrics.render(capacity, defined));
+    return reply
+      .type(METRICS_CONTENT_TYPE)
+      .send(ctx.metrics.render(capacity, defined, ctx.view.skipped().length));
   });
 }
