@@ -31,6 +31,10 @@ export class AgentMetrics {
   readonly #events = new Map<string, number>();
   /** Clients connected to the event stream now. */
   streamClients = 0;
+  /** Stream clients disconnected for falling too far behind. */
+  streamDropped = 0;
+  /** Bytes the stream clients have waiting, all together (set by the server). */
+  streamBufferedBytes: () => number = () => 0;
 
   /** One management operation finished; `errno` when it failed with one (or "unknown"). */
   operation(name: string, errno?: string): void {
@@ -108,6 +112,18 @@ export class AgentMetrics {
     }
     family('mdevkit_event_stream_clients', 'gauge', 'Clients connected to the event stream.');
     out.push(`mdevkit_event_stream_clients ${this.streamClients}`);
+    family(
+      'mdevkit_event_stream_buffered_bytes',
+      'gauge',
+      'Bytes waiting for event-stream clients to read them (each client is held to a bound).',
+    );
+    out.push(`mdevkit_event_stream_buffered_bytes ${this.streamBufferedBytes()}`);
+    family(
+      'mdevkit_event_stream_dropped_total',
+      'counter',
+      'Event-stream clients disconnected for falling too far behind (they reconnect with Last-Event-ID).',
+    );
+    out.push(`mdevkit_event_stream_dropped_total ${this.streamDropped}`);
     return out.join('\n') + '\n';
   }
 }

@@ -58,6 +58,8 @@ export interface AgentOptions {
   readonly logger?: boolean;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
+  /** Bytes one event-stream client may have waiting before it is dropped (default 1 MiB). */
+  readonly streamBufferLimit?: number;
   /** Serve HTTPS with this certificate and key (PEM) instead of plain HTTP. */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
@@ -69,6 +71,8 @@ export interface AgentContext {
   readonly hub: EventHub;
   readonly metrics: AgentMetrics;
   readonly view: DeviceView;
+  /** The open event streams, each as the bytes it has waiting. */
+  readonly streams: Set<() => number>;
 }
 
 export type ApiApp = FastifyInstance;
@@ -192,7 +196,13 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     else if (event.kind !== 'definition-skipped')
       view.invalidate('uuid' in event ? event.uuid : undefined);
   });
-  const context: AgentContext = { options, env: options.env, hub, metrics, view };
+  const streams = new Set<() => number>();
+  metrics.streamBufferedBytes = () => {
+    let n = 0;
+    for (const size of streams) n += size();
+    return n;
+  };
+  const context: AgentContext = { options, env: options.env, hub, metrics, view, streams };
 
   await app.register(fastifySwagger, {
     openapi: {
