@@ -26,6 +26,7 @@ import { hostRoutes, registerMetrics } from './routes/host.js';
 import { libvirtRoutes } from './routes/libvirt.js';
 import { registerWebRoutes } from './routes/web.js';
 import { DeviceView } from './device-view.js';
+import { Operations, type WorkerPlan } from './operations.js';
 import { MAX_PARAM_LENGTH, clientErrorHandler, frameworkErrors, installGuards } from './guard.js';
 
 /**
@@ -58,6 +59,11 @@ export interface AgentOptions {
   readonly logger?: boolean;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
+  /**
+   * Where writes that may wait (callouts, blocking sysfs stores) run off
+   * the event loop (operations.ts); without it every write runs inline.
+   */
+  readonly worker?: WorkerPlan;
   /** Bytes one event-stream client may have waiting before it is dropped (default 1 MiB). */
   readonly streamBufferLimit?: number;
   /** Serve HTTPS with this certificate and key (PEM) instead of plain HTTP. */
@@ -73,6 +79,8 @@ export interface AgentContext {
   readonly view: DeviceView;
   /** The open event streams, each as the bytes it has waiting. */
   readonly streams: Set<() => number>;
+  /** The writes (mdevctl's operations), inline or in the operations worker. */
+  readonly ops: Operations;
 }
 
 export type ApiApp = FastifyInstance;
@@ -202,7 +210,8 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     for (const size of streams) n += size();
     return n;
   };
-  const context: AgentContext = { options, env: options.env, hub, metrics, view, streams };
+  const ops = new Operations(options.env, options.worker);
+  const context: AgentContext = { options, env: options.env, hub, metrics, view, streams, ops };
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -268,6 +277,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     async close() {
       hub.close();
       await app.close();
+      await ops.close();
     },
   };
 }

@@ -226,6 +226,11 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     mode: isLab ? 'lab' : 'host',
     hostLabel,
     logger: io.env['MDEVKIT_AGENT_LOG'] === '1',
+    // Writes that may wait (callouts; on a host also sysfs stores) run in
+    // the operations worker; the lab's sysfs is reached through the agent's thread.
+    worker: isLab
+      ? { root: stateDir, bridge: true, always: false }
+      : { root: env.root, bridge: false, always: true },
     ...(tls === undefined ? {} : { tls }),
   });
 
