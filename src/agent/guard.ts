@@ -72,13 +72,12 @@ export function installGuards(app: ApiApp, options: AgentOptions): void {
   app.addHook('onRequest', async (req) => {
     if (options.loopbackOnly === true && !isLoopbackHostHeader(req.headers.host)) {
       throw new ApiError(
-        403,
-        'EACCES',
+        'host-refused',
         `refused Host ${JSON.stringify(req.headers.host)}: this agent answers loopback names only`,
       );
     }
     if (req.url.length > MAX_URL_LENGTH) {
-      throw new ApiError(414, 'ENAMETOOLONG', `request target longer than ${MAX_URL_LENGTH} bytes`);
+      throw new ApiError('uri-too-long', `request target longer than ${MAX_URL_LENGTH} bytes`);
     }
     const write = isWrite(req.method);
     const needsToken =
@@ -88,8 +87,7 @@ export function installGuards(app: ApiApp, options: AgentOptions): void {
       const presented = presentedToken(req);
       if (!tokenMatches(presented, options.token)) {
         throw new ApiError(
-          401,
-          'EACCES',
+          'unauthorized',
           presented === undefined
             ? 'this request needs the agent token: Authorization: Bearer <token>'
             : 'wrong agent token',
@@ -98,7 +96,7 @@ export function installGuards(app: ApiApp, options: AgentOptions): void {
     }
     if (write) {
       const why = refusedOrigin(req, scheme);
-      if (why !== undefined) throw new ApiError(403, 'EACCES', why);
+      if (why !== undefined) throw new ApiError('origin-refused', why);
     }
   });
 
@@ -129,12 +127,11 @@ export function frameworkErrors(
 ): void {
   const err =
     error.code === 'FST_ERR_MAX_PARAM_LENGTH'
-      ? new ApiError(
-          414,
-          'ENAMETOOLONG',
-          `a path parameter is longer than ${MAX_PARAM_LENGTH} bytes`,
-        )
-      : new ApiError(400, 'EINVAL', 'malformed request target (invalid percent-encoding or UTF-8)');
+      ? new ApiError('uri-too-long', `a path parameter is longer than ${MAX_PARAM_LENGTH} bytes`)
+      : new ApiError(
+          'invalid-request',
+          'malformed request target (invalid percent-encoding or UTF-8)',
+        );
   void sendError(err, req, reply);
 }
 
@@ -153,10 +150,10 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const refusal =
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? new ApiError(431, 'E2BIG', 'request headers too large')
+      ? new ApiError('headers-too-large', 'request headers too large')
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? new ApiError(408, 'ETIMEDOUT', 'the request took too long to arrive')
-        : new ApiError(400, 'EINVAL', 'malformed HTTP request');
+        ? new ApiError('request-timeout', 'the request took too long to arrive')
+        : new ApiError('invalid-request', 'malformed HTTP request');
   const { status, body } = apiErrorAnswer(refusal);
   const text = JSON.stringify(body);
   if (!socket.writable) {

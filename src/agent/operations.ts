@@ -306,8 +306,7 @@ export class Operations {
     if (this.#waiting.size >= MAX_WAITING) {
       return Promise.reject(
         new ApiError(
-          503,
-          'EAGAIN',
+          'busy',
           `${this.#waiting.size} writes are waiting for the one in progress (a slow callout?); try again later`,
         ),
       );

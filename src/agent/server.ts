@@ -243,7 +243,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
   });
   app.setNotFoundHandler((req, reply) =>
     sendError(
-      new ApiError(404, 'ENOENT', `no such resource: ${req.method} ${req.url.split('?')[0]}`),
+      new ApiError('route-unknown', `no such resource: ${req.method} ${req.url.split('?')[0]}`),
       req,
       reply,
     ),

@@ -293,9 +293,12 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     );
   }
   banner.push(`listening on ${url}`);
+  // Listen for SIGTERM before saying "listening": whoever waits for that
+  // line may stop the agent at once, and must find it cleaning up.
+  const stopped = untilStopped();
   io.stdout.write(banner.join('\n') + '\n');
 
-  const why = await untilStopped();
+  const why = await stopped;
   io.stderr.write(`mdevkit agent: ${why}, stopping\n`);
   await agent.close();
   if (

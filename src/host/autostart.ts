@@ -161,7 +161,7 @@ function startParent(
   }
   for (const o of outcomes) {
     if (o.error === undefined) started.push(o.device);
-    else if (!(o.error instanceof MdevError && o.error.code === 'ALREADY_ACTIVE'))
+    else if (!(o.error instanceof MdevError && o.error.code === 'already-active'))
       failed.push({ device: o.device, error: o.error });
   }
   return { parent, started, failed, warnings };

@@ -458,7 +458,7 @@ describe('--socket PATH removes only a stale socket', () => {
     try {
       assert.equal(fs.statSync(path).mode & 0o777, 0o600);
     } finally {
-      await a.stop();
+      assert.equal(await a.stop(), 0, 'stopped cleanly by SIGTERM');
     }
     assert.equal(fs.existsSync(path), false, 'removed on exit');
   });

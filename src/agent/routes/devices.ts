@@ -66,7 +66,7 @@ function encodeCursor(d: ApiDevice): string {
 }
 function decodeCursor(cursor: string): string {
   const text = Buffer.from(cursor, 'base64url').toString();
-  if (!/^[^/]+\/[0-9a-f-]{36}$/.test(text)) throw new ApiError(400, 'EINVAL', 'invalid cursor');
+  if (!/^[^/]+\/[0-9a-f-]{36}$/.test(text)) throw new ApiError('invalid-request', 'invalid cursor');
   return text;
 }
 
@@ -82,15 +82,14 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
     const all = ctx.view.byUuid(uuid).filter((d) => parent === undefined || d.parent === parent);
     if (all.length === 0) {
       const where = parent === undefined ? uuid : `${parent}/${uuid}`;
-      throw new ApiError(404, 'ENOENT', `no mediated device ${where}`, {
+      throw new ApiError('device-unknown', `no mediated device ${where}`, {
         uuid,
         ...(parent === undefined ? {} : { parent }),
       });
     }
     if (all.length > 1) {
       throw new ApiError(
-        409,
-        'EINVAL',
+        'ambiguous',
         `device ${uuid} is defined on several parents; say which with ?parent=`,
         { uuid },
       );
@@ -226,7 +225,7 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       status: 201,
       handler({ body: b }) {
         if (!b.define && !b.activate) {
-          throw new ApiError(400, 'EINVAL', 'nothing to do: give define or activate (or both)');
+          throw new ApiError('invalid-request', 'nothing to do: give define or activate (or both)');
         }
         // The answer is built from what the library returns: re-reading the
         // merged list after each create would cost O(devices) per request.
@@ -325,8 +324,7 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
         const a = readAggregation(env, uuid);
         if (a !== undefined) return a;
         throw new ApiError(
-          404,
-          'ENOENT',
+          'not-aggregating',
           `device ${uuid} has no ${AGGREGATION_VALUE}: its type does not aggregate`,
           { uuid },
         );
