@@ -29,6 +29,16 @@ export type HostEvent =
   /** An AP mask or a matrix device's assignment changed (made through this agent). */
   | { readonly kind: 'matrix-changed'; readonly uuid?: string }
   /**
+   * A definition file cannot be read as one and is left out of the
+   * listing (reported once; the file is never quoted).
+   */
+  | {
+      readonly kind: 'definition-skipped';
+      readonly uuid: string;
+      readonly parent: string;
+      readonly reason: string;
+    }
+  /**
    * An NVIDIA GPU's VF vGPUs changed: VFs enabled or disabled, a VF's vGPU
    * made or destroyed, a definition stored or removed. `vf` and `uuid` name
    * the one that changed when it is one.
@@ -53,6 +63,7 @@ const KINDS: Record<HostEventKind, true> = {
   'parent-registered': true,
   'parent-unregistered': true,
   'matrix-changed': true,
+  'definition-skipped': true,
   'vgpu-changed': true,
 };
 
