@@ -86,7 +86,8 @@ function operations(doc: {
     const path = template
       .replace('{uuid}', U1)
       .replace('{parent}', 'mdpy')
-      .replace('{type}', 'mdpy-hd');
+      .replace('{type}', 'mdpy-hd')
+      .replace('{address}', '0000:41:00.4');
     assert.doesNotMatch(path, /[{}]/, `a sample value for every parameter of ${template}`);
     for (const [method, op] of Object.entries(methods)) {
       const schema = op.requestBody?.content['application/json']?.schema;
