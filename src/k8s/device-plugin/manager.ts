@@ -147,6 +147,30 @@ export class DevicePluginManager extends EventEmitter {
     };
   }
 
+  /**
+   * The resources that would advertise devices of these types: the
+   * configured ones that select them, or their default names. A type no
+   * device has yet (an apply is about to create the first) is matched by a
+   * device record made up for the question.
+   */
+  resourcesOfTypes(types: readonly { type: string; name?: string }[]): Set<string> {
+    const out = new Set<string>();
+    const specs = resourcesFor(
+      this.options.config,
+      types.map((t) => probeDevice(t.type, t.name)),
+    );
+    for (const t of types) {
+      const probe = probeDevice(t.type, t.name);
+      for (const spec of [...this.#states.values()].map((s) => s.spec).concat(specs)) {
+        if (spec.selects(probe)) {
+          out.add(spec.name);
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
   /** The resources and where they stand. */
   status(): ResourceStatus[] {
     return [...this.#states.values()].map((s) => {
@@ -362,4 +386,17 @@ export class DevicePluginManager extends EventEmitter {
     }
     this.#wake();
   }
+}
+
+function probeDevice(type: string, name: string | undefined): PluginDevice {
+  return {
+    id: '',
+    kind: 'mdev',
+    parent: '',
+    type,
+    typeName: name,
+    iommuGroup: undefined,
+    numaNode: undefined,
+    problem: undefined,
+  };
 }
