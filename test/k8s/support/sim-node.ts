@@ -3,18 +3,24 @@ import * as nodePath from 'node:path';
 import { environmentAt, type Environment } from '../../../src/host/environment.js';
 import { createDevice } from '../../../src/host/sysfs-model.js';
 import { DEFAULT_PLUGIN_CONFIG, type PluginConfig } from '../../../src/k8s/device-plugin/config.js';
-import { MdevDeviceSource } from '../../../src/k8s/device-plugin/devices.js';
 import { pollHostChanges, ueventChanges } from '../../../src/k8s/device-plugin/host-changes.js';
-import { DevicePluginManager } from '../../../src/k8s/device-plugin/manager.js';
+import type { DevicePluginManager } from '../../../src/k8s/device-plugin/manager.js';
+import { NodeAgent } from '../../../src/k8s/node-agent.js';
+import type { ConfigApplier } from '../../../src/k8s/node-config/controller.js';
+import { kubeNodeApi } from '../../../src/k8s/node-config/node-api.js';
 import { Lab } from '../../../src/sim/lab.js';
 import { parseProfile, type HostProfile } from '../../../src/sim/profiles/profile.js';
+import type { FakeApiServer } from './fake-apiserver.js';
 import { FakeKubelet } from './fake-kubelet.js';
+import { waitFor } from './wait.js';
 
 /**
- * One simulated Kubernetes node: an emulated lab host (in process), its
- * device plugins (the real DevicePluginManager over the lab's sysfs port),
- * and a fake kubelet in its own device plugin directory. The fleet
- * (fleet.ts) is many of these; single-node tests use one.
+ * One simulated Kubernetes node: an emulated lab host (in process), what
+ * `mdevkit k8s device-plugin` runs on a node (the real NodeAgent: device
+ * plugins over the lab's sysfs port, and with an API server the node
+ * configuration loop over the official client), and a fake kubelet in its
+ * own device plugin directory. The fleet (fleet.ts) is many of these;
+ * single-node tests use one.
  *
  * The plugins see the lab only through sysfs, as on a host. Host changes
  * reach them as the lab's kernel uevents (`changes: 'uevents'`, what a
@@ -35,6 +41,11 @@ export interface SimNodeOptions {
   readonly dialTimeoutMs?: number;
   readonly registerTimeoutMs?: number;
   readonly log?: (line: string) => void;
+  /** Node configuration: the API server holding this node's Node, and the applier. */
+  readonly nodeConfig?: {
+    readonly api: FakeApiServer;
+    readonly applier: (node: SimNode) => ConfigApplier;
+  };
 }
 
 export class SimNode {
@@ -43,8 +54,7 @@ export class SimNode {
   readonly env: Environment;
   readonly pluginDir: string;
   kubelet!: FakeKubelet;
-  manager!: DevicePluginManager;
-  readonly source: MdevDeviceSource;
+  agent!: NodeAgent;
   #serial = 0;
 
   constructor(readonly options: SimNodeOptions) {
@@ -53,7 +63,6 @@ export class SimNode {
     fs.mkdirSync(nodePath.join(options.dir, 'etc', 'mdevctl.d'), { recursive: true });
     this.env = environmentAt(options.dir, this.lab.port);
     this.pluginDir = nodePath.join(options.dir, 'dp');
-    this.source = new MdevDeviceSource(this.lab.port);
     for (const d of options.devices ?? []) {
       for (let i = 0; i < d.count; i++) this.createMdev(d.parent, d.type);
     }
@@ -87,21 +96,48 @@ export class SimNode {
       this.options.changes === 'poll'
         ? pollHostChanges(this.lab.port, this.options.pollIntervalMs ?? config.pollIntervalMs)
         : ueventChanges((l) => this.lab.kernel.onUevent(l));
-    this.manager = new DevicePluginManager({
+    const nc = this.options.nodeConfig;
+    this.agent = new NodeAgent({
+      env: this.env,
       pluginDir: this.pluginDir,
       config,
-      sources: [this.source],
       changes: [changes],
+      ...(nc !== undefined && {
+        nodeConfig: {
+          api: kubeNodeApi({ kubeConfig: nc.api.kubeConfig(), node: this.name, retryMs: 200 }),
+          applier: nc.applier(this),
+        },
+      }),
       ...(this.options.log !== undefined && { log: this.options.log }),
       ...(this.options.registerTimeoutMs !== undefined && {
         registerTimeoutMs: this.options.registerTimeoutMs,
       }),
     });
-    await this.manager.start();
+    await this.agent.start();
+    await this.advertised();
+  }
+
+  /**
+   * Resolves when kubelet has every resource's device list: Register
+   * returns before the first ListAndWatch message arrives, and a resource
+   * without its list has no allocatable devices yet.
+   */
+  async advertised(timeoutMs = 30_000): Promise<void> {
+    const resources = this.manager.status().map((s) => s.resource);
+    await waitFor(
+      `${this.name}: kubelet has the device lists`,
+      () => resources.every((r) => this.kubelet.isConnected(r)),
+      timeoutMs,
+      2,
+    );
+  }
+
+  get manager(): DevicePluginManager {
+    return this.agent.manager;
   }
 
   async stop(): Promise<void> {
-    await this.manager?.stop();
+    await this.agent?.stop();
     this.kubelet?.stop();
   }
 }
