@@ -24,7 +24,7 @@ export interface NodeAgentOptions {
   readonly vfioDir?: string;
   /** Extra device sources (VF vGPUs); mdevs are always read. */
   readonly sources?: readonly DeviceSource[];
-  /** Host change signals; default: the sysfs poll at the configured interval (and /dev/vfio). */
+  /** Host change signals; default: the sysfs poll at the configured interval. /dev/vfio is watched besides. */
   readonly changes?: readonly HostChanges[];
   /** The node configuration loop: the node's API and the desired-state engine. */
   readonly nodeConfig?: { readonly api: NodeApi; readonly applier: ConfigApplier };
@@ -44,8 +44,8 @@ export class NodeAgent {
       }),
       ...(options.sources ?? []),
     ];
-    const changes = options.changes ?? [
-      pollHostChanges(env.port, config.pollIntervalMs),
+    const changes = [
+      ...(options.changes ?? [pollHostChanges(env.port, config.pollIntervalMs)]),
       ...(options.vfioDir !== undefined ? [watchDirectory(options.vfioDir)] : []),
     ];
     this.manager = new DevicePluginManager({

@@ -139,7 +139,7 @@ export class FakeApiServer extends EventEmitter {
       'apiVersion: v1',
       'kind: Config',
       'clusters:',
-      `- name: fake\n  cluster:\n    server: ${this.#url}`,
+      `- name: fake\n  cluster:\n    server: ${this.#url}\n    insecure-skip-tls-verify: true`,
       'users:',
       `- name: plugin\n  user:\n    token: ${this.token}`,
       'contexts:',

@@ -47,6 +47,11 @@ import { unixTarget, waitConnected } from '../../../src/k8s/grpc/unix-socket.js'
  *   pods one at a time; the Allocate calls themselves may overlap.
  * - **Timeouts** as kubelet's: dial 10 s, PreStartContainer 30 s, none on
  *   Register's other calls, Allocate or GetPreferredAllocation.
+ * - **Checkpoint**: after every allocation, release and device list, the
+ *   device manager's checkpoint (`kubelet_internal_checkpoint`, kubelet's
+ *   JSON: PodDeviceEntries with DeviceIDs per NUMA node, RegisteredDevices)
+ *   is written in the directory, as kubelet does; its checksum and
+ *   AllocResp bytes are left empty (nothing here verifies them).
  * - **Restart** (`restart`): stop serving, disconnect every plugin, remove
  *   every socket in the directory (CleanupPluginDirectory: files that are
  *   not directories, except the checkpoint), and serve a new kubelet.sock.
@@ -266,6 +271,7 @@ export class FakeKubelet extends EventEmitter {
       }
       ep.devices = devices;
       ep.updates++;
+      this.#writeCheckpoint();
       this.emit('devices', ep.resource, [...devices.values()]);
     });
     const ended = (): void => {
@@ -341,6 +347,7 @@ export class FakeKubelet extends EventEmitter {
         throw err;
       }
       this.pods.set(pod.uid, out);
+      this.#writeCheckpoint();
       return out;
     };
     return run();
@@ -350,6 +357,7 @@ export class FakeKubelet extends EventEmitter {
   removePod(uid: string): void {
     for (const a of this.pods.get(uid) ?? []) this.#release(a.resource, a.devices);
     this.pods.delete(uid);
+    this.#writeCheckpoint();
   }
 
   #release(resource: string, ids: readonly string[]): void {
@@ -447,6 +455,43 @@ export class FakeKubelet extends EventEmitter {
     takeFrom(available);
     for (const id of allocated) inUse.add(id);
     return { ep, ids: allocated };
+  }
+
+  /** The device manager's checkpoint, as kubelet writes it (atomically: temp file, rename). */
+  #writeCheckpoint(): void {
+    const entries = [];
+    for (const [uid, allocations] of this.pods) {
+      for (const a of allocations) {
+        const perNuma: Record<string, string[]> = {};
+        for (const id of a.devices) {
+          const numa =
+            this.#endpoints.get(a.resource)?.devices.get(id)?.topology?.nodes[0]?.ID ?? -1;
+          (perNuma[String(numa)] ??= []).push(id);
+        }
+        entries.push({
+          PodUID: uid,
+          ContainerName: a.container,
+          ResourceName: a.resource,
+          DeviceIDs: perNuma,
+          AllocResp: '',
+        });
+      }
+    }
+    const registered: Record<string, string[]> = {};
+    for (const r of this.#endpoints.keys()) registered[r] = this.healthy(r);
+    const file = nodePath.join(this.dir, CHECKPOINT_FILE);
+    try {
+      fs.writeFileSync(
+        `${file}.tmp`,
+        JSON.stringify({
+          Data: { PodDeviceEntries: entries, RegisteredDevices: registered },
+          Checksum: 0,
+        }),
+      );
+      fs.renameSync(`${file}.tmp`, file);
+    } catch {
+      // the directory is gone (the test is ending)
+    }
   }
 
   // ---- life
