@@ -9,6 +9,8 @@ import {
 import { K8sError } from '../k8s/errors.js';
 import { loadKubeConfig, nodeNameFrom } from '../k8s/kube/client.js';
 import { NodeAgent, vfioDirOf } from '../k8s/node-agent.js';
+import { pollHostChanges } from '../k8s/device-plugin/host-changes.js';
+import { VfDeviceSource, vfHostChanges } from '../k8s/device-plugin/vf-devices.js';
 import { kubeNodeApi } from '../k8s/node-config/node-api.js';
 import { command, group, untilStopped, type Call } from './command.js';
 
@@ -92,6 +94,12 @@ async function runDevicePlugin(
     env,
     pluginDir,
     config,
+    // NVIDIA's VF vGPUs beside the mdevs (PCI_RESOURCE_<NAME> for KubeVirt).
+    sources: [new VfDeviceSource(env.port, vfioDir === undefined ? {} : { vfioDir })],
+    changes: [
+      pollHostChanges(env.port, config.pollIntervalMs),
+      vfHostChanges(env.port, config.pollIntervalMs),
+    ],
     ...(vfioDir !== undefined && { vfioDir }),
     ...(nodeConfig !== undefined && { nodeConfig }),
     log,
