@@ -1,0 +1,374 @@
+/**
+ * The desired-state engine's entry points, over an Environment (sysfs port
+ * + config dir): what the CLI, the agent and the Kubernetes integration
+ * call. Each reads the host afresh; apply and drain hold the host's apply
+ * lock for their whole run.
+ *
+ *   planHost(env, file, options)      -> { plan, inventory }
+ *   applyHost(env, file, options)     -> { plan, summary }   (lock; dry-run: plan only)
+ *   hostCapacity(env, options)        -> CapacityRow[]       (mdevkit capacity)
+ *   drainParent(env, parent, options) -> DrainResult         (mdevkit drain)
+ *   ownerOf / recordOwner / releaseOwner                      (the ownership record)
+ */
+import { deleteConfig } from '../config-store.js';
+import type { Environment } from '../environment.js';
+import { MDEV_BUS_DEVICES } from '../paths.js';
+import { removeDevice } from '../sysfs-model.js';
+import { describeError } from '../devices.js';
+import { applyPlan, withApplyLock, type ApplyEvent, type ApplySummary } from './apply.js';
+import { capacityOf, typeTraits, type Counter, type ModelKind } from './capacity.js';
+import { loadConfigFile, selectConfig, type ConfigFile } from './config.js';
+import { DesiredError } from './errors.js';
+import { readInventory, type Inventory, type InventoryOptions } from './inventory.js';
+import {
+  OwnershipRecord,
+  configOwner,
+  readDrained,
+  stateDirOf,
+  writeDrained,
+  type OwnerEntry,
+} from './ownership.js';
+import { computePlan, planChanges, type Plan } from './plan.js';
+
+export interface HostOptions extends InventoryOptions {
+  /** Who holds a device open (a VM), when the caller can tell. */
+  readonly inUse?: (uuid: string) => string | undefined;
+}
+
+export interface PlanHostOptions extends HostOptions {
+  /** The configuration's name in the file (default "default"). */
+  readonly config?: string;
+  readonly prune?: boolean;
+  readonly adopt?: boolean;
+}
+
+function fileOf(file: string | ConfigFile): ConfigFile {
+  return typeof file === 'string' ? loadConfigFile(file) : file;
+}
+
+function planWith(
+  env: Environment,
+  file: ConfigFile,
+  record: OwnershipRecord,
+  options: PlanHostOptions,
+): { plan: Plan; inventory: Inventory } {
+  const config = selectConfig(file, options.config);
+  const inventory = readInventory(env, options);
+  const entries = new Map(record.entries().map((e) => [e.uuid, e]));
+  const plan = computePlan(file, config, inventory, entries, {
+    owner: configOwner(config.name),
+    prune: options.prune === true,
+    adopt: options.adopt === true,
+    drained: readDrained(env),
+    ...(options.inUse !== undefined && { inUse: options.inUse }),
+  });
+  return { plan, inventory };
+}
+
+/** What applying would change, read from the host now. */
+export function planHost(
+  env: Environment,
+  file: string | ConfigFile,
+  options: PlanHostOptions = {},
+): { plan: Plan; inventory: Inventory } {
+  const f = fileOf(file);
+  const record = OwnershipRecord.open(env);
+  return planWith(env, f, record, options);
+}
+
+export interface ApplyHostOptions extends PlanHostOptions {
+  readonly dryRun?: boolean;
+  /** Wait for another apply to end instead of failing (`locked`). */
+  readonly wait?: boolean;
+  readonly onWait?: (holder: { pid: number; owner: string }) => void;
+  readonly onEvent?: (e: ApplyEvent) => void;
+}
+
+/** Plan and carry out a configuration under the host's apply lock. */
+export async function applyHost(
+  env: Environment,
+  file: string | ConfigFile,
+  options: ApplyHostOptions = {},
+): Promise<{ plan: Plan; summary: ApplySummary | undefined }> {
+  const f = fileOf(file);
+  const config = selectConfig(f, options.config);
+  if (options.dryRun === true) return { plan: planHost(env, f, options).plan, summary: undefined };
+  return withApplyLock(stateDirOf(env), configOwner(config.name), options, async () => {
+    const record = OwnershipRecord.open(env);
+    try {
+      const { plan } = planWith(env, f, record, options);
+      const summary = await applyPlan(env, plan, {
+        record,
+        ...(options.onEvent !== undefined && { onEvent: options.onEvent }),
+      });
+      return { plan, summary };
+    } finally {
+      record.close();
+    }
+  });
+}
+
+export { planChanges };
+
+// ---------------------------------------------------------------- capacity
+
+export interface CapacityCell {
+  readonly parent: string;
+  readonly model: ModelKind;
+  /** How many more devices of the type fit there now. */
+  readonly more: number;
+  /** Why none, when `more` is 0. */
+  readonly why?: string;
+  readonly drained?: boolean;
+}
+
+export interface CapacityRow {
+  readonly type: string;
+  readonly name: string | undefined;
+  readonly framebufferMb: number | undefined;
+  /** Total more over all parents with this type. */
+  readonly more: number;
+  readonly parents: readonly CapacityCell[];
+}
+
+export interface ParentCapacity {
+  readonly parent: string;
+  readonly model: ModelKind;
+  readonly devices: number;
+  readonly counters: readonly Counter[];
+  /** 0 .. 1: share of the free capacity no single type can use now; see fragmentation(). */
+  readonly fragmentation: number;
+}
+
+/**
+ * Fragmentation of a parent: the share of the free part of its first
+ * counter (framebuffer, aperture, queues, instances) that no single type
+ * can use now — 1 - max over types (headroom × size) / free. An empty or
+ * full parent is 0; a GVT-g GPU whose free aperture no type can fill
+ * because the fences ran out is close to 1.
+ */
+function fragmentation(counters: readonly Counter[], usable: number): number {
+  const c = counters[0];
+  if (c === undefined) return 0;
+  const free = c.capacity - c.used;
+  if (free <= 0 || c.used === 0) return 0;
+  return Math.max(0, Math.min(1, 1 - usable / free));
+}
+
+/** For each type: how many more fit on this host now, per parent, and why not where none. */
+export function hostCapacity(
+  env: Environment,
+  options: HostOptions & { readonly type?: string } = {},
+): { types: CapacityRow[]; parents: ParentCapacity[] } {
+  const inv = readInventory(env, options);
+  const drained = readDrained(env);
+  const states = capacityOf(inv);
+  const rows = new Map<
+    string,
+    { name: string | undefined; fb: number | undefined; cells: CapacityCell[] }
+  >();
+  const parents: ParentCapacity[] = [];
+  for (const p of inv.parents) {
+    const st = states.get(p.name)!;
+    let usable = 0;
+    for (const t of p.types) {
+      const more = drained.has(p.name) ? 0 : st.headroom(t.id);
+      const cons = st.consumption(t.id);
+      const first = Object.values(cons)[0] ?? 0;
+      usable = Math.max(usable, st.headroom(t.id) * first);
+      if (options.type !== undefined && options.type !== t.id && options.type !== t.name) continue;
+      const why = drained.has(p.name)
+        ? `${p.name} is drained`
+        : more === 0
+          ? st.check(t.id)?.reason
+          : undefined;
+      let row = rows.get(t.id);
+      if (row === undefined)
+        rows.set(t.id, (row = { name: t.name, fb: typeTraits(t).framebufferMb, cells: [] }));
+      row.cells.push({
+        parent: p.name,
+        model: st.kind,
+        more,
+        ...(why !== undefined && { why }),
+        ...(drained.has(p.name) && { drained: true }),
+      });
+    }
+    const counters = st.counters();
+    parents.push({
+      parent: p.name,
+      model: st.kind,
+      devices: st.devices,
+      counters,
+      fragmentation: fragmentation(counters, usable),
+    });
+  }
+  const types = [...rows]
+    .sort((a, b) => (a[0] < b[0] ? -1 : 1))
+    .map(([type, r]) => ({
+      type,
+      name: r.name,
+      framebufferMb: r.fb,
+      more: r.cells.reduce((n, c) => n + c.more, 0),
+      parents: r.cells,
+    }));
+  if (options.type !== undefined && types.length === 0) {
+    throw new DesiredError(
+      'request-impossible',
+      `no parent of this host has type ${JSON.stringify(options.type)}`,
+      {
+        type: options.type,
+      },
+    );
+  }
+  return { types, parents };
+}
+
+// ---------------------------------------------------------------- drain
+
+export interface DrainResult {
+  readonly parent: string;
+  readonly removed: readonly string[];
+  /** Owned devices left because they are open (by whom) or the kernel refused. */
+  readonly open: readonly { readonly uuid: string; readonly why: string }[];
+  readonly foreign: readonly string[];
+  readonly failed: readonly { readonly uuid: string; readonly error: string }[];
+}
+
+/**
+ * Take `parent` out of placement (remembered until undrained) and remove
+ * the devices mdevkit owns there that nobody holds open. Foreign devices
+ * stay; open ones are reported.
+ */
+export async function drainParent(
+  env: Environment,
+  parent: string,
+  options: HostOptions & { readonly undo?: boolean; readonly wait?: boolean } = {},
+): Promise<DrainResult> {
+  const inv = readInventory(env, options);
+  if (!inv.parents.some((p) => p.name === parent) && options.undo !== true) {
+    throw new DesiredError(
+      'request-impossible',
+      `no parent ${JSON.stringify(parent)} on this host`,
+      { parent },
+    );
+  }
+  return withApplyLock(
+    stateDirOf(env),
+    'drain',
+    { ...(options.wait !== undefined && { wait: options.wait }) },
+    async () => {
+      const drained = readDrained(env);
+      if (options.undo === true) {
+        drained.delete(parent);
+        writeDrained(env, drained);
+        return { parent, removed: [], open: [], foreign: [], failed: [] };
+      }
+      drained.add(parent);
+      writeDrained(env, drained);
+      const record = OwnershipRecord.open(env);
+      const removed: string[] = [];
+      const open: { uuid: string; why: string }[] = [];
+      const foreign: string[] = [];
+      const failed: { uuid: string; error: string }[] = [];
+      try {
+        for (const d of inv.devices.filter((x) => x.parent === parent)) {
+          const e = record.get(d.uuid);
+          if (e === undefined || e.parent !== parent) {
+            foreign.push(d.uuid);
+            continue;
+          }
+          const holder = d.active ? options.inUse?.(d.uuid) : undefined;
+          if (holder !== undefined) {
+            open.push({ uuid: d.uuid, why: `open (${holder})` });
+            continue;
+          }
+          try {
+            if (env.port.kind(`${MDEV_BUS_DEVICES}/${d.uuid}`) !== null)
+              removeDevice(env.port, d.uuid);
+          } catch (err) {
+            const words = describeError(err);
+            if (words.includes('EBUSY'))
+              open.push({ uuid: d.uuid, why: `the kernel says ${words}` });
+            else failed.push({ uuid: d.uuid, error: words });
+            continue;
+          }
+          if (d.defined) {
+            try {
+              deleteConfig(env.configDir, parent, d.uuid);
+            } catch (err) {
+              failed.push({ uuid: d.uuid, error: describeError(err) });
+              continue;
+            }
+          }
+          removed.push(d.uuid);
+        }
+        record.forget(removed);
+      } finally {
+        record.close();
+      }
+      return { parent, removed, open, foreign, failed };
+    },
+  );
+}
+
+// ---------------------------------------------------------------- ownership by clients
+
+/** Who owns a device (undefined: nobody mdevkit knows). */
+export function ownerOf(env: Environment, uuid: string): OwnerEntry | undefined {
+  return OwnershipRecord.open(env).get(uuid);
+}
+
+/** All ownership entries of a host. */
+export function ownershipEntries(env: Environment): OwnerEntry[] {
+  return OwnershipRecord.open(env).entries();
+}
+
+/**
+ * Record that `owner` made a device (the agent and CLI clients call this
+ * right after a create that succeeded). Crash window: the device exists
+ * for a moment unrecorded, as it would for any tool that is not apply.
+ */
+export function recordOwner(
+  env: Environment,
+  device: { uuid: string; parent: string; type: string },
+  owner: string,
+): void {
+  const r = OwnershipRecord.open(env);
+  try {
+    r.set([{ ...device, owner, state: 'owned' }]);
+  } finally {
+    r.close();
+  }
+}
+
+/** Forget a device's owner (after it was removed, or to give it up). */
+export function forgetOwner(env: Environment, uuid: string): void {
+  const r = OwnershipRecord.open(env);
+  try {
+    r.forget([uuid]);
+  } finally {
+    r.close();
+  }
+}
+
+/**
+ * May `owner` remove device `uuid`? Throws DesiredError `not-owner` naming
+ * the device's owner unless it is `owner`'s or `force` is given.
+ */
+export function assertMayRemove(
+  env: Environment,
+  uuid: string,
+  owner: string,
+  force = false,
+): void {
+  if (force) return;
+  const e = OwnershipRecord.open(env).get(uuid);
+  if (e !== undefined && e.owner === owner) return;
+  throw new DesiredError(
+    'not-owner',
+    e === undefined
+      ? `device ${uuid} was not made by ${owner} (mdevkit has no record of it: another tool made it); force to remove it anyway`
+      : `device ${uuid} belongs to ${e.owner}, not ${owner}; force to remove it anyway`,
+    { device: uuid, owner: e?.owner ?? 'unknown' },
+  );
+}
