@@ -36,6 +36,23 @@ const COMMANDS: Record<string, Command> = {
     load: async () => (await import('./agent.js')).agentCommand,
   },
   ...mdevctlCommands(),
+  // desired state (src/host/desired, wired in ./desired.ts)
+  plan: {
+    summary: 'what apply would change to make the host match a configuration file',
+    load: async () => (await import('./desired.js')).planCommand,
+  },
+  apply: {
+    summary: 'make the host match a configuration file (idempotent, crash-safe, owned)',
+    load: async () => (await import('./desired.js')).applyCommand,
+  },
+  capacity: {
+    summary: "how many more devices of each type fit, by the vendors' rules",
+    load: async () => (await import('./desired.js')).capacityCommand,
+  },
+  drain: {
+    summary: "stop placing devices on a parent and remove mdevkit's idle devices there",
+    load: async () => (await import('./desired.js')).drainCommand,
+  },
   // libvirt integration (src/libvirt, wired in ./libvirt.ts)
   'nodedev-list': {
     summary: "libvirt node devices of mdevs and their parents (as 'virsh nodedev-list')",
@@ -91,6 +108,20 @@ function mdevctlCommands(): Record<string, Command> {
   ];
   for (const [name, summary] of commands) table[name] = { summary, load: load([name], 'mdevkit') };
   table['lsmdev'] = { summary: 'same as list', load: load(['list'], 'mdevkit') };
+  // `mdevkit list --owner` adds owners (src/host/desired's record); without
+  // --owner it is mdevctl's list, byte for byte. `mdevctl list` never changes.
+  const mdevctlList = table['list']!;
+  table['list'] = {
+    summary: `${mdevctlList.summary}; --owner adds who made each device`,
+    load: async () => {
+      const plain = await mdevctlList.load();
+      const runner: CommandRunner = async (ctx, args) =>
+        args.includes('--owner')
+          ? (await import('./desired.js')).listWithOwnerCommand(ctx, args)
+          : plain(ctx, args);
+      return runner;
+    },
+  };
   table['mdevctl'] = {
     summary: 'run as mdevctl exactly: mdevkit mdevctl ARGS',
     load: load([], 'mdevctl'),
