@@ -234,6 +234,12 @@ class BudgetState implements CapacityState {
      * ran out first.
      */
     readonly exhaustedAtRead: boolean,
+    /**
+     * Per resource: its free amount explains every type's
+     * available_instances, so it is what the driver counts by; the others
+     * are only known to be at least that much.
+     */
+    readonly exact: readonly boolean[],
   ) {}
   get devices(): number {
     let n = 0;
@@ -245,12 +251,21 @@ class BudgetState implements CapacityState {
     if (cost === undefined) return noType(this.parent, type);
     if (aggregation > 1 && !this.aggregates.has(type)) return noAggregation(this.parent, type);
     const what = aggregation > 1 ? `${type} x${aggregation}` : type;
-    const short = cost.findIndex((c, i) => this.free[i]! < c * aggregation);
-    if (short === -1) return undefined;
+    const shortOnes = cost.flatMap((c, i) => (this.free[i]! < c * aggregation ? [i] : []));
+    if (shortOnes.length === 0) return undefined;
+    // Name a resource whose free amount is known, not only bounded below.
+    const short = shortOnes.find((i) => this.exact[i] === true) ?? shortOnes[0]!;
+    const shared = this.resources.map((r) => r.name).join(', ');
     if (this.exhaustedAtRead && this.free.every((f) => f === 0)) {
       return {
         code: 'budget',
-        reason: `${this.parent} is full: available_instances is 0 for every type (${this.resources.map((r) => r.name).join(', ')} shared)`,
+        reason: `${this.parent} is full: available_instances is 0 for every type (${shared} shared)`,
+      };
+    }
+    if (this.exact[short] !== true) {
+      return {
+        code: 'budget',
+        reason: `the shared budget (${shared}) of ${this.parent} is spent: ${what} does not fit after the devices planned there`,
       };
     }
     const r = this.resources[short]!;
@@ -293,6 +308,7 @@ class BudgetState implements CapacityState {
       [...this.free],
       new Map(this.count),
       this.exhaustedAtRead,
+      this.exact,
     );
   }
   counters(): Counter[] {
@@ -551,6 +567,12 @@ function budgetModel(
     free,
     countByType(devs),
     exhausted,
+    resources.map((_, i) =>
+      p.types.every((t) => {
+        const c = cost.get(t.id)![i]!;
+        return c > 0 && Math.floor(free[i]! / c) === t.available;
+      }),
+    ),
   );
 }
 

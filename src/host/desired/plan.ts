@@ -229,6 +229,24 @@ export function computePlan(
   record: ReadonlyMap<string, OwnerEntry> | ((uuid: string) => OwnerEntry | undefined),
   options: PlanOptions,
 ): Plan {
+  // Determinism does not rest on the caller: parents by name, devices by UUID.
+  const byName = <T extends { name: string }>(a: T, b: T): number =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+  inventory = {
+    ...inventory,
+    parents: [...inventory.parents].sort(byName),
+    devices: [...inventory.devices].sort((a, b) =>
+      a.uuid < b.uuid
+        ? -1
+        : a.uuid > b.uuid
+          ? 1
+          : a.parent < b.parent
+            ? -1
+            : a.parent > b.parent
+              ? 1
+              : 0,
+    ),
+  };
   const ownerOf =
     typeof record === 'function' ? record : (u: string): OwnerEntry | undefined => record.get(u);
   const owner = options.owner;
