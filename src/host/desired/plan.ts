@@ -374,8 +374,11 @@ export function computePlan(
         candidates.push({ device: d, mine: isMine(d) });
       }
     }
+    // Keep this owner's devices first, then those a VM holds (they could
+    // not be removed anyway), then those already as wanted, then running.
     const rank = (c: Claim): number =>
-      (c.mine ? 0 : 4) +
+      (c.mine ? 0 : 8) +
+      (c.device.active && options.inUse?.(c.device.uuid) !== undefined ? 0 : 4) +
       (c.device.attrs !== undefined && sameAttrs(c.device.attrs, want) ? 0 : 2) +
       (c.device.active ? 0 : 1);
     candidates.sort((a, b) => {
