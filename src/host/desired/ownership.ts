@@ -46,8 +46,8 @@ export interface OwnerEntry {
 const SNAPSHOT = 'owners.json';
 const JOURNAL = 'owners.journal';
 const SNAPSHOT_VERSION = 1;
-/** Compact when the journal has this many lines more than twice the entries. */
-const COMPACT_SLACK = 4096;
+/** Compact when the journal has this many lines more than the record has entries. */
+const COMPACT_SLACK = 64;
 
 /** <configDir>/../mdevkit: where mdevkit keeps its own state for a host. */
 export function stateDirOf(env: Pick<Environment, 'configDir'>): string {
@@ -228,16 +228,24 @@ export class OwnershipRecord {
     }
   }
 
-  /** Fold the journal into a new snapshot when it has grown long. */
+  /**
+   * Fold the journal into a new snapshot once it holds more lines than the
+   * snapshot would entries: a record is read by every plan, and a snapshot
+   * reads faster than the journal that built it.
+   */
   maybeCompact(): void {
-    if (this.#journalLines > COMPACT_SLACK + 2 * this.#entries.size) this.compact();
+    if (this.#journalLines > COMPACT_SLACK + this.#entries.size) this.compact();
   }
 
   /** Write the snapshot, then empty the journal (see the file comment for why the order is safe). */
   compact(): void {
     this.#ensureDir();
-    const doc = { version: SNAPSHOT_VERSION, devices: this.entries() };
-    writeFileAtomic(nodePath.join(this.#dir, SNAPSHOT), JSON.stringify(doc, null, 1) + '\n');
+    // One entry per line: small, and still readable by a person.
+    const lines = this.entries().map((e) => JSON.stringify(e));
+    writeFileAtomic(
+      nodePath.join(this.#dir, SNAPSHOT),
+      `{"version":${SNAPSHOT_VERSION},"devices":[\n${lines.join(',\n')}\n]}\n`,
+    );
     const jpath = nodePath.join(this.#dir, JOURNAL);
     this.close();
     if (fs.existsSync(jpath)) {

@@ -381,15 +381,15 @@ export function computePlan(
       (c.device.active && options.inUse?.(c.device.uuid) !== undefined ? 0 : 4) +
       (c.device.attrs !== undefined && sameAttrs(c.device.attrs, want) ? 0 : 2) +
       (c.device.active ? 0 : 1);
-    candidates.sort((a, b) => {
-      const r = rank(a) - rank(b);
-      if (r !== 0) return r;
-      return a.device.uuid < b.device.uuid ? -1 : a.device.uuid > b.device.uuid ? 1 : 0;
+    const ranked = candidates.map((c) => ({ c, r: rank(c) }));
+    ranked.sort((a, b) => {
+      if (a.r !== b.r) return a.r - b.r;
+      return a.c.device.uuid < b.c.device.uuid ? -1 : a.c.device.uuid > b.c.device.uuid ? 1 : 0;
     });
     const perParent = new Map<string, number>();
     const claims: Claim[] = [];
     let total = 0;
-    for (const c of candidates) {
+    for (const { c } of ranked) {
       const onParent = perParent.get(c.device.parent) ?? 0;
       if (req.count !== 'fill') {
         if (req.per === 'parent' ? onParent >= req.count : total >= req.count) continue;
@@ -544,7 +544,14 @@ export function computePlan(
       });
       return;
     }
-    items.push({ ...base, action: 'keep', reason: `matches ${field}` });
+    items.push({
+      action: 'keep',
+      uuid: d.uuid,
+      parent: d.parent,
+      type: d.type,
+      field,
+      reason: `matches ${field}`,
+    });
   };
 
   for (const { prep, claims } of claimedByReq) {
