@@ -42,3 +42,23 @@ await build({
   sourcemap: 'linked',
   logLevel: 'warning',
 });
+
+// The dashboard (dist/web): its TypeScript modules under src/web/dashboard
+// bundled into one browser module, app.js, beside copies of the page and
+// its stylesheet from src/web/static. The agent serves this folder
+// (src/web/assets.ts finds it from the source tree and from the bundle).
+// From src/agent it takes only event-kinds.ts (and types, which vanish);
+// test/architecture checks that nothing else of the server gets in.
+await build({
+  entryPoints: { app: 'src/web/dashboard/main.ts' },
+  outdir: 'dist/web',
+  bundle: true,
+  platform: 'browser',
+  format: 'esm',
+  target: 'es2022',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+});
+for (const name of fs.readdirSync('src/web/static')) {
+  fs.copyFileSync(`src/web/static/${name}`, `dist/web/${name}`);
+}

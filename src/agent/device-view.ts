@@ -6,13 +6,33 @@ import {
   probeActive,
   type MdevDevice,
 } from '../host/devices.js';
-import { MDEV_BUS_DEVICES } from '../host/paths.js';
+import { deviceDir, MDEV_BUS_DEVICES, typeDir } from '../host/paths.js';
 import type { Environment } from '../host/environment.js';
+import type { SysfsPort } from '../port/sysfs-port.js';
 import type { z } from 'zod';
-import type { Device } from './schemas.js';
+import type { Aggregation, Device } from './schemas.js';
 
 /** A device as the API returns it. */
 export type ApiDevice = z.infer<typeof Device>;
+
+/**
+ * The standard aggregation namespace (seed 001): a type that aggregates has
+ * the attribute `aggregation`; each of its devices `mdev/aggregation/value`
+ * (what it holds, writable) and `mdev/aggregation/max` (a fixed limit).
+ */
+const TYPE_AGGREGATION = 'aggregation';
+const DEVICE_AGGREGATION_VALUE = 'mdev/aggregation/value';
+const DEVICE_AGGREGATION_MAX = 'mdev/aggregation/max';
+
+/** A sysfs integer attribute, or undefined when absent, unreadable or not a number. */
+function readInt(port: SysfsPort, path: string): number | undefined {
+  try {
+    const n = Number.parseInt(port.read(path).trim(), 10);
+    return Number.isNaN(n) ? undefined : n;
+  } catch {
+    return undefined; // the device went away while we looked
+  }
+}
 
 /** A library device as the API shows it (start mode only for definitions). */
 export function toApi(d: MdevDevice): ApiDevice {
@@ -59,12 +79,17 @@ interface Presence {
  * parent event all of it. With callout scripts installed, active devices
  * that nobody defined may get attributes from the scripts, so the view
  * then asks the library for the full listing instead.
+ *
+ * Active devices of a type that aggregates carry their aggregation, so a
+ * client drawing the list needs no request per device.
  */
 export class DeviceView {
   #devices: readonly ApiDevice[] | undefined;
   #byUuid = new Map<string, ApiDevice[]>();
   #generation = 0;
   #presence = new Map<string, Presence>();
+  /** "parent\0type" → whether the type aggregates; forgotten with the parents. */
+  #aggregates = new Map<string, boolean>();
 
   constructor(readonly env: Environment) {}
 
@@ -79,6 +104,7 @@ export class DeviceView {
   forgetAll(): void {
     this.invalidate();
     this.#presence.clear();
+    this.#aggregates.clear();
   }
 
   /** Changes with every invalidation: an ETag for listings. */
@@ -125,6 +151,34 @@ export class DeviceView {
     return now;
   }
 
+  /**
+   * The aggregation of an active device whose type aggregates, read fresh
+   * at each rebuild: a value can change without an event (the kernel sends
+   * no uevent for an attribute write), and the dashboard shows it from the
+   * listing rather than asking for each device on every redraw. Whether a
+   * type aggregates is asked once per parent registration, so hosts whose
+   * types do not aggregate pay nothing per device.
+   */
+  #aggregation(d: ApiDevice): z.infer<typeof Aggregation> | undefined {
+    const port = this.env.port;
+    const key = `${d.parent}\0${d.type}`;
+    let aggregates = this.#aggregates.get(key);
+    if (aggregates === undefined) {
+      try {
+        aggregates = port.kind(`${typeDir(d.parent, d.type)}/${TYPE_AGGREGATION}`) === 'file';
+      } catch {
+        aggregates = false; // not a name sysfs could have: no such type
+      }
+      this.#aggregates.set(key, aggregates);
+    }
+    if (!aggregates) return undefined;
+    const dir = deviceDir(d.uuid);
+    const value = readInt(port, `${dir}/${DEVICE_AGGREGATION_VALUE}`);
+    if (value === undefined) return undefined;
+    const max = readInt(port, `${dir}/${DEVICE_AGGREGATION_MAX}`);
+    return max === undefined ? { value } : { value, max };
+  }
+
   #rebuild(): void {
     const merged = new Map<string, ApiDevice>();
     // Definitions first (they know their active state), then the active
@@ -155,6 +209,11 @@ export class DeviceView {
       }
     }
     const devices = [...merged.values()].sort(byParentThenUuid);
+    for (let i = 0; i < devices.length; i++) {
+      const d = devices[i]!;
+      const aggregation = d.active ? this.#aggregation(d) : undefined;
+      if (aggregation !== undefined) devices[i] = { ...d, aggregation };
+    }
     const byUuid = new Map<string, ApiDevice[]>();
     for (const d of devices) {
       const list = byUuid.get(d.uuid);

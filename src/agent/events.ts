@@ -5,11 +5,12 @@ import { TEMP_PREFIX } from '../host/config-store.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../host/paths.js';
 import { readActiveDevice, type ActiveDevice } from '../host/sysfs-model.js';
 import type { SysfsPort } from '../port/sysfs-port.js';
+import type { HostEvent } from './event-kinds.js';
 
-/**
- * Change events of a host, as the agent streams them (server-sent events)
- * and as the dashboard consumes them. mdevctl has been asked for such a
- * stream since 2019 (mdevctl#27); here it comes from three sources:
+/*
+ * Where a host's change events come from. The events themselves (kinds and
+ * shapes) are defined in event-kinds.ts, which the dashboard bundles too;
+ * the agent streams them (server-sent events) from three sources:
  *
  * - kernel uevents, when the agent runs beside an in-process lab (the
  *   emulator hands them in through `ueventSource`, wired in src/cli);
@@ -17,39 +18,8 @@ import type { SysfsPort } from '../port/sysfs-port.js';
  *   host, where sysfs cannot be watched (inotify sees no sysfs changes);
  * - a watcher of the mdevctl config directory, on both, for definitions.
  */
-export type HostEvent =
-  | {
-      readonly kind: 'device-created';
-      readonly uuid: string;
-      readonly parent: string;
-      readonly type: string;
-    }
-  | {
-      readonly kind: 'device-removed';
-      readonly uuid: string;
-      readonly parent: string;
-      readonly type: string;
-    }
-  | { readonly kind: 'device-defined'; readonly uuid: string; readonly parent: string }
-  | { readonly kind: 'device-undefined'; readonly uuid: string; readonly parent: string }
-  | { readonly kind: 'device-modified'; readonly uuid: string; readonly parent: string }
-  | { readonly kind: 'parent-registered'; readonly parent: string }
-  | { readonly kind: 'parent-unregistered'; readonly parent: string }
-  /** An AP mask or a matrix device's assignment changed (made through this agent). */
-  | { readonly kind: 'matrix-changed'; readonly uuid?: string };
 
-export type HostEventKind = HostEvent['kind'];
-
-export const HOST_EVENT_KINDS: readonly HostEventKind[] = [
-  'device-created',
-  'device-removed',
-  'device-defined',
-  'device-undefined',
-  'device-modified',
-  'parent-registered',
-  'parent-unregistered',
-  'matrix-changed',
-];
+export { HOST_EVENT_KINDS, type HostEvent, type HostEventKind } from './event-kinds.js';
 
 export type HostEventListener = (event: HostEvent) => void;
 

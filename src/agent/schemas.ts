@@ -54,8 +54,12 @@ export const Attribute = z.object({
 export const StartMode = z.enum(['auto', 'manual']);
 
 export const Aggregation = z.object({
-  value: z.number().int(),
-  max: z.number().int().optional(),
+  value: z.number().int().describe("instances' worth the device holds (mdev/aggregation/value)"),
+  max: z
+    .number()
+    .int()
+    .optional()
+    .describe('the most one device of its type may hold (mdev/aggregation/max)'),
 });
 
 export const Device = z.object({
@@ -66,6 +70,9 @@ export const Device = z.object({
   defined: z.boolean(),
   start: StartMode.optional().describe('start mode of the definition'),
   attrs: z.array(Attribute).describe('attributes of the definition, in the order they are written'),
+  aggregation: Aggregation.optional().describe(
+    'in listings, for an active device whose type aggregates: its mdev/aggregation/{value,max}, read when the list was rebuilt',
+  ),
 });
 
 export const DeviceList = z.object({
@@ -81,6 +88,38 @@ export const DeviceListQuery = z.object({
   limit: z.coerce.number().int().min(1).max(20000).default(100),
   cursor: z.string().max(64).optional().describe('`next` of the previous page'),
 });
+
+// ---- vfio-ap (routes/ap.ts) ------------------------------------------------
+
+export const ApQueue = z.object({
+  adapter: z.number().int(),
+  domain: z.number().int(),
+  /** The host keeps it (apmask and aqmask bits both set). */
+  host: z.boolean(),
+  /** The matrix device that holds it. */
+  owner: z.string().optional(),
+});
+
+export const ApMatrixDevice = z.object({
+  uuid: z.string(),
+  adapters: z.array(z.number().int()),
+  domains: z.array(z.number().int()),
+  controlDomains: z.array(z.number().int()),
+  guestQueues: z.array(z.string()).describe('queues the guest sees (guest_matrix), "aa.dddd"'),
+});
+
+export const ApMatrix = z.object({
+  maxAdapterId: z.number().int(),
+  maxDomainId: z.number().int(),
+  adapters: z.array(z.number().int()).describe('adapters of the AP configuration'),
+  adapterTypes: z.record(z.string(), z.string()),
+  domains: z.array(z.number().int()).describe('usage domains of the AP configuration'),
+  queues: z.array(ApQueue).describe('every adapter × domain cell of the grid'),
+  devices: z.array(ApMatrixDevice),
+  vfioApLoaded: z.boolean(),
+});
+
+// ---- errors and health -------------------------------------------------------
 
 export const ErrorBody = z.object({
   error: z.object({

@@ -34,6 +34,35 @@ async function launch(): Promise<Browser> {
   });
 }
 
+/**
+ * A signed-in dashboard, live. `problems` collects uncaught errors and
+ * console errors — among them the browser's reports of anything the CSP
+ * refused — and `requests` every request the page makes (method and path).
+ */
+async function openDashboard(
+  browser: Browser,
+  url: string,
+  options: Parameters<Browser['newPage']>[0] = { viewport: { width: 1280, height: 900 } },
+): Promise<{ page: Page; problems: string[]; requests: string[] }> {
+  const page = await browser.newPage(options);
+  const problems: string[] = [];
+  const requests: string[] = [];
+  page.on('pageerror', (e) => problems.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(m.text());
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    requests.push(`${r.method()} ${u.pathname}${u.search}`);
+  });
+  await page.goto(url);
+  await page.waitForSelector('#live.on');
+  return { page, problems, requests };
+}
+
 const used = (page: Page, parent: string, type: string) =>
   page.getAttribute(`[data-parent="${parent}"] [data-type="${type}"] .counts`, 'data-used');
 const available = (page: Page, parent: string, type: string) =>
@@ -59,11 +88,7 @@ describe('the dashboard in headless Chromium', () => {
 
   test('create a vGPU and watch the capacity change; remove it again', async (t) => {
     if (!requires(t, { chromium: hasChromium }, 'drives the dashboard in a browser')) return;
-    const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(signedIn);
-    await page.waitForSelector('#live.on');
+    const { page, problems } = await openDashboard(browser!, signedIn);
     assert.equal(await used(page, M60_GPU, 'nvidia-11'), '0');
     assert.equal(await available(page, M60_GPU, 'nvidia-12'), '16');
     await page.click(`[data-parent="${M60_GPU}"] [data-type="nvidia-11"] button`);
@@ -83,9 +108,19 @@ describe('the dashboard in headless Chromium', () => {
       `[data-parent="${M60_GPU}"] [data-type="nvidia-11"] .counts[data-used="0"]`,
     );
     assert.equal(await available(page, M60_GPU, 'nvidia-12'), '16');
-    assert.deepEqual(errors, []);
+    assert.deepEqual(problems, []);
     await page.close();
   });
+
+  /** A write from another client (not the page). */
+  async function apiWrite(method: string, path: string, body: unknown): Promise<Response> {
+    const token = fs.readFileSync(nodePath.join(stateDir, 'agent-token'), 'utf8').trim();
+    return fetch(`${agent!.url}/api/v1${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  }
 
   test('changes made elsewhere arrive live (another client, the event stream)', async (t) => {
     if (!requires(t, { chromium: hasChromium }, 'drives the dashboard in a browser')) return;
@@ -121,6 +156,7 @@ describe('the dashboard in headless Chromium', () => {
     await page.selectOption('select.ap-domain', String(0x47));
     await page.click('button.ap-assign');
     await page.waitForSelector(`${cell}[data-owner="${uuid}"]`);
+    await page.waitForSelector('#events li:has-text("matrix-changed")');
     await page.screenshot({ path: nodePath.join(ARTIFACTS, 'ap-assigned.png'), fullPage: true });
     // A queue of the host cannot be handed to a guest: the refusal is shown.
     await page.selectOption('select.ap-adapter', '3');
@@ -146,10 +182,9 @@ describe('the dashboard in headless Chromium', () => {
     const row = page.locator('.device', { hasText: 'idxd-1wq' });
     const input = row.locator('input.agg-value');
     await input.waitFor();
-    // The value arrives from GET .../aggregation after the row is drawn.
-    for (let i = 0; i < 100 && (await input.inputValue()) !== '1'; i++)
-      await page.waitForTimeout(50);
+    // Drawn with the row: the listing carries the device's aggregation.
     assert.equal(await input.inputValue(), '1');
+    assert.match(await row.locator('.aggregation').innerText(), /\/ \d+/);
     await input.fill('4');
     await row.locator('.aggregation button').click();
     await page.waitForSelector(
@@ -177,5 +212,71 @@ describe('the dashboard in headless Chromium', () => {
     assert.ok(box !== null && box.width <= 375);
     await page.screenshot({ path: nodePath.join(ARTIFACTS, 'phone-375.png'), fullPage: true });
     await context.close();
+  });
+
+  test('a redraw asks for the lists, never once per device', async (t) => {
+    if (!requires(t, { chromium: hasChromium }, 'drives the dashboard in a browser')) return;
+    const siov = '0000:6a:01.0';
+    const made: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await apiWrite('POST', '/devices', {
+        parent: siov,
+        type: 'idxd-2wq',
+        activate: true,
+      });
+      assert.equal(r.status, 201);
+      made.push(((await r.json()) as { uuid: string }).uuid);
+    }
+    const raised = made[1]!;
+    const put = await apiWrite('PUT', `/devices/${raised}/aggregation`, { value: 2 });
+    assert.equal(put.status, 200);
+
+    const { page, problems, requests } = await openDashboard(browser!, signedIn);
+    const aggregationOf = (uuid: string) =>
+      page.inputValue(`.device[data-uuid="${uuid}"] input.agg-value`);
+    for (const uuid of made) assert.equal(await aggregationOf(uuid), uuid === raised ? '2' : '1');
+    const perDevice = (list: string[]) =>
+      list.filter((r) => /\/devices\/[0-9a-f]{8}-[0-9a-f-]{27}/.test(r));
+    assert.deepEqual(perDevice(requests), [], 'the first drawing');
+
+    // A change elsewhere: the event stream makes the page reload and redraw.
+    requests.length = 0;
+    const r = await apiWrite('POST', '/devices', {
+      parent: 'mdpy',
+      type: 'mdpy-hd',
+      activate: true,
+    });
+    assert.equal(r.status, 201);
+    const { uuid } = (await r.json()) as { uuid: string };
+    await page.waitForSelector(`.device[data-uuid="${uuid}"]`);
+    await page.waitForTimeout(500); // room for any request the redraw would make
+    const lists = new Set([
+      'GET /api/v1/parents',
+      'GET /api/v1/devices?limit=500',
+      'GET /api/v1/ap/matrix',
+    ]);
+    assert.deepEqual(
+      requests.filter((q) => !lists.has(q)),
+      [],
+      'a redraw asks for the lists only',
+    );
+    assert.ok(requests.includes('GET /api/v1/devices?limit=500'), 'the page did reload');
+    // Still drawn from the listing after the redraw.
+    for (const uuid of made) assert.equal(await aggregationOf(uuid), uuid === raised ? '2' : '1');
+    await page.screenshot({ path: nodePath.join(ARTIFACTS, 'aggregation.png'), fullPage: true });
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+
+  test('the event log shows definitions too (every kind the server sends)', async (t) => {
+    if (!requires(t, { chromium: hasChromium }, 'drives the dashboard in a browser')) return;
+    const { page, problems } = await openDashboard(browser!, signedIn);
+    const r = await apiWrite('POST', '/devices', { parent: 'mtty', type: 'mtty-1' });
+    assert.equal(r.status, 201);
+    const { uuid } = (await r.json()) as { uuid: string };
+    await page.waitForSelector(`#events li:has-text("device-defined mtty ${uuid}")`);
+    await page.waitForSelector(`.device[data-uuid="${uuid}"] .badge.defined`);
+    assert.deepEqual(problems, []);
+    await page.close();
   });
 });

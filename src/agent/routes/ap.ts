@@ -4,7 +4,7 @@ import { apChangeMasks, apChangeMatrix } from '../../ctl/ap/edit.js';
 import { ApError, hostOwns, queueOwners, readApHost, type ApHost } from '../../ctl/ap/model.js';
 import type { ErrnoCode } from '../../common/errno.js';
 import { ApiError } from '../errors.js';
-import { DeviceParams, ErrorBody } from '../schemas.js';
+import { ApMatrix as Matrix, ApQueue as Queue, DeviceParams, ErrorBody } from '../schemas.js';
 import { API_PREFIX, type AgentContext, type ApiApp, type TypedApp } from '../server.js';
 
 /**
@@ -14,34 +14,6 @@ import { API_PREFIX, type AgentContext, type ApiApp, type TypedApp } from '../se
  * assign/unassign ids to a matrix device. The library checks every rule
  * first and explains a refusal; the kernel checks again.
  */
-
-const Queue = z.object({
-  adapter: z.number().int(),
-  domain: z.number().int(),
-  /** The host keeps it (apmask and aqmask bits both set). */
-  host: z.boolean(),
-  /** The matrix device that holds it. */
-  owner: z.string().optional(),
-});
-
-const MatrixDevice = z.object({
-  uuid: z.string(),
-  adapters: z.array(z.number().int()),
-  domains: z.array(z.number().int()),
-  controlDomains: z.array(z.number().int()),
-  guestQueues: z.array(z.string()).describe('queues the guest sees (guest_matrix), "aa.dddd"'),
-});
-
-const Matrix = z.object({
-  maxAdapterId: z.number().int(),
-  maxDomainId: z.number().int(),
-  adapters: z.array(z.number().int()).describe('adapters of the AP configuration'),
-  adapterTypes: z.record(z.string(), z.string()),
-  domains: z.array(z.number().int()).describe('usage domains of the AP configuration'),
-  queues: z.array(Queue).describe('every adapter × domain cell of the grid'),
-  devices: z.array(MatrixDevice),
-  vfioApLoaded: z.boolean(),
-});
 
 const Ids = z.array(z.number().int().min(0).max(255)).max(256);
 const MaskBody = z

@@ -1,7 +1,7 @@
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { HOST_EVENT_KINDS } from '../events.js';
+import { HOST_EVENT_KINDS, RESET_EVENT, type StreamEventData } from '../event-kinds.js';
 import type { StampedEvent } from '../hub.js';
 import { API_PREFIX, type AgentContext, type ApiApp, type TypedApp } from '../server.js';
 
@@ -9,7 +9,8 @@ import { API_PREFIX, type AgentContext, type ApiApp, type TypedApp } from '../se
 const HEARTBEAT_MS = 15_000;
 
 function frame(e: StampedEvent): string {
-  return `id: ${e.id}\nevent: ${e.event.kind}\ndata: ${JSON.stringify({ ...e.event, time: e.time })}\n\n`;
+  const data: StreamEventData = { ...e.event, time: e.time };
+  return `id: ${e.id}\nevent: ${e.event.kind}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
 const EventsQuery = z.object({
@@ -40,7 +41,7 @@ export function registerEventRoutes(app: ApiApp, ctx: AgentContext): void {
     {
       schema: {
         summary: 'stream of host changes (text/event-stream)',
-        description: `Event kinds: ${HOST_EVENT_KINDS.join(', ')}; and \`reset\` when events were missed.`,
+        description: `Event kinds: ${HOST_EVENT_KINDS.join(', ')}; and \`${RESET_EVENT}\` when events were missed.`,
         tags: ['events'],
         querystring: EventsQuery,
       },
@@ -78,7 +79,8 @@ export function registerEventRoutes(app: ApiApp, ctx: AgentContext): void {
       push(`retry: 2000\n: mdevkit agent, last event ${ctx.hub.lastId}\n\n`);
       if (last !== undefined) {
         const missed = ctx.hub.since(last);
-        if (missed === undefined) push(`id: ${ctx.hub.lastId}\nevent: reset\ndata: {}\n\n`);
+        if (missed === undefined)
+          push(`id: ${ctx.hub.lastId}\nevent: ${RESET_EVENT}\ndata: {}\n\n`);
         else for (const e of missed) push(frame(e));
       }
       const off = ctx.hub.subscribe((e) => push(frame(e)));

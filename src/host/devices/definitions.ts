@@ -1,0 +1,222 @@
+/** Definitions: define, undefine, modify (and modify --live, through the callout). */
+import { getAttributesFromCallouts, invokeLiveModify } from '../callouts.js';
+import { deleteConfig, writeConfig, type StartMode } from '../config-store.js';
+import type { Environment } from '../environment.js';
+import { checkedNames, newUuid, parentArg, uuidArg } from './args.js';
+import {
+  addAttributes,
+  applyJson,
+  calloutView,
+  configOf,
+  draft,
+  freeze,
+  invoke,
+  isDefined,
+  loadFromSysfs,
+  toDraft,
+  type Draft,
+} from './draft.js';
+import { MdevError } from './errors.js';
+import { getDefinedDevice, listDefinedDevices } from './listing.js';
+import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
+
+export interface DefineRequest {
+  readonly uuid?: string | undefined;
+  readonly parent?: string | undefined;
+  readonly type?: string | undefined;
+  readonly auto?: boolean | undefined;
+  readonly json?: JsonSource | undefined;
+}
+
+/**
+ * Store a new definition. With a UUID of an active device, parent and type
+ * default to the running device's (and the callouts may supply its
+ * attributes). `generatedUuid` in the result says a UUID was made up.
+ */
+export function defineDevice(
+  env: Environment,
+  req: DefineRequest,
+  hooks: HostHooks = noHooks,
+): MdevDevice & { readonly generatedUuid: boolean } {
+  req = checkedNames(req);
+  const d = draft(req.uuid ?? newUuid());
+  if (req.json !== undefined) {
+    if (req.type !== undefined) {
+      throw new MdevError(
+        'CONFLICT',
+        `Device type cannot be specified separately from "${req.json.name}"`,
+      );
+    }
+    if (req.parent === undefined) {
+      throw new MdevError(
+        'NO_PARENT',
+        `Parent device required to define device via "${req.json.name}"`,
+      );
+    }
+    if (listDefinedDevices(env, { uuid: d.uuid, parent: req.parent }, hooks).size > 0) {
+      throw new MdevError(
+        'ALREADY_DEFINED',
+        `Cowardly refusing to overwrite existing config for ${req.parent}/${d.uuid}`,
+      );
+    }
+    applyJson(d, req.parent, req.json, hooks);
+  } else {
+    if (req.uuid !== undefined) {
+      loadFromSysfs(env.port, d);
+      if (req.parent === undefined && (!d.active || req.type !== undefined)) {
+        throw new MdevError('NO_PARENT', 'No parent specified');
+      }
+    }
+    d.start = req.auto === true ? 'auto' : 'manual';
+    if (req.parent !== undefined) d.parent = req.parent;
+    if (req.type !== undefined) d.type = req.type;
+    if (d.parent === undefined) throw new MdevError('NO_PARENT', 'No parent specified');
+    if (d.type === undefined) throw new MdevError('NO_TYPE', 'No type specified');
+    if (isDefined(env, d)) {
+      throw new MdevError('ALREADY_DEFINED', `Device ${d.uuid} on ${d.parent} already defined`);
+    }
+  }
+  if (d.active) {
+    addAttributes(
+      d,
+      getAttributesFromCallouts(env, calloutView(d)!, hooks.calloutStderr ?? (() => {})),
+    );
+  }
+  invoke(env, 'define', d, hooks, () => storeConfig(env, d));
+  return { ...freeze(d, true), generatedUuid: req.uuid === undefined };
+}
+
+function storeConfig(env: Environment, d: Draft): void {
+  try {
+    writeConfig(env.configDir, d.parent!, d.uuid, configOf(d));
+  } catch (err) {
+    throw new MdevError('IO', `Failed to write config for device ${d.uuid}`, { cause: err });
+  }
+}
+
+/**
+ * Remove the definitions of `uuid` (on every parent unless `parent` is
+ * given). Returns the removed definitions; throws NOT_DEFINED when none matched.
+ */
+export function undefineDevice(
+  env: Environment,
+  uuid: string,
+  parent?: string,
+  hooks: HostHooks = noHooks,
+): MdevDevice[] {
+  uuid = uuidArg(uuid);
+  parentArg(parent);
+  const devs = listDefinedDevices(env, { uuid, parent }, hooks);
+  if (devs.size === 0) throw new MdevError('NOT_DEFINED', 'No devices match the specified uuid');
+  const removed: MdevDevice[] = [];
+  for (const list of devs.values()) {
+    for (const dev of list) {
+      const d = toDraft(dev);
+      try {
+        invoke(env, 'undefine', d, hooks, () => deleteConfig(env.configDir, dev.parent, dev.uuid));
+        removed.push({ ...dev, defined: false });
+      } catch {
+        // mdevctl goes on with the other parents and reports success
+      }
+    }
+  }
+  return removed;
+}
+
+export interface ModifyRequest {
+  readonly uuid: string;
+  readonly parent?: string | undefined;
+  readonly type?: string | undefined;
+  /** Insert attribute `addAttr` = `value` (at `index`, else at the end). */
+  readonly addAttr?: { readonly name: string; readonly value: string } | undefined;
+  /** Delete the attribute at `index`, else the last one. */
+  readonly delAttr?: boolean | undefined;
+  readonly index?: number | undefined;
+  readonly start?: StartMode | undefined;
+  /** Replace type, start mode and attributes with this document's (mdevctl 1.3). */
+  readonly json?: JsonSource | undefined;
+}
+
+/** Change a definition; the running device is unaffected. Returns the new definition. */
+export function modifyDevice(
+  env: Environment,
+  req: ModifyRequest,
+  hooks: HostHooks = noHooks,
+): MdevDevice {
+  req = { ...req, uuid: uuidArg(req.uuid), parent: parentArg(req.parent) };
+  let d: Draft;
+  if (req.json !== undefined) {
+    // As mdevctl 1.3: the document is the whole new definition, stored as is.
+    if (req.parent === undefined) {
+      throw new MdevError('NO_PARENT', 'Parent device required to modify device via json file');
+    }
+    d = draft(req.uuid);
+    applyJson(d, req.parent, req.json, hooks);
+  } else {
+    d = toDraft(getDefinedDevice(env, req.uuid, req.parent, hooks));
+  }
+  if (req.type !== undefined) d.type = req.type;
+  if (req.start !== undefined) d.start = req.start;
+  if (req.addAttr !== undefined) {
+    const at = req.index ?? d.attrs.length;
+    if (at > d.attrs.length)
+      throw new MdevError('INVALID_INDEX', `Attribute index ${at} is invalid`);
+    d.attrs.splice(at, 0, { name: req.addAttr.name, value: req.addAttr.value });
+  } else if (req.delAttr === true) {
+    if (req.index === undefined) d.attrs.pop();
+    else if (req.index >= d.attrs.length) {
+      // mdevctl 1.2.0 accepts index == length here and then panics
+      throw new MdevError('INVALID_INDEX', `Attribute index ${req.index} is invalid`);
+    } else d.attrs.splice(req.index, 1);
+  }
+  invoke(env, 'modify', d, hooks, () => storeConfig(env, d));
+  return freeze(d, true);
+}
+
+export interface LiveModifyRequest {
+  readonly uuid: string;
+  readonly parent?: string | undefined;
+  /** The new configuration of the running device. */
+  readonly json: JsonSource;
+  /** Store it as the definition as well (`--live --defined`). */
+  readonly alsoDefined?: boolean | undefined;
+}
+
+/**
+ * Change a running device (mdevctl 1.3's `modify --live`): its versioned
+ * callout script applies the new configuration (event live); with
+ * `alsoDefined` the definition is rewritten too. The type cannot change.
+ */
+export function modifyLive(
+  env: Environment,
+  req: LiveModifyRequest,
+  hooks: HostHooks = noHooks,
+): MdevDevice {
+  const uuid = uuidArg(req.uuid);
+  const parent = parentArg(req.parent);
+  const running = draft(uuid);
+  running.parent = parent;
+  loadFromSysfs(env.port, running);
+  if (!running.active) {
+    const what = parent === undefined ? uuid : `${parent}/${uuid}`;
+    throw new MdevError('NOT_ACTIVE', `Mediated device ${what} is not active`);
+  }
+  const next = draft(uuid);
+  next.active = true;
+  applyJson(next, running.parent!, req.json, hooks);
+  if (next.type !== running.type)
+    throw new MdevError('CONFLICT', "'type' cannot be changed on active mdev");
+  if (req.alsoDefined === true) {
+    const def = getDefinedDevice(env, uuid, running.parent, hooks);
+    if (def.type !== next.type) {
+      throw new MdevError('CONFLICT', "'type' of active and defined mdev does not match");
+    }
+  }
+  try {
+    invokeLiveModify(env, calloutView(next)!, hooks.calloutStderr ?? (() => {}));
+  } catch (err) {
+    throw new MdevError('CALLOUT', (err as Error).message);
+  }
+  if (req.alsoDefined === true) invoke(env, 'modify', next, hooks, () => storeConfig(env, next));
+  return freeze(next, isDefined(env, next));
+}

@@ -1,0 +1,216 @@
+/**
+ * The mutable device record the operations work on (mdevctl's MDev) and how
+ * it is filled: from sysfs, from a definition's JSON, from callouts.
+ */
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import type { SysfsPort } from '../../port/sysfs-port.js';
+import { withCallouts, type CalloutAction, type CalloutDevice } from '../callouts.js';
+import {
+  ConfigError,
+  readConfigValue,
+  type MdevAttribute,
+  type MdevConfig,
+  type StartMode,
+} from '../config-store.js';
+import type { Environment } from '../environment.js';
+import { probeActive, type TypeDevicesIndex } from '../sysfs-model.js';
+import { MdevError } from './errors.js';
+import type { HostHooks, JsonSource, MdevDevice } from './types.js';
+
+/** The mutable record the operations work on (mdevctl's MDev). */
+export interface Draft {
+  uuid: string;
+  parent: string | undefined;
+  type: string | undefined;
+  start: StartMode;
+  attrs: MdevAttribute[];
+  active: boolean;
+}
+
+export function draft(uuid: string): Draft {
+  return { uuid, parent: undefined, type: undefined, start: 'manual', attrs: [], active: false };
+}
+
+/** mdevctl's load_from_sysfs: mark active when sysfs agrees on parent and type. */
+export function loadFromSysfs(
+  port: SysfsPort,
+  d: Draft,
+  typeDirCache?: Map<string, boolean>,
+  typeIndex?: TypeDevicesIndex,
+): void {
+  const found = probeActive(port, d.uuid, typeDirCache, typeIndex);
+  if (found === undefined) return;
+  if (d.parent !== undefined && d.parent !== found.parent) return;
+  if (d.type !== undefined && d.type !== found.type) return;
+  d.parent = found.parent;
+  d.type = found.type;
+  d.active = true;
+}
+
+/** mdevctl's load_from_json; throws ConfigError, leaving what was read before the error applied. */
+export function loadFromJson(
+  d: Draft,
+  parent: string,
+  json: unknown,
+  hooks: HostHooks,
+  path?: string,
+): void {
+  d.parent = parent;
+  const partial = readConfigValue(json);
+  if (partial.mdevType !== undefined) {
+    if (d.type !== undefined && d.type !== partial.mdevType) {
+      hooks.warn?.(`Overwriting mdev type for mdev ${d.uuid}: ${d.type} => ${partial.mdevType}`);
+    }
+    d.type = partial.mdevType;
+    d.start = partial.start ?? 'manual';
+  }
+  d.attrs.push(...partial.attrs);
+  if (partial.error !== undefined) throw new ConfigError(partial.error, path);
+}
+
+export function parseJsonText(text: string, path: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`malformed JSON (${(err as Error).message})`, path);
+  }
+}
+
+export function configOf(d: Draft): MdevConfig {
+  return { mdevType: d.type!, start: d.start, attrs: d.attrs };
+}
+
+export function freeze(d: Draft, defined: boolean): MdevDevice {
+  return {
+    uuid: d.uuid,
+    parent: d.parent!,
+    type: d.type!,
+    start: d.start,
+    attrs: d.attrs, // drafts are not reused after freezing: no copy
+    active: d.active,
+    defined,
+  };
+}
+
+/**
+ * Read a small file (a definition) with one open, read and close: no
+ * fstat, no options parsing and no fresh buffer per file, which counts when
+ * a listing reads ten thousand of them.
+ */
+let readBuffer = Buffer.allocUnsafe(64 * 1024);
+export function readSmallFile(path: string): string {
+  const fd = fs.openSync(path, 'r');
+  try {
+    let n = 0;
+    for (;;) {
+      const room = readBuffer.length - n;
+      const got = fs.readSync(fd, readBuffer, n, room, null);
+      n += got;
+      // A regular file on Linux reads short only at its end: no second read
+      // just to see 0 (one syscall less per definition).
+      if (got < room) break;
+      if (n === readBuffer.length) {
+        const bigger = Buffer.allocUnsafe(readBuffer.length * 2);
+        readBuffer.copy(bigger);
+        readBuffer = bigger;
+      }
+    }
+    return readBuffer.toString('utf8', 0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function persistPath(env: Environment, d: Draft): string | undefined {
+  return d.parent === undefined ? undefined : nodePath.join(env.configDir, d.parent, d.uuid);
+}
+
+export function isDefined(env: Environment, d: Draft): boolean {
+  const p = persistPath(env, d);
+  return p !== undefined && fs.existsSync(p);
+}
+
+export function calloutView(d: Draft): CalloutDevice | undefined {
+  if (d.parent === undefined || d.type === undefined) return undefined;
+  const configJson = JSON.stringify({
+    mdev_type: d.type,
+    start: d.start,
+    attrs: d.attrs.map((a) => ({ [a.name]: a.value })),
+  });
+  return { uuid: d.uuid, parent: d.parent, type: d.type, configJson };
+}
+
+export function invoke<T>(
+  env: Environment,
+  action: CalloutAction,
+  d: Draft,
+  hooks: HostHooks,
+  op: () => T,
+): T {
+  const sink = hooks.calloutStderr ?? (() => {});
+  try {
+    return withCallouts(env, action, () => calloutView(d), sink, op, hooks.force ?? false);
+  } catch (err) {
+    if (err instanceof Error && err.name === 'CalloutError') {
+      throw new MdevError('CALLOUT', err.message);
+    }
+    throw err;
+  }
+}
+
+/** Attributes reported by callouts for an active device, applied as mdevctl's add_attributes. */
+export function addAttributes(d: Draft, value: unknown): void {
+  if (value === undefined || value === null) return;
+  const partial = readConfigValue({ mdev_type: '', start: '', attrs: value });
+  d.attrs.push(...partial.attrs);
+  if (partial.error !== undefined) throw new MdevError('INVALID_ATTRIBUTE', partial.error);
+}
+
+export function sortDevices<T extends { uuid: string }>(map: Map<string, T[]>): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const parent of [...map.keys()].sort()) {
+    const list = map.get(parent)!;
+    list.sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
+    out.set(parent, list);
+  }
+  return out;
+}
+
+export function toDraft(dev: MdevDevice): Draft {
+  return {
+    uuid: dev.uuid,
+    parent: dev.parent,
+    type: dev.type,
+    start: dev.start,
+    attrs: [...dev.attrs],
+    active: dev.active,
+  };
+}
+
+export function readJsonSource(src: JsonSource): unknown {
+  let text: string;
+  try {
+    text = src.read();
+  } catch (err) {
+    throw new MdevError('IO', `Unable to read jsonfile "${src.name}"`, { cause: err });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new MdevError('INVALID_CONFIG', `Invalid JSON in "${src.name}"`, {
+      cause: new Error((err as Error).message),
+    });
+  }
+}
+
+export function applyJson(d: Draft, parent: string, src: JsonSource, hooks: HostHooks): void {
+  const json = readJsonSource(src);
+  try {
+    loadFromJson(d, parent, json, hooks);
+  } catch (err) {
+    throw new MdevError('INVALID_CONFIG', `Invalid device definition in "${src.name}"`, {
+      cause: err,
+    });
+  }
+}

@@ -1,0 +1,311 @@
+/** The listings (`mdevctl list`, `list -d`, `types`) and the lookup of one definition. */
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { ErrnoError } from '../../common/errno.js';
+import { getAttributesFromCallouts, hasCalloutScripts } from '../callouts.js';
+import { TEMP_PREFIX } from '../config-store.js';
+import type { Environment } from '../environment.js';
+import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../paths.js';
+import { indexTypeDevices, type TypeDevicesIndex } from '../sysfs-model.js';
+import { parseUuid } from '../uuid-forms.js';
+import { parentArg, uuidArg } from './args.js';
+import {
+  addAttributes,
+  calloutView,
+  draft,
+  freeze,
+  loadFromJson,
+  loadFromSysfs,
+  parseJsonText,
+  readSmallFile,
+  sortDevices,
+} from './draft.js';
+import { MdevError, describeError } from './errors.js';
+import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
+import {
+  noHooks,
+  type DeviceFilter,
+  type HostHooks,
+  type MdevDevice,
+  type MdevTypeEntry,
+} from './types.js';
+
+/** Below this many devices the index costs more readdirs than it saves readlinks. */
+const TYPE_INDEX_THRESHOLD = 256;
+
+/**
+ * Active devices, merged with their definitions on the same parent (type,
+ * start mode and attributes come from the definition; a broken definition
+ * contributes what could be read of it). Undefined devices get attributes
+ * from the callouts. A bus entry whose device is gone makes the listing fail
+ * ("missing a parent"), as in mdevctl; entries that are not UUIDs are
+ * skipped with a warning.
+ */
+export function listActiveDevices(
+  env: Environment,
+  filter: DeviceFilter = {},
+  hooks: HostHooks = noHooks,
+): Map<string, MdevDevice[]> {
+  const port = env.port;
+  let names: string[];
+  try {
+    names = port.list(MDEV_BUS_DEVICES);
+  } catch {
+    return new Map();
+  }
+  const definedNames = new Map<string, Set<string> | null>();
+  const definedIn = (parent: string): Set<string> | null => {
+    let set = definedNames.get(parent);
+    if (set === undefined) {
+      try {
+        set = new Set(fs.readdirSync(nodePath.join(env.configDir, parent)));
+      } catch {
+        set = null;
+      }
+      definedNames.set(parent, set);
+    }
+    return set;
+  };
+  let callouts: boolean | undefined;
+  const typeDirs = new Map<string, boolean>();
+  const typeIndex =
+    names.length >= TYPE_INDEX_THRESHOLD && filter.uuid === undefined
+      ? indexTypeDevices(port)
+      : undefined;
+  const out = new Map<string, MdevDevice[]>();
+  for (const name of names) {
+    const uuid = parseUuid(name);
+    if (uuid === undefined) {
+      hooks.warn?.(`Can't determine uuid for file '${name}'`);
+      continue;
+    }
+    if (filter.uuid !== undefined && filter.uuid !== uuid) continue;
+    const d = draft(uuid);
+    try {
+      loadFromSysfs(port, d, typeDirs, typeIndex);
+    } catch {
+      continue; // no readable mdev_type: not a usable device
+    }
+    if (filter.parent !== undefined && filter.parent !== d.parent) continue;
+    let defined = false;
+    if (d.parent !== undefined) {
+      defined = definedIn(d.parent)?.has(uuid) === true;
+      if (defined) {
+        const path = `${env.configDir}/${d.parent}/${uuid}`;
+        try {
+          loadFromJson(d, d.parent, JSON.parse(readSmallFile(path)), hooks, path);
+        } catch {
+          // mdevctl shows what it could read of a broken definition
+        }
+      }
+    }
+    if (!defined && d.type !== undefined && d.parent !== undefined) {
+      callouts ??= hasCalloutScripts(env);
+      if (callouts) {
+        try {
+          addAttributes(
+            d,
+            getAttributesFromCallouts(env, calloutView(d)!, hooks.calloutStderr ?? (() => {})),
+          );
+        } catch {
+          // attributes are optional in a listing
+        }
+      }
+    }
+    if (d.parent === undefined) {
+      throw new MdevError('SYSFS', `Device ${uuid} is missing a parent`);
+    }
+    let list = out.get(d.parent);
+    if (list === undefined) out.set(d.parent, (list = []));
+    list.push(freeze(d, defined));
+  }
+  return sortDevices(out);
+}
+
+/**
+ * Definitions, each with its active state. The first definition that cannot
+ * be parsed fails the whole listing (as in mdevctl), with an error naming
+ * the file; definitions excluded by the filter are never read. Files whose
+ * names are not UUIDs are skipped with a warning.
+ */
+export function listDefinedDevices(
+  env: Environment,
+  filter: DeviceFilter = {},
+  hooks: HostHooks = noHooks,
+): Map<string, MdevDevice[]> {
+  const out = new Map<string, MdevDevice[]>();
+  const typeDirs = new Map<string, boolean>();
+  // One listing of the bus instead of a failed lookup per inactive definition.
+  let onBus: Set<string> | undefined;
+  try {
+    onBus = new Set(env.port.list(MDEV_BUS_DEVICES));
+  } catch {
+    onBus = new Set();
+  }
+  // Built once enough definitions have turned out to be active: a host
+  // with many devices but few definitions never pays for it.
+  let typeIndex: TypeDevicesIndex | undefined;
+  let probes = 0;
+  let parents: fs.Dirent[];
+  try {
+    parents = fs.readdirSync(env.configDir, { withFileTypes: true });
+  } catch (err) {
+    throw new MdevError('IO', `Unable to read ${env.configDir}`, { cause: err });
+  }
+  for (const pent of parents) {
+    const parent = pent.name;
+    if (parent === 'scripts.d') continue;
+    if (filter.parent !== undefined && filter.parent !== parent) continue;
+    const parentDir = nodePath.join(env.configDir, parent);
+    if (!pent.isDirectory()) {
+      if (
+        !pent.isSymbolicLink() ||
+        !fs.statSync(parentDir, { throwIfNoEntry: false })?.isDirectory()
+      )
+        continue;
+    }
+    let children: fs.Dirent[];
+    try {
+      children = fs.readdirSync(parentDir, { withFileTypes: true });
+    } catch (err) {
+      hooks.warn?.(`Unable to read directory "${parentDir}": ${describeError(err)}`);
+      continue;
+    }
+    const names = new Set(children.map((c) => c.name));
+    const list: MdevDevice[] = [];
+    for (const child of children) {
+      const path = `${parentDir}/${child.name}`;
+      if (!child.isFile()) {
+        if (!child.isSymbolicLink()) continue;
+        const st = fs.statSync(path, { throwIfNoEntry: false });
+        if (st === undefined) {
+          hooks.warn?.(`unable to access file "${path}": No such file or directory`);
+          continue;
+        }
+        if (!st.isFile()) continue;
+      }
+      if (child.name.startsWith(TEMP_PREFIX)) continue; // debris of an interrupted atomic write
+      const uuid = parseUuid(child.name);
+      if (uuid === undefined) {
+        hooks.warn?.(`Can't determine uuid for file '${child.name}'`);
+        continue;
+      }
+      if (filter.uuid !== undefined && filter.uuid !== uuid) continue;
+      let text: string;
+      try {
+        text = readSmallFile(path);
+      } catch (err) {
+        hooks.warn?.(`Unable to open file "${path}": ${describeError(err)}`);
+        continue;
+      }
+      const d = draft(uuid);
+      try {
+        loadFromJson(d, parent, parseJsonText(text, path), hooks, path);
+      } catch (err) {
+        const error = new MdevError('INVALID_CONFIG', `Invalid definition ${path}`, { cause: err });
+        if (hooks.invalidDefinition === undefined) throw error;
+        hooks.invalidDefinition(path, error);
+        continue;
+      }
+      if (onBus.has(uuid)) {
+        if (++probes === TYPE_INDEX_THRESHOLD && filter.uuid === undefined) {
+          typeIndex = indexTypeDevices(env.port);
+        }
+        loadFromSysfs(env.port, d, typeDirs, typeIndex);
+      }
+      list.push(freeze(d, names.has(uuid)));
+    }
+    if (list.length > 0) out.set(parent, list);
+  }
+  return sortDevices(out);
+}
+
+/**
+ * Supported types per parent (all parents in /sys/class/mdev_bus, or one).
+ * A parent without mdev_supported_types, or a type without a readable
+ * available_instances or device_api, fails the whole listing, as in mdevctl.
+ */
+export function listTypes(env: Environment, parent?: string): Map<string, MdevTypeEntry[]> {
+  const port = env.port;
+  const out = new Map<string, MdevTypeEntry[]>();
+  let parents: string[];
+  try {
+    parents = port.list(MDEV_CLASS);
+  } catch {
+    return out;
+  }
+  for (const p of parents.sort()) {
+    if (parent !== undefined && parent !== p) continue;
+    const typesDir = `${MDEV_CLASS}/${p}/mdev_supported_types`;
+    let ids: string[];
+    try {
+      ids = port.list(typesDir);
+    } catch (err) {
+      throw sysfsError(`Unable to read the types of parent ${p} (${typesDir})`, err);
+    }
+    const types: MdevTypeEntry[] = [];
+    for (const id of ids) {
+      const dir = `${typesDir}/${id}`;
+      if (!isSysfsDir(port, dir)) {
+        if (port.kind(dir) === null)
+          throw sysfsError(`Unable to read ${dir}`, new ErrnoError('ENOENT'));
+        continue;
+      }
+      const read = (attr: string): string => {
+        try {
+          return port.read(`${dir}/${attr}`);
+        } catch (err) {
+          throw sysfsError(`Unable to read ${dir}/${attr}`, err);
+        }
+      };
+      const readIfPresent = (attr: string): string =>
+        existsInSysfs(port, `${dir}/${attr}`) ? read(attr).trim() : '';
+      types.push({
+        id,
+        availableInstances: parseI32(read('available_instances'), `${dir}/available_instances`),
+        deviceApi: read('device_api').trim(),
+        name: readIfPresent('name'),
+        description: readIfPresent('description').replaceAll('\n', ', '),
+      });
+    }
+    types.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    out.set(p, types);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- lookups
+
+export function definedCount(map: Map<string, MdevDevice[]>): number {
+  let n = 0;
+  for (const list of map.values()) n += list.length;
+  return n;
+}
+
+/** The one definition of `uuid` (on `parent`, when given). */
+export function getDefinedDevice(
+  env: Environment,
+  uuid: string,
+  parent?: string,
+  hooks: HostHooks = noHooks,
+): MdevDevice {
+  uuid = uuidArg(uuid);
+  parentArg(parent);
+  const devs = listDefinedDevices(env, { uuid, parent }, hooks);
+  if (devs.size === 0) {
+    const what = parent === undefined ? uuid : `${parent}/${uuid}`;
+    throw new MdevError('NOT_DEFINED', `Mediated device ${what} is not defined`);
+  }
+  if (devs.size > 1) {
+    throw new MdevError(
+      'AMBIGUOUS',
+      parent === undefined
+        ? `Multiple definitions found for ${uuid}, specify a parent`
+        : `Multiple definitions found for ${parent}/${uuid}`,
+    );
+  }
+  const [p, list] = [...devs][0]!;
+  if (list.length > 1)
+    throw new MdevError('AMBIGUOUS', `Multiple definitions found for ${p}/${uuid}`);
+  return list[0]!;
+}
