@@ -10,7 +10,9 @@
  *   drainParent(env, parent, options) -> DrainResult         (mdevkit drain)
  *   ownerOf / recordOwner / releaseOwner                      (the ownership record)
  */
-import { deleteConfig } from '../config-store.js';
+import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
+import { deleteConfig, writeFileAtomic } from '../config-store.js';
 import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES } from '../paths.js';
 import { removeDevice } from '../sysfs-model.js';
@@ -101,6 +103,7 @@ export async function applyHost(
         record,
         ...(options.onEvent !== undefined && { onEvent: options.onEvent }),
       });
+      rememberApplied(env, plan, summary);
       return { plan, summary };
     } finally {
       record.close();
@@ -109,6 +112,113 @@ export async function applyHost(
 }
 
 export { planChanges };
+
+// ---------------------------------------------------------------- desired vs actual
+
+/** What the last apply of a configuration asked for, per parent and type. */
+export interface AppliedConfig {
+  readonly config: string;
+  readonly owner: string;
+  readonly file: string;
+  readonly at: string;
+  /** Devices the configuration wants (kept, created, started, adopted, modified). */
+  readonly wanted: readonly {
+    readonly parent: string;
+    readonly type: string;
+    readonly count: number;
+  }[];
+  /** Requests that did not fit, in words. */
+  readonly blocked: readonly string[];
+  readonly failed: number;
+}
+
+const APPLIED = 'applied.json';
+
+function readApplied(env: Environment): Record<string, AppliedConfig> {
+  try {
+    const v = JSON.parse(
+      fs.readFileSync(nodePath.join(stateDirOf(env), APPLIED), 'utf8'),
+    ) as unknown;
+    return v !== null && typeof v === 'object' ? (v as Record<string, AppliedConfig>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Remember what an apply wanted, for desiredStatus (atomic, beside the record). */
+function rememberApplied(env: Environment, plan: Plan, summary: ApplySummary): void {
+  const wanted = new Map<string, number>();
+  for (const i of plan.items) {
+    if (!['keep', 'create', 'start', 'adopt', 'modify'].includes(i.action)) continue;
+    const k = `${i.parent}\0${i.type}`;
+    wanted.set(k, (wanted.get(k) ?? 0) + 1);
+  }
+  const all = readApplied(env);
+  all[plan.config] = {
+    config: plan.config,
+    owner: plan.owner,
+    file: plan.file,
+    at: new Date().toISOString(),
+    wanted: [...wanted].map(([k, count]) => {
+      const [parent, type] = k.split('\0') as [string, string];
+      return { parent, type, count };
+    }),
+    blocked: plan.items.filter((i) => i.action === 'blocked').map((i) => i.reason),
+    failed: summary.failed,
+  };
+  writeFileAtomic(nodePath.join(stateDirOf(env), APPLIED), `${JSON.stringify(all, null, 1)}\n`);
+}
+
+export interface DesiredStatusRow {
+  readonly config: string;
+  readonly parent: string;
+  readonly type: string;
+  /** What the last apply of the configuration wanted there. */
+  readonly wanted: number;
+  /** The configuration's devices running there now. */
+  readonly actual: number;
+}
+
+export interface DesiredStatus {
+  readonly configs: readonly AppliedConfig[];
+  readonly rows: readonly DesiredStatusRow[];
+}
+
+/** Desired (as last applied) next to actual (the owners' running devices), per config, parent and type. */
+export function desiredStatus(env: Environment): DesiredStatus {
+  const applied = readApplied(env);
+  const record = OwnershipRecord.open(env);
+  const inv = readInventory(env);
+  const actual = new Map<string, number>();
+  for (const d of inv.devices) {
+    const e = record.get(d.uuid);
+    if (!d.active || e === undefined || e.parent !== d.parent) continue;
+    const k = `${e.owner}\0${d.parent}\0${d.type}`;
+    actual.set(k, (actual.get(k) ?? 0) + 1);
+  }
+  const rows: DesiredStatusRow[] = [];
+  const configs = Object.values(applied).sort((a, b) => (a.config < b.config ? -1 : 1));
+  for (const c of configs) {
+    const seen = new Set<string>();
+    for (const w of c.wanted) {
+      const k = `${c.owner}\0${w.parent}\0${w.type}`;
+      seen.add(k);
+      rows.push({
+        config: c.config,
+        parent: w.parent,
+        type: w.type,
+        wanted: w.count,
+        actual: actual.get(k) ?? 0,
+      });
+    }
+    for (const [k, n] of actual) {
+      const [owner, parent, type] = k.split('\0') as [string, string, string];
+      if (owner === c.owner && !seen.has(k))
+        rows.push({ config: c.config, parent, type, wanted: 0, actual: n });
+    }
+  }
+  return { configs, rows };
+}
 
 // ---------------------------------------------------------------- capacity
 

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startDevice, defineDevice, listDefinedDevices } from '../../../src/host/devices.js';
 import { DesiredError } from '../../../src/host/desired/errors.js';
-import { drainParent, hostCapacity } from '../../../src/host/desired/engine.js';
+import { desiredStatus, drainParent, hostCapacity } from '../../../src/host/desired/engine.js';
 import { OwnershipRecord, stateDirOf } from '../../../src/host/desired/ownership.js';
 import { acquireApplyLock } from '../../../src/host/desired/lock.js';
 import type { SysfsPort } from '../../../src/port/sysfs-port.js';
@@ -565,4 +565,26 @@ test('drain removes owned idle devices, reports open and foreign ones, and keeps
       .drained,
     undefined,
   );
+});
+
+test('desired next to actual: what the last apply wanted, and what runs now', async () => {
+  const { lab, env } = labHost();
+  const file = configFile(
+    yaml(
+      `      - parents: mtty\n        devices: [{ type: mtty-2, count: 3 }]\n      - parents: "${IGD}"\n        devices: [{ type: i915-GVTg_V5_1, count: 2 }]\n`,
+    ),
+  );
+  await apply(env, file, lab);
+  // Someone removes one of the configuration's devices behind its back.
+  const [victim] = OwnershipRecord.open(env)
+    .entries()
+    .filter((e) => e.type === 'mtty-2');
+  lab.port.write(`/sys/bus/mdev/devices/${victim!.uuid}/remove`, '1');
+  const status = desiredStatus(env);
+  assert.deepEqual(status.rows, [
+    { config: 'default', parent: IGD, type: 'i915-GVTg_V5_1', wanted: 1, actual: 1 },
+    { config: 'default', parent: 'mtty', type: 'mtty-2', wanted: 3, actual: 2 },
+  ]);
+  assert.equal(status.configs[0]!.blocked.length, 1);
+  assert.match(status.configs[0]!.blocked[0]!, /i915-GVTg_V5_1: 1 of 2 fit/);
 });
