@@ -434,31 +434,36 @@ export function ownershipEntries(env: Environment): OwnerEntry[] {
 }
 
 /**
- * Record that `owner` made a device (the agent and CLI clients call this
- * right after a create that succeeded). Crash window: the device exists
- * for a moment unrecorded, as it would for any tool that is not apply.
+ * Record that `owner` made a device (the agent calls this right after a
+ * create that succeeded). The record has one writer at a time — apply
+ * compacts it — so this waits for a running apply. Crash window: the
+ * device exists for a moment unrecorded, as for any tool but apply.
  */
-export function recordOwner(
+export async function recordOwner(
   env: Environment,
   device: { uuid: string; parent: string; type: string },
   owner: string,
-): void {
-  const r = OwnershipRecord.open(env);
-  try {
-    r.set([{ ...device, owner, state: 'owned' }]);
-  } finally {
-    r.close();
-  }
+): Promise<void> {
+  await withApplyLock(stateDirOf(env), owner, { wait: true }, async () => {
+    const r = OwnershipRecord.open(env);
+    try {
+      r.set([{ ...device, owner, state: 'owned' }]);
+    } finally {
+      r.close();
+    }
+  });
 }
 
 /** Forget a device's owner (after it was removed, or to give it up). */
-export function forgetOwner(env: Environment, uuid: string): void {
-  const r = OwnershipRecord.open(env);
-  try {
-    r.forget([uuid]);
-  } finally {
-    r.close();
-  }
+export async function forgetOwner(env: Environment, uuid: string): Promise<void> {
+  await withApplyLock(stateDirOf(env), 'forget', { wait: true }, async () => {
+    const r = OwnershipRecord.open(env);
+    try {
+      r.forget([uuid]);
+    } finally {
+      r.close();
+    }
+  });
 }
 
 /**

@@ -18,6 +18,9 @@
  * only be an intent whose device was never created, since a batch is
  * fsynced before the creates it announces.
  *
+ * One writer at a time: everything that changes the record holds the
+ * host's apply lock (./lock.ts), because compaction rewrites it whole.
+ *
  * Write-ahead: before apply creates a device it records the UUID as
  * `creating`; once the device and its definition exist, `owned`. After a
  * crash, a `creating` entry whose device exists is that owner's (so no
