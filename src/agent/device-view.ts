@@ -6,33 +6,14 @@ import {
   probeActive,
   type MdevDevice,
 } from '../host/devices.js';
-import { deviceDir, MDEV_BUS_DEVICES, typeDir } from '../host/paths.js';
+import { readAggregation, typeAggregates } from '../host/aggregation.js';
+import { MDEV_BUS_DEVICES } from '../host/paths.js';
 import type { Environment } from '../host/environment.js';
-import type { SysfsPort } from '../port/sysfs-port.js';
 import type { z } from 'zod';
 import type { Aggregation, Device } from './schemas.js';
 
 /** A device as the API returns it. */
 export type ApiDevice = z.infer<typeof Device>;
-
-/**
- * The standard aggregation namespace (seed 001): a type that aggregates has
- * the attribute `aggregation`; each of its devices `mdev/aggregation/value`
- * (what it holds, writable) and `mdev/aggregation/max` (a fixed limit).
- */
-const TYPE_AGGREGATION = 'aggregation';
-const DEVICE_AGGREGATION_VALUE = 'mdev/aggregation/value';
-const DEVICE_AGGREGATION_MAX = 'mdev/aggregation/max';
-
-/** A sysfs integer attribute, or undefined when absent, unreadable or not a number. */
-function readInt(port: SysfsPort, path: string): number | undefined {
-  try {
-    const n = Number.parseInt(port.read(path).trim(), 10);
-    return Number.isNaN(n) ? undefined : n;
-  } catch {
-    return undefined; // the device went away while we looked
-  }
-}
 
 /** A library device as the API shows it (start mode only for definitions). */
 export function toApi(d: MdevDevice): ApiDevice {
@@ -160,23 +141,17 @@ export class DeviceView {
    * types do not aggregate pay nothing per device.
    */
   #aggregation(d: ApiDevice): z.infer<typeof Aggregation> | undefined {
-    const port = this.env.port;
     const key = `${d.parent}\0${d.type}`;
     let aggregates = this.#aggregates.get(key);
     if (aggregates === undefined) {
       try {
-        aggregates = port.kind(`${typeDir(d.parent, d.type)}/${TYPE_AGGREGATION}`) === 'file';
+        aggregates = typeAggregates(this.env, d.parent, d.type);
       } catch {
         aggregates = false; // not a name sysfs could have: no such type
       }
       this.#aggregates.set(key, aggregates);
     }
-    if (!aggregates) return undefined;
-    const dir = deviceDir(d.uuid);
-    const value = readInt(port, `${dir}/${DEVICE_AGGREGATION_VALUE}`);
-    if (value === undefined) return undefined;
-    const max = readInt(port, `${dir}/${DEVICE_AGGREGATION_MAX}`);
-    return max === undefined ? { value } : { value, max };
+    return aggregates ? readAggregation(this.env, d.uuid) : undefined;
   }
 
   #rebuild(): void {

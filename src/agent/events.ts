@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ErrnoError } from '../common/errno.js';
+import type { Uevent } from '../host/autostart.js';
 import { TEMP_PREFIX } from '../host/config-store.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../host/paths.js';
 import { readActiveDevice, type ActiveDevice } from '../host/sysfs-model.js';
@@ -34,16 +35,10 @@ export interface HostEventSource {
 
 /**
  * The part of a kernel uevent the agent reads: what udev would see. The
- * emulator's uevent has this shape; the agent names it structurally so it
+ * emulator's uevents have this shape; src/host names it, so the agent
  * never imports the emulator.
  */
-export interface KernelUevent {
-  readonly action: string;
-  /** DEVPATH, below /sys: "/devices/virtual/mtty/mtty/<uuid>". */
-  readonly devpath: string;
-  readonly subsystem: string;
-  readonly env: Readonly<Record<string, string>>;
-}
+export type KernelUevent = Uevent;
 
 export type UeventSubscribe = (listener: (event: KernelUevent) => void) => () => void;
 

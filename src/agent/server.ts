@@ -19,11 +19,12 @@ import { ApiError, errnoOf, sendError } from './errors.js';
 import type { HostEventSource } from './events.js';
 import { EventHub } from './hub.js';
 import { AgentMetrics } from './metrics.js';
-import { registerApRoutes } from './routes/ap.js';
-import { registerDeviceRoutes } from './routes/devices.js';
-import { registerEventRoutes } from './routes/events.js';
-import { registerHostRoutes } from './routes/host.js';
-import { registerLibvirtRoutes } from './routes/libvirt.js';
+import { registerRoutes } from './route.js';
+import { apRoutes } from './routes/ap.js';
+import { deviceRoutes } from './routes/devices.js';
+import { eventRoutes } from './routes/events.js';
+import { hostRoutes, registerMetrics } from './routes/host.js';
+import { libvirtRoutes } from './routes/libvirt.js';
 import { registerWebRoutes } from './routes/web.js';
 import { DeviceView } from './device-view.js';
 
@@ -178,11 +179,14 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     }
   });
 
-  registerHostRoutes(app, context);
-  registerDeviceRoutes(app, context);
-  registerLibvirtRoutes(app, context);
-  registerApRoutes(app, context);
-  registerEventRoutes(app, context);
+  registerRoutes(app, [
+    ...hostRoutes(context),
+    ...deviceRoutes(context),
+    ...libvirtRoutes(context),
+    ...apRoutes(context),
+    ...eventRoutes(context),
+  ]);
+  registerMetrics(app, context);
   registerWebRoutes(app);
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

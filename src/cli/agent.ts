@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
-import { parseArgs } from 'node:util';
 import { isLoopbackHost, loadOrCreateToken } from '../agent/auth.js';
 import {
   ConfigDirWatcher,
@@ -11,34 +10,13 @@ import {
   type HostEventSource,
 } from '../agent/events.js';
 import { buildAgent } from '../agent/server.js';
-import { startParentDevices } from '../host/devices.js';
+import { Autostart, describeAutostartRun } from '../host/autostart.js';
 import { environmentAt, type Environment } from '../host/environment.js';
-import { listParentNames } from '../host/sysfs-model.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
-import { CommandError, UsageError, type CommandContext } from './context.js';
-
-export const AGENT_USAGE = `usage: mdevkit agent [--profile P | --root DIR] [--listen HOST:PORT | --socket PATH]
-                     [--state-dir DIR] [--no-auth] [--poll-interval MS]
-
-The host agent: an HTTP API (/api/v1, described at /openapi.json), an event
-stream (/api/v1/events), Prometheus metrics (/metrics) and the dashboard (/).
-
-  --profile P        run on an in-process emulated lab host built from profile P
-                     (the default, with profile '${DEFAULT_PROFILE}': no root, FUSE or hardware needed)
-  --root DIR         manage the host whose root is DIR ('/' on a real host) through
-                     its sysfs and DIR/etc/mdevctl.d, as mdevctl does
-  --listen HOST:PORT where to listen (default 127.0.0.1:8765; port 0 picks a free one)
-  --socket PATH      listen on a unix socket instead (mode 0600)
-  --state-dir DIR    the agent's state: its token and, for a lab, the lab's
-                     etc/mdevctl.d (default $XDG_STATE_HOME/mdevkit/<lab|host>,
-                     i.e. ~/.local/state/mdevkit/...)
-  --no-auth          let writes through without the token (loopback or socket only)
-  --poll-interval MS how often to look at sysfs for changes on a real host (default 1000)
-
-Writes need 'Authorization: Bearer <token>'. The token is created at the
-first start in the state dir and printed that once.
-`;
+import type { CommandIo } from '../ctl/io.js';
+import { CommandError, UsageError, command, untilStopped } from './command.js';
+import { PROFILE_OPTION } from './lab.js';
 
 /** $XDG_STATE_HOME/mdevkit/<name>, else ~/.local/state/mdevkit/<name>. */
 export function defaultStateDir(
@@ -62,10 +40,7 @@ export function parseListen(text: string): ListenAddress {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
   const port = m === null ? Number.NaN : Number(m[3]);
   if (m === null || port > 65535) {
-    throw new UsageError(
-      `--listen takes HOST:PORT (e.g. 127.0.0.1:8765), not '${text}'`,
-      AGENT_USAGE,
-    );
+    throw new UsageError(`--listen takes HOST:PORT (e.g. 127.0.0.1:8765), not '${text}'`);
   }
   const host = m[1] ?? m[2] ?? '';
   return { host: host === '' ? '0.0.0.0' : host, port };
@@ -88,56 +63,68 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-/** Resolves on SIGINT/SIGTERM (or the test's abort). */
-function untilStopped(signal?: AbortSignal): Promise<string> {
-  return new Promise((resolve) => {
-    const onSignal = (name: string) => () => {
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
-      resolve(name);
-    };
-    const onInt = onSignal('SIGINT');
-    const onTerm = onSignal('SIGTERM');
-    process.once('SIGINT', onInt);
-    process.once('SIGTERM', onTerm);
-    signal?.addEventListener('abort', onSignal('abort'), { once: true });
-  });
+export const agentCommand = command({
+  synopsis: `[--profile P | --root DIR] [--listen HOST:PORT | --socket PATH]
+                     [--state-dir DIR] [--no-auth] [--poll-interval MS]`,
+  description:
+    'The host agent: an HTTP API (/api/v1, described at /openapi.json), an event stream (/api/v1/events), Prometheus metrics (/metrics) and the dashboard (/).\n\n' +
+    "Writes need 'Authorization: Bearer <token>'. The token is created at the first start in the state dir and printed that once.",
+  options: {
+    profile: {
+      ...PROFILE_OPTION,
+      help: `run on an in-process emulated lab host built from profile P (the default, with profile '${DEFAULT_PROFILE}': no root, FUSE or hardware needed)`,
+    },
+    root: {
+      type: 'string',
+      value: 'DIR',
+      help: "manage the host whose root is DIR ('/' on a real host) through its sysfs and DIR/etc/mdevctl.d, as mdevctl does",
+    },
+    listen: {
+      type: 'string',
+      value: 'HOST:PORT',
+      help: 'where to listen (default 127.0.0.1:8765; port 0 picks a free one)',
+    },
+    socket: { type: 'string', value: 'PATH', help: 'listen on a unix socket instead (mode 0600)' },
+    'state-dir': {
+      type: 'string',
+      value: 'DIR',
+      help: "the agent's state: its token and, for a lab, the lab's etc/mdevctl.d (default $XDG_STATE_HOME/mdevkit/<lab|host>, i.e. ~/.local/state/mdevkit/...)",
+    },
+    'no-auth': {
+      type: 'boolean',
+      default: false,
+      help: 'let writes through without the token (loopback or socket only)',
+    },
+    'poll-interval': {
+      type: 'string',
+      value: 'MS',
+      help: 'how often to look at sysfs for changes on a real host (default 1000)',
+    },
+  },
+  positionals: [],
+  run: (io, { values }) => serveAgent(io, values),
+});
+
+interface AgentValues {
+  readonly profile?: string;
+  readonly root?: string;
+  readonly listen?: string;
+  readonly socket?: string;
+  readonly 'state-dir'?: string;
+  readonly 'no-auth': boolean;
+  readonly 'poll-interval'?: string;
 }
 
-export async function agentCommand(
-  ctx: CommandContext,
-  args: string[],
-  stop?: AbortSignal,
-): Promise<number> {
-  if (args.includes('--help') || args.includes('-h')) {
-    ctx.stdout.write(AGENT_USAGE);
-    return 0;
-  }
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      profile: { type: 'string' },
-      root: { type: 'string' },
-      listen: { type: 'string' },
-      socket: { type: 'string' },
-      'state-dir': { type: 'string' },
-      'no-auth': { type: 'boolean', default: false },
-      'poll-interval': { type: 'string' },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (positionals.length > 0)
-    throw new UsageError(`unexpected argument '${positionals[0]}'`, AGENT_USAGE);
+async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
   if (values.profile !== undefined && values.root !== undefined) {
-    throw new UsageError('--profile (a lab) and --root (a host) exclude each other', AGENT_USAGE);
+    throw new UsageError('--profile (a lab) and --root (a host) exclude each other');
   }
   if (values.listen !== undefined && values.socket !== undefined) {
-    throw new UsageError('--listen and --socket exclude each other', AGENT_USAGE);
+    throw new UsageError('--listen and --socket exclude each other');
   }
   const pollMs = values['poll-interval'] === undefined ? 1000 : Number(values['poll-interval']);
   if (!Number.isInteger(pollMs) || pollMs < 50) {
-    throw new UsageError('--poll-interval takes milliseconds, at least 50', AGENT_USAGE);
+    throw new UsageError('--poll-interval takes milliseconds, at least 50');
   }
   const listen =
     values.socket === undefined ? parseListen(values.listen ?? '127.0.0.1:8765') : undefined;
@@ -145,14 +132,13 @@ export async function agentCommand(
   if (!loopback && values['no-auth']) {
     throw new UsageError(
       `refusing to listen on ${listen!.host} without a token: --no-auth is for loopback and unix sockets only`,
-      AGENT_USAGE,
     );
   }
 
   const isLab = values.root === undefined;
   const stateDir = nodePath.resolve(
-    ctx.cwd,
-    values['state-dir'] ?? defaultStateDir(ctx.env, isLab ? 'lab' : 'host'),
+    io.cwd,
+    values['state-dir'] ?? defaultStateDir(io.env, isLab ? 'lab' : 'host'),
   );
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 
@@ -168,18 +154,18 @@ export async function agentCommand(
       new ConfigDirWatcher(env.configDir),
     );
     hostLabel = `lab '${lab.profile.name}' (in-process emulated host)`;
-    // The lab has just booted: udev would now start each parent's auto devices.
-    for (const parent of listParentNames(env.port)) {
-      for (const outcome of startParentDevices(env, parent)) {
-        if (outcome.error !== undefined) {
-          ctx.stderr.write(
-            `mdevkit agent: could not autostart ${parent}/${outcome.device.uuid}: ${(outcome.error as Error).message}\n`,
-          );
-        }
-      }
-    }
+    // mdevctl's udev rule, as on a host: the lab has just booted, so each
+    // parent's start=auto devices start now, and again when it re-registers.
+    const autostart = new Autostart(env, {
+      onRun: (run) => {
+        for (const line of describeAutostartRun(run)) io.stderr.write(`mdevkit agent: ${line}\n`);
+      },
+    });
+    lab.kernel.onUevent(autostart.uevent);
+    autostart.coldplug();
+    await autostart.flush();
   } else {
-    env = environmentAt(nodePath.resolve(ctx.cwd, values.root!));
+    env = environmentAt(nodePath.resolve(io.cwd, values.root!));
     if (!fs.existsSync(env.configDir)) fs.mkdirSync(env.configDir, { recursive: true });
     events = mergeSources(new SysfsPoller(env.port, pollMs), new ConfigDirWatcher(env.configDir));
     hostLabel = env.root;
@@ -195,13 +181,13 @@ export async function agentCommand(
     loopbackOnly: listen !== undefined && loopback,
     mode: isLab ? 'lab' : 'host',
     hostLabel,
-    logger: ctx.env['MDEVKIT_AGENT_LOG'] === '1',
+    logger: io.env['MDEVKIT_AGENT_LOG'] === '1',
   });
 
   let url: string;
   try {
     if (values.socket !== undefined) {
-      const path = nodePath.resolve(ctx.cwd, values.socket);
+      const path = nodePath.resolve(io.cwd, values.socket);
       fs.rmSync(path, { force: true }); // a stale socket of an agent that died
       await agent.app.listen({ path });
       fs.chmodSync(path, 0o600);
@@ -243,12 +229,12 @@ export async function agentCommand(
     banner.push(`token: in ${token.path}`);
   }
   banner.push(`listening on ${url}`);
-  ctx.stdout.write(banner.join('\n') + '\n');
+  io.stdout.write(banner.join('\n') + '\n');
 
-  const why = await untilStopped(stop);
-  if (why !== 'abort') ctx.stderr.write(`mdevkit agent: ${why}, stopping\n`);
+  const why = await untilStopped();
+  io.stderr.write(`mdevkit agent: ${why}, stopping\n`);
   await agent.close();
   if (values.socket !== undefined)
-    fs.rmSync(nodePath.resolve(ctx.cwd, values.socket), { force: true });
+    fs.rmSync(nodePath.resolve(io.cwd, values.socket), { force: true });
   return 0;
 }

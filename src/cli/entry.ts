@@ -1,5 +1,5 @@
-import { main, processContext } from './main.js';
+import { processIo } from '../ctl/io.js';
+import { main } from './main.js';
 
 // The bundled entry point (dist/mdevkit.mjs). Exit codes: 0, 1 runtime, 2 usage.
-const code = await main(process.argv.slice(2), processContext());
-process.exitCode = code;
+process.exitCode = await main(process.argv.slice(2), processIo());

@@ -1,9 +1,8 @@
 import * as nodePath from 'node:path';
-import { parseArgs } from 'node:util';
 import { ErrnoError, strerror } from '../common/errno.js';
-import { isUuid } from '../common/uuid.js';
 import { ControlUnavailableError, controlCall } from '../sim/control.js';
-import { CommandError, UsageError, type CommandContext } from './context.js';
+import type { CommandIo } from '../ctl/io.js';
+import { CommandError, UsageError, command, uuidArgument, type OptionSpecs } from './command.js';
 
 /**
  * `mdevkit lab open|close UUID`: play the VM for a running lab — open a
@@ -12,67 +11,66 @@ import { CommandError, UsageError, type CommandContext } from './context.js';
  * Management commands never open devices; this is the emulator's side.
  */
 
-export const OPEN_USAGE = `usage: mdevkit lab open UUID [--lab DIR]
-       mdevkit lab close UUID [--lab DIR]
-
-Open a mediated device of a running lab as a VM's VFIO use would, or release
-it again. While a device is open, removing it and changing its aggregation
-or nvidia/vgpu_params fail with EBUSY. Opens nest: a device opened twice is
-released by two closes.
-  --lab DIR    the lab's directory (as given to 'lab serve --mount DIR');
-               default: $MDEVKIT_LAB, which 'lab shell' sets
-  --mount DIR  the same as --lab
-`;
-
 /** The control socket of the lab at DIR. */
 export function labSocketPath(dir: string): string {
   return nodePath.join(dir, 'lab.sock');
 }
 
-async function openOrClose(op: 'open' | 'close', ctx: CommandContext, args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      lab: { type: 'string' },
-      mount: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(OPEN_USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) throw new UsageError(`lab ${op} takes one UUID`, OPEN_USAGE);
-  const uuid = positionals[0]!;
-  if (!isUuid(uuid)) throw new UsageError(`'${uuid}' is not a UUID`, OPEN_USAGE);
-  const dir = values.lab ?? values.mount ?? ctx.env['MDEVKIT_LAB'];
+/** `--lab DIR` (alias `--mount DIR`): which served lab; default $MDEVKIT_LAB. */
+export const LAB_DIR_OPTIONS = {
+  lab: {
+    type: 'string',
+    value: 'DIR',
+    help: "the lab's directory (as given to 'lab serve --mount DIR'); default: $MDEVKIT_LAB, which 'lab shell' sets",
+  },
+  mount: { type: 'string', value: 'DIR', help: 'the same as --lab' },
+} as const satisfies OptionSpecs;
+
+/** The served lab's directory from --lab/--mount or $MDEVKIT_LAB. */
+export function labDir(
+  io: CommandIo,
+  values: { readonly lab?: string; readonly mount?: string },
+  option = '--lab',
+): string {
+  const dir = values.lab ?? values.mount ?? io.env['MDEVKIT_LAB'];
   if (dir === undefined || dir === '') {
-    throw new UsageError('which lab? give --lab DIR or set MDEVKIT_LAB', OPEN_USAGE);
+    throw new UsageError(`which lab? give ${option} DIR or set MDEVKIT_LAB`);
   }
-  const socketPath = labSocketPath(nodePath.resolve(ctx.cwd, dir));
-  try {
-    await controlCall(socketPath, { op, uuid });
-  } catch (err) {
-    if (err instanceof ControlUnavailableError) {
-      throw new CommandError(
-        `no lab is running at ${dir} (nothing answers on ${socketPath}); start one with 'mdevkit lab serve --mount ${dir}'`,
-      );
-    }
-    if (err instanceof ErrnoError) {
-      const why = err.detail ?? (err.message.startsWith(`${err.code}:`) ? '' : err.message);
-      throw new CommandError(
-        `cannot ${op} ${uuid}: ${strerror(err.code)}${why === '' ? '' : ` (${why})`}`,
-      );
-    }
-    throw err;
-  }
-  return 0;
+  return dir;
 }
 
-export const labOpen = (ctx: CommandContext, args: string[]): Promise<number> =>
-  openOrClose('open', ctx, args);
+/** Nobody answers on the lab's socket: say how to start one. */
+export function noLabRunning(dir: string, socketPath: string): CommandError {
+  return new CommandError(
+    `no lab is running at ${dir} (nothing answers on ${socketPath}); start one with 'mdevkit lab serve --mount ${dir}'`,
+  );
+}
 
-export const labClose = (ctx: CommandContext, args: string[]): Promise<number> =>
-  openOrClose('close', ctx, args);
+function openOrClose(op: 'open' | 'close') {
+  return command({
+    synopsis: 'UUID [--lab DIR]',
+    description: `${op === 'open' ? "Open a mediated device of a running lab as a VM's VFIO use would." : 'Release a mediated device of a running lab that a VM holds open.'} While a device is open, removing it and changing its aggregation or nvidia/vgpu_params fail with EBUSY. Opens nest: a device opened twice is released by two closes.`,
+    options: LAB_DIR_OPTIONS,
+    positionals: [{ name: 'UUID' }],
+    async run(io, { values, positionals }) {
+      const uuid = uuidArgument(positionals[0]!);
+      const dir = labDir(io, values);
+      const socketPath = labSocketPath(nodePath.resolve(io.cwd, dir));
+      try {
+        await controlCall(socketPath, { op, uuid });
+      } catch (err) {
+        if (err instanceof ControlUnavailableError) throw noLabRunning(dir, socketPath);
+        if (err instanceof ErrnoError) {
+          const why = err.detail ?? (err.message.startsWith(`${err.code}:`) ? '' : err.message);
+          throw new CommandError(
+            `cannot ${op} ${uuid}: ${strerror(err.code)}${why === '' ? '' : ` (${why})`}`,
+          );
+        }
+        throw err;
+      }
+    },
+  });
+}
+
+export const labOpen = openOrClose('open');
+export const labClose = openOrClose('close');

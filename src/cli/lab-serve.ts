@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Uevent } from '../sim/core/kernel.js';
 import {
   detachMount,
@@ -10,10 +9,15 @@ import {
   mountpointState,
   type SysfsMount,
 } from '../sim/fuse/sysfs-fuse.js';
-import { environmentAt, type Environment } from '../host/environment.js';
+import { Autostart, describeAutostartRun } from '../host/autostart.js';
+import { environmentAt } from '../host/environment.js';
+import { ControlUnavailableError, controlCall, startControlServer } from '../sim/control.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
-import { CommandError, UsageError, type CommandContext, type Writable } from './context.js';
+import type { Writable } from '../ctl/io.js';
+import { CommandError, UsageError, command, untilStopped } from './command.js';
+import { LAB_DIR_OPTIONS, labDir, labSocketPath, noLabRunning } from './lab-control.js';
+import { PROFILE_OPTION } from './lab.js';
 
 /**
  * The live lab: `mdevkit lab serve` (the emulated host's sysfs as a FUSE
@@ -31,30 +35,6 @@ import { CommandError, UsageError, type CommandContext, type Writable } from './
  * itself — autostart above all — goes through the lab's in-process port;
  * the config dir is an ordinary directory, so node:fs is fine there.
  */
-
-export const SERVE_USAGE = `usage: mdevkit lab serve [--profile P] --mount DIR [--monitor] [--cache SECONDS]
-
-Serve the emulated host's sysfs at DIR/sys over FUSE, with the config dir
-at DIR/etc/mdevctl.d. Prints "ready DIR" once the mount is usable; SIGINT
-or SIGTERM unmounts and exits 0. A stale mount left by a crash is cleared.
-  --monitor          print uevents as they happen, as 'udevadm monitor --kernel'
-                     (read them: a full stdout pipe pauses the lab)
-  --cache SECONDS    how long the kernel may cache entries and attributes (default 1)
-`;
-
-export const SHELL_USAGE = `usage: mdevkit lab shell [--profile P] [--mount DIR] [-- CMD ARGS...]
-
-Run CMD (default: your shell) in a private mount namespace where /sys and
-/etc/mdevctl.d are the lab's, so mdevctl, mdevkit and scripts see the lab as
-the host. With --mount DIR of a lab already served, joins it; otherwise
-serves one for the duration of CMD. Needs root. MDEVKIT_LAB=DIR is set.
-`;
-
-export const REBOOT_USAGE = `usage: mdevkit lab reboot [--mount DIR]
-
-Power-cycle a served lab (DIR, or $MDEVKIT_LAB): active devices vanish,
-parents register again and definitions with start=auto come back.
-`;
 
 // ---- the served lab ---------------------------------------------------------
 
@@ -75,7 +55,7 @@ export class LiveLab {
   readonly socketPath: string;
   #mount: SysfsMount | undefined;
   #stopUevents: (() => void) | undefined;
-  readonly autostart: AutostartQueue;
+  readonly autostart: Autostart;
 
   private constructor(
     readonly lab: Lab,
@@ -85,7 +65,14 @@ export class LiveLab {
     this.sysDir = nodePath.join(dir, 'sys');
     this.configDir = nodePath.join(dir, 'etc', 'mdevctl.d');
     this.socketPath = nodePath.join(dir, 'lab.sock');
-    this.autostart = new AutostartQueue(this.configDir, lab, options.log);
+    // Autostart runs on the lab's in-process port, never through this
+    // process's own FUSE mount (which would wait for itself); the config
+    // dir DIR/etc/mdevctl.d is a plain directory.
+    this.autostart = new Autostart(environmentAt(dir, lab.port), {
+      onRun: (run) => {
+        for (const line of describeAutostartRun(run)) options.log.write(`mdevkit lab: ${line}\n`);
+      },
+    });
   }
 
   static async start(options: LiveLabOptions): Promise<LiveLab> {
@@ -93,10 +80,12 @@ export class LiveLab {
     const lab = Lab.fromProfile(options.profile);
     const live = new LiveLab(lab, dir, options);
     await live.#prepareDir();
-    live.#stopUevents = lab.kernel.onUevent((e) => live.#onUevent(e));
-    // The host boots: its parents registered before anyone listened, as at
-    // boot before udev runs; coldplug them like `udevadm trigger` would.
-    for (const parent of lab.parentNames) live.autostart.parentRegistered(parent);
+    live.#stopUevents = lab.kernel.onUevent((e) => {
+      options.monitor?.write(formatUevent(e));
+      live.autostart.uevent(e);
+    });
+    // The host boots: its parents registered before anyone listened.
+    live.autostart.coldplug();
     await live.autostart.flush();
     live.#mount = await mountSysfs(lab.kernel.tree, live.sysDir, {
       ...(options.cacheSeconds !== undefined ? { cacheSeconds: options.cacheSeconds } : {}),
@@ -129,27 +118,12 @@ export class LiveLab {
     }
   }
 
-  #onUevent(e: Uevent): void {
-    this.options.monitor?.write(formatUevent(e));
-    // mdevctl's udev rule: a parent that registers (change, MDEV_STATE=
-    // registered) or, on older kernels, a device that is added, gets
-    // `mdevctl start-parent-mdevs <kernel name>` when /etc/mdevctl.d/<name>
-    // exists. The queue checks for the directory and coalesces the burst.
-    if (e.action === 'change' && e.env['MDEV_STATE'] === 'registered') {
-      this.autostart.parentRegistered(basename(e.devpath));
-    } else if (e.action === 'add' && e.subsystem !== 'mdev') {
-      this.autostart.parentRegistered(basename(e.devpath));
-    }
-  }
-
   async stop(): Promise<void> {
     this.#stopUevents?.();
     await this.autostart.flush();
     await this.#mount?.unmount();
   }
 }
-
-const basename = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 
 let monitorStart: bigint | undefined;
 
@@ -164,141 +138,7 @@ export function formatUevent(e: Uevent): string {
   return `KERNEL[${stamp}] ${e.action.padEnd(8)} ${e.devpath} (${e.subsystem})${env}\n`;
 }
 
-// ---- autostart ----------------------------------------------------------------
-
-/**
- * Runs "start the start=auto definitions of a parent" for parents that
- * (re)registered, as mdevctl's udev rule does — coalesced: a burst of
- * uevents (a reboot registers every parent, and the rule fires on both the
- * parent's add and its change) becomes one run per parent after the burst,
- * never one per event, and a device that is active already is not
- * created again (mdevctl#53: repeated, failing start attempts at boot).
- */
-export class AutostartQueue {
-  readonly #pending = new Set<string>();
-  #scheduled: Promise<void> | undefined;
-  /** Parents started so far, with how many devices each run started (for tests and logs). */
-  readonly runs: { parent: string; started: number; failed: number }[] = [];
-
-  constructor(
-    readonly configDir: string,
-    readonly lab: Lab,
-    readonly log: Writable,
-  ) {}
-
-  parentRegistered(parent: string): void {
-    this.#pending.add(parent);
-    // After the current synchronous burst, once.
-    this.#scheduled ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
-      this.#drain(),
-    );
-  }
-
-  /** Wait until queued parents have been handled. */
-  async flush(): Promise<void> {
-    while (this.#scheduled !== undefined) await this.#scheduled;
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#pending.size > 0) {
-        const parents = [...this.#pending];
-        this.#pending.clear();
-        for (const parent of parents) await this.#startParent(parent);
-      }
-    } finally {
-      this.#scheduled = undefined;
-    }
-  }
-
-  async #startParent(parent: string): Promise<void> {
-    // TEST=="/etc/mdevctl.d/$kernel" in the udev rule.
-    if (!fs.existsSync(nodePath.join(this.configDir, parent))) return;
-    const result = await startParentMdevs(this.configDir, this.lab, parent);
-    this.runs.push({ parent, started: result.started, failed: result.failed });
-    for (const line of result.messages) this.log.write(`mdevkit lab: autostart: ${line}\n`);
-    this.log.write(
-      `mdevkit lab: autostart ${parent}: ${result.started} started, ${result.failed} failed\n`,
-    );
-  }
-}
-
-interface AutostartResult {
-  started: number;
-  failed: number;
-  messages: string[];
-}
-
-/**
- * `mdevctl start-parent-mdevs <parent>`: start every start=auto definition
- * of `parent`, through the management library (src/host/devices.ts) on the
- * lab's in-process port — never through this process's own FUSE mount,
- * which would wait for itself. The config dir is DIR/etc/mdevctl.d, a plain
- * directory. A device that is active already counts as such, not as a
- * failure (mdevctl#53).
- */
-async function startParentMdevs(
-  configDir: string,
-  lab: Lab,
-  parent: string,
-): Promise<AutostartResult> {
-  const { startParentDevices, describeError, MdevError } = await import('../host/devices.js');
-  const root = nodePath.dirname(nodePath.dirname(configDir));
-  const warnings: string[] = [];
-  const outcomes = startParentDevices(withScriptDirsFixed(environmentAt(root, lab.port)), parent, {
-    warn: (m) => warnings.push(m),
-  });
-  const result: AutostartResult = { started: 0, failed: 0, messages: warnings };
-  for (const o of outcomes) {
-    if (o.error === undefined) {
-      result.started++;
-    } else if (o.error instanceof MdevError && o.error.code === 'ALREADY_ACTIVE') {
-      continue;
-    } else {
-      result.failed++;
-      result.messages.push(`${parent}/${o.device.uuid}: ${describeError(o.error)}`);
-    }
-  }
-  return result;
-}
-
-/**
- * The environment with its callout and notifier directories narrowed, once
- * per autostart run, to those that hold at least one entry. The library
- * looks for scripts before and after every device; on a lab with none
- * (the usual case) that was most of the time of starting 1000 devices,
- * mostly spent failing to open directories that do not exist. Scripts
- * added while a run is under way take part from the next run on.
- */
-function withScriptDirsFixed(env: Environment): Environment {
-  const populated = (dirs: readonly string[]): string[] =>
-    dirs.filter((d) => {
-      try {
-        return fs.readdirSync(d).length > 0;
-      } catch {
-        return false;
-      }
-    });
-  return {
-    ...env,
-    calloutDirs: populated(env.calloutDirs),
-    notifierDirs: populated(env.notifierDirs),
-  };
-}
-
 // ---- commands -------------------------------------------------------------------
-
-function waitForSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(sig);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
-}
 
 function parseCache(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -315,46 +155,50 @@ function requireFuse(): void {
   }
 }
 
-export async function serveCommand(ctx: CommandContext, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      profile: { type: 'string' },
-      mount: { type: 'string' },
-      monitor: { type: 'boolean' },
-      cache: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
+export const serveCommand = command({
+  synopsis: '[--profile P] --mount DIR [--monitor] [--cache SECONDS]',
+  description: `Serve the emulated host's sysfs at DIR/sys over FUSE, with the config dir at DIR/etc/mdevctl.d, and run autostart as mdevctl's udev rule does. Prints "ready DIR" once the mount is usable; SIGINT or SIGTERM unmounts and exits 0. A stale mount left by a crash is cleared.`,
+  options: {
+    profile: PROFILE_OPTION,
+    mount: {
+      type: 'string',
+      value: 'DIR',
+      help: 'where to serve the lab (DIR/sys, DIR/etc/mdevctl.d, DIR/lab.sock)',
     },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(SERVE_USAGE);
-    return 0;
-  }
-  if (positionals.length > 0) throw new UsageError('lab serve takes no arguments', SERVE_USAGE);
-  if (values.mount === undefined) throw new UsageError('lab serve needs --mount DIR', SERVE_USAGE);
-  requireFuse();
-  const dir = nodePath.resolve(ctx.cwd, values.mount);
-  const cacheSeconds = parseCache(values.cache);
-  const signal = waitForSignal(); // listen from the start: a signal while mounting still unmounts
-  const live = await LiveLab.start({
-    profile: values.profile ?? DEFAULT_PROFILE,
-    dir,
-    log: ctx.stderr,
-    ...(values.monitor ? { monitor: ctx.stdout } : {}),
-    ...(cacheSeconds !== undefined ? { cacheSeconds } : {}),
-  });
-  try {
-    const control = await startControl(live);
-    ctx.stdout.write(`ready ${dir}\n`);
-    await signal;
-    await control.close();
-  } finally {
-    await live.stop();
-  }
-  return 0;
-}
+    monitor: {
+      type: 'boolean',
+      help: "print uevents as they happen, as 'udevadm monitor --kernel' (read them: a full stdout pipe pauses the lab)",
+    },
+    cache: {
+      type: 'string',
+      value: 'SECONDS',
+      help: 'how long the kernel may cache entries and attributes (default 1)',
+    },
+  },
+  positionals: [],
+  async run(io, { values }) {
+    if (values.mount === undefined) throw new UsageError('lab serve needs --mount DIR');
+    requireFuse();
+    const dir = nodePath.resolve(io.cwd, values.mount);
+    const cacheSeconds = parseCache(values.cache);
+    const stopped = untilStopped(); // listen from the start: a signal while mounting still unmounts
+    const live = await LiveLab.start({
+      profile: values.profile ?? DEFAULT_PROFILE,
+      dir,
+      log: io.stderr,
+      ...(values.monitor === true ? { monitor: io.stdout } : {}),
+      ...(cacheSeconds !== undefined ? { cacheSeconds } : {}),
+    });
+    try {
+      const control = await startControl(live);
+      io.stdout.write(`ready ${dir}\n`);
+      await stopped;
+      await control.close();
+    } finally {
+      await live.stop();
+    }
+  },
+});
 
 /**
  * The emulator's control socket at DIR/lab.sock (open/close/status/reboot,
@@ -362,77 +206,67 @@ export async function serveCommand(ctx: CommandContext, args: string[]): Promise
  * parents' re-registration set off has run, so `lab reboot` returning
  * means the start=auto devices are back.
  */
-async function startControl(live: LiveLab): Promise<{ close(): Promise<void> }> {
-  const { startControlServer } = await import('../sim/control.js');
+function startControl(live: LiveLab): Promise<{ close(): Promise<void> }> {
   return startControlServer(live.lab, live.socketPath, {
     afterReboot: () => live.autostart.flush(),
   });
 }
 
-export async function shellCommand(ctx: CommandContext, args: string[]): Promise<number> {
-  const dash = args.indexOf('--');
-  const own = dash < 0 ? args : args.slice(0, dash);
-  const command = dash < 0 ? [] : args.slice(dash + 1);
-  const { values, positionals } = parseArgs({
-    args: own,
-    options: {
-      profile: { type: 'string' },
-      mount: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(SHELL_USAGE);
-    return 0;
-  }
-  if (positionals.length > 0) {
-    throw new UsageError('put the command after "--": lab shell -- CMD ARGS...', SHELL_USAGE);
-  }
-  if (process.getuid?.() !== 0) {
-    throw new CommandError(
-      'lab shell needs root (it makes a private mount namespace); without root, ' +
-        'serve the lab with `mdevkit lab serve --mount DIR` and point tools at DIR',
-    );
-  }
-  requireFuse();
-
-  let dir: string;
-  let live: LiveLab | undefined;
-  let tempDir: string | undefined;
-  if (values.mount !== undefined) {
-    dir = nodePath.resolve(ctx.cwd, values.mount);
-    const state = await mountpointState(nodePath.join(dir, 'sys'));
-    if (state === 'live' && values.profile !== undefined) {
-      throw new UsageError(`${dir} is served already; --profile applies only to a new lab`);
+export const shellCommand = command({
+  synopsis: '[--profile P] [--mount DIR] [-- CMD ARGS...]',
+  description: `Run CMD (default: your shell) in a private mount namespace where /sys and /etc/mdevctl.d are the lab's, so mdevctl, mdevkit and scripts see the lab as the host. With --mount DIR of a lab already served, joins it; otherwise serves one for the duration of CMD. Needs root. MDEVKIT_LAB=DIR is set.`,
+  options: {
+    profile: PROFILE_OPTION,
+    mount: { type: 'string', value: 'DIR', help: 'a lab served there (joined) or to serve there' },
+  },
+  positionals: [],
+  positionalsHint: 'put the command after "--": lab shell -- CMD ARGS...',
+  passThrough: true,
+  async run(io, { values, rest }) {
+    if (process.getuid?.() !== 0) {
+      throw new CommandError(
+        'lab shell needs root (it makes a private mount namespace); without root, ' +
+          'serve the lab with `mdevkit lab serve --mount DIR` and point tools at DIR',
+      );
     }
-    if (state !== 'live') {
+    requireFuse();
+
+    let dir: string;
+    let live: LiveLab | undefined;
+    let tempDir: string | undefined;
+    if (values.mount !== undefined) {
+      dir = nodePath.resolve(io.cwd, values.mount);
+      const state = await mountpointState(nodePath.join(dir, 'sys'));
+      if (state === 'live' && values.profile !== undefined) {
+        throw new UsageError(`${dir} is served already; --profile applies only to a new lab`);
+      }
+      if (state !== 'live') {
+        live = await LiveLab.start({
+          profile: values.profile ?? DEFAULT_PROFILE,
+          dir,
+          log: io.stderr,
+        });
+      }
+    } else {
+      tempDir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'mdevkit-lab-'));
+      dir = tempDir;
       live = await LiveLab.start({
         profile: values.profile ?? DEFAULT_PROFILE,
         dir,
-        log: ctx.stderr,
+        log: io.stderr,
       });
     }
-  } else {
-    tempDir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'mdevkit-lab-'));
-    dir = tempDir;
-    live = await LiveLab.start({
-      profile: values.profile ?? DEFAULT_PROFILE,
-      dir,
-      log: ctx.stderr,
-    });
-  }
-  const control = live === undefined ? undefined : await startControl(live);
-  try {
-    const argv = command.length > 0 ? command : [ctx.env['SHELL'] || '/bin/sh'];
-    return await runInLabNamespace(dir, argv, ctx.env);
-  } finally {
-    await control?.close();
-    await live?.stop();
-    if (tempDir !== undefined) fs.rmSync(tempDir, { recursive: true, force: true });
-  }
-}
+    const control = live === undefined ? undefined : await startControl(live);
+    try {
+      const argv = rest.length > 0 ? [...rest] : [io.env['SHELL'] || '/bin/sh'];
+      return await runInLabNamespace(dir, argv, io.env);
+    } finally {
+      await control?.close();
+      await live?.stop();
+      if (tempDir !== undefined) fs.rmSync(tempDir, { recursive: true, force: true });
+    }
+  },
+});
 
 /**
  * Run argv with DIR/sys on /sys and DIR/etc/mdevctl.d on /etc/mdevctl.d, in a
@@ -474,36 +308,23 @@ function runInLabNamespace(
   });
 }
 
-export async function rebootCommand(ctx: CommandContext, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { mount: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(REBOOT_USAGE);
-    return 0;
-  }
-  if (positionals.length > 0) throw new UsageError('lab reboot takes no arguments', REBOOT_USAGE);
-  const dir = values.mount ?? ctx.env['MDEVKIT_LAB'];
-  if (dir === undefined || dir === '') {
-    throw new UsageError('which lab? give --mount DIR or set MDEVKIT_LAB', REBOOT_USAGE);
-  }
-  const socketPath = nodePath.join(nodePath.resolve(ctx.cwd, dir), 'lab.sock');
-  const { controlCall, ControlUnavailableError } = await import('../sim/control.js');
-  try {
-    // Starting a thousand start=auto devices takes a while: be patient.
-    const res = await controlCall(socketPath, { op: 'reboot' }, 120_000);
-    const parents = Array.isArray(res['parents']) ? res['parents'].length : 0;
-    ctx.stdout.write(`rebooted ${dir}: ${parents} parents registered\n`);
-  } catch (err) {
-    if (err instanceof ControlUnavailableError) {
-      throw new CommandError(
-        `no lab is running at ${dir} (nothing answers on ${socketPath}); start one with 'mdevkit lab serve --mount ${dir}'`,
-      );
+export const rebootCommand = command({
+  synopsis: '[--mount DIR]',
+  description:
+    'Power-cycle a served lab (DIR, or $MDEVKIT_LAB): active devices vanish, parents register again and definitions with start=auto come back.',
+  options: LAB_DIR_OPTIONS,
+  positionals: [],
+  async run(io, { values }) {
+    const dir = labDir(io, values, '--mount');
+    const socketPath = labSocketPath(nodePath.resolve(io.cwd, dir));
+    try {
+      // Starting a thousand start=auto devices takes a while: be patient.
+      const res = await controlCall(socketPath, { op: 'reboot' }, 120_000);
+      const parents = Array.isArray(res['parents']) ? res['parents'].length : 0;
+      io.stdout.write(`rebooted ${dir}: ${parents} parents registered\n`);
+    } catch (err) {
+      if (err instanceof ControlUnavailableError) throw noLabRunning(dir, socketPath);
+      throw err;
     }
-    throw err;
-  }
-  return 0;
-}
+  },
+});

@@ -1,83 +1,76 @@
-import { parseArgs } from 'node:util';
 import { renderHostSummary } from '../ctl/summary.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
 import { writeSnapshot } from '../sim/sysfs/snapshot.js';
-import { UsageError, type CommandContext } from './context.js';
+import { command, group, type OptionSpec } from './command.js';
 
-export const LAB_USAGE = `usage: mdevkit lab <command> [options]
+/** `--profile P`: which emulated host (lab, agent). */
+export const PROFILE_OPTION = {
+  type: 'string',
+  value: 'P',
+  help: `the emulated host: a built-in profile (lab, samples) or the path of a JSON profile; default '${DEFAULT_PROFILE}'`,
+} as const satisfies OptionSpec;
 
-Commands of the emulated host (the lab):
-  summary  [--profile P]        parents, types and capacity of the lab host
-  snapshot [--profile P] DIR    write the lab as a static tree: DIR/sys and DIR/etc/mdevctl.d
-  serve [--profile P] --mount DIR   serve the lab live: DIR/sys over FUSE, DIR/etc/mdevctl.d
-  shell [--profile P] [--mount DIR] [-- CMD...]   run CMD where /sys is the lab's (root)
-  reboot [--mount DIR]          power-cycle a served lab (start=auto devices come back)
-  open UUID [--lab DIR]         open a device of a served lab as a VM would (VFIO open)
-  close UUID [--lab DIR]        release it again
-
-Profiles: a built-in name (lab, samples) or a path to a JSON profile.
-`;
-
-type LabSubcommand = (ctx: CommandContext, args: string[]) => Promise<number> | number;
-
-const SUBCOMMANDS: Record<string, LabSubcommand> = {
-  summary(ctx, args) {
-    const { values } = parseArgs({ args, options: { profile: { type: 'string' } }, strict: true });
+const summaryCommand = command({
+  synopsis: '[--profile P]',
+  description: 'Parents, types and free capacity of the emulated host, read through its sysfs.',
+  options: { profile: PROFILE_OPTION },
+  positionals: [],
+  run(io, { values }) {
     const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
-    ctx.stdout.write(
+    io.stdout.write(
       renderHostSummary(lab.port, `Emulated host '${lab.profile.name}' (${lab.profile.source})`),
     );
-    return 0;
   },
-  snapshot(ctx, args) {
-    const { values, positionals } = parseArgs({
-      args,
-      options: { profile: { type: 'string' } },
-      allowPositionals: true,
-      strict: true,
-    });
-    if (positionals.length !== 1) throw new UsageError('lab snapshot takes one DIR', LAB_USAGE);
+});
+
+const snapshotCommand = command({
+  synopsis: '[--profile P] DIR',
+  description:
+    "Write the emulated host as a static tree: DIR/sys (with sysfs's modes) and an empty DIR/etc/mdevctl.d, which Debian's mdevctl reads in a mount namespace. Refuses to overwrite an existing DIR/sys.",
+  options: { profile: PROFILE_OPTION },
+  positionals: [{ name: 'DIR' }],
+  run(io, { values, positionals }) {
     const dir = positionals[0]!;
     const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
     const stats = writeSnapshot(lab.kernel.tree, dir);
-    ctx.stdout.write(
+    io.stdout.write(
       `wrote ${dir}/sys (${stats.dirs} directories, ${stats.files} files, ${stats.links} links) and ${dir}/etc/mdevctl.d\n`,
     );
-    return 0;
   },
-};
+});
 
-/** Register more lab subcommands (serve, shell, reboot, open, close ...). */
-export function addLabSubcommand(name: string, run: LabSubcommand): void {
-  SUBCOMMANDS[name] = run;
-}
+// The live lab (FUSE) and the VM's side load on use, so `lab summary` never pays for them.
+const serve = () => import('./lab-serve.js');
+const control = () => import('./lab-control.js');
 
-export async function labCommand(ctx: CommandContext, args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  if (sub === undefined || sub === '--help' || sub === '-h') {
-    ctx.stdout.write(LAB_USAGE);
-    return sub === undefined ? 2 : 0;
-  }
-  const run = SUBCOMMANDS[sub];
-  if (run === undefined) throw new UsageError(`unknown lab command '${sub}'`, LAB_USAGE);
-  return run(ctx, rest);
-}
-
-// The live lab (FUSE): loaded on use, so `lab summary` never pays for it.
-addLabSubcommand('serve', async (ctx, args) =>
-  (await import('./lab-serve.js')).serveCommand(ctx, args),
-);
-addLabSubcommand('shell', async (ctx, args) =>
-  (await import('./lab-serve.js')).shellCommand(ctx, args),
-);
-addLabSubcommand('reboot', async (ctx, args) =>
-  (await import('./lab-serve.js')).rebootCommand(ctx, args),
-);
-// Playing the VM: open/release devices through the served lab's control socket.
-addLabSubcommand('open', async (ctx, args) =>
-  (await import('./lab-control.js')).labOpen(ctx, args),
-);
-addLabSubcommand('close', async (ctx, args) =>
-  (await import('./lab-control.js')).labClose(ctx, args),
-);
+export const LAB = group({
+  description: 'The emulated host (the lab).',
+  commands: {
+    summary: { summary: 'parents, types and capacity of the lab host', load: () => summaryCommand },
+    snapshot: {
+      summary: 'write the lab as a static tree: DIR/sys and DIR/etc/mdevctl.d',
+      load: () => snapshotCommand,
+    },
+    serve: {
+      summary: 'serve the lab live at --mount DIR: DIR/sys over FUSE, DIR/etc/mdevctl.d',
+      load: async () => (await serve()).serveCommand,
+    },
+    shell: {
+      summary: "run a command where /sys and /etc/mdevctl.d are the lab's (root)",
+      load: async () => (await serve()).shellCommand,
+    },
+    reboot: {
+      summary: 'power-cycle a served lab (start=auto devices come back)',
+      load: async () => (await serve()).rebootCommand,
+    },
+    open: {
+      summary: 'open a device of a served lab as a VM would (VFIO open)',
+      load: async () => (await control()).labOpen,
+    },
+    close: {
+      summary: 'release a device a VM holds open',
+      load: async () => (await control()).labClose,
+    },
+  },
+});

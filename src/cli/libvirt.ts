@@ -1,9 +1,8 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { parseArgs } from 'node:util';
+import type { CommandIo } from '../ctl/io.js';
 import { MdevError, type HostHooks } from '../host/devices.js';
-import { environmentFrom, type Environment } from '../host/environment.js';
-import { parseUuid } from '../host/uuid-forms.js';
+import type { Environment } from '../host/environment.js';
 import {
   EnsureStartedError,
   describeChain,
@@ -31,7 +30,14 @@ import {
   nodeDeviceJson,
 } from '../libvirt/nodedev.js';
 import { XmlInputError } from '../libvirt/xml.js';
-import { CommandError, UsageError, type CommandContext } from './context.js';
+import {
+  CommandError,
+  UsageError,
+  command,
+  runAtSync,
+  uuidArgument,
+  type OptionSpec,
+} from './command.js';
 
 /**
  * The libvirt integration commands: node device XML (list, dumpxml,
@@ -40,56 +46,36 @@ import { CommandError, UsageError, type CommandContext } from './context.js';
  * they read the host through --root / MDEVCTL_ENV_ROOT (default "/").
  */
 
-const ROOT_OPTION = { root: { type: 'string' } } as const;
-const JSON_OPTION = { json: { type: 'boolean', default: false } } as const;
-const HELP_OPTION = { help: { type: 'boolean', short: 'h', default: false } } as const;
-
-const ROOT_HELP = `  --root DIR   the host's root (default: $MDEVCTL_ENV_ROOT or /): DIR/sys, DIR/etc/mdevctl.d
-  --json       machine-readable output
-`;
-
-function env(ctx: CommandContext, root: string | undefined): Environment {
-  return environmentFrom(ctx.env, root === undefined ? undefined : nodePath.resolve(ctx.cwd, root));
-}
-
-/** Turn the library's errors into one-line command errors (no stack for a user's problem). */
-function guarded<T>(run: () => T): T {
-  try {
-    return run();
-  } catch (err) {
-    if (
-      err instanceof HostdevError ||
-      err instanceof XmlInputError ||
-      err instanceof EnsureStartedError
-    ) {
-      throw new CommandError(err.message);
-    }
-    if (err instanceof MdevError) throw new CommandError(describeChain(err));
-    throw err;
+/** The library's refusals, in one line each (no stack for a user's problem). */
+function explain(err: unknown): string | undefined {
+  if (
+    err instanceof HostdevError ||
+    err instanceof XmlInputError ||
+    err instanceof EnsureStartedError
+  ) {
+    return err.message;
   }
+  if (err instanceof MdevError) return describeChain(err);
+  return undefined;
 }
 
 /**
  * Listings go on past a definition file that cannot be read, saying so on
  * stderr, so one broken file does not hide every node device.
  */
-function listingHooks(ctx: CommandContext): HostHooks {
+function listingHooks(io: CommandIo): HostHooks {
   return {
-    warn: (message) => ctx.stderr.write(`mdevkit: warning: ${message}\n`),
+    warn: (message) => io.stderr.write(`mdevkit: warning: ${message}\n`),
     invalidDefinition: (_path, error) =>
-      ctx.stderr.write(`mdevkit: warning: skipping ${describeChain(error)}\n`),
+      io.stderr.write(`mdevkit: warning: skipping ${describeChain(error)}\n`),
   };
 }
 
-function writeJson(ctx: CommandContext, value: unknown): void {
-  ctx.stdout.write(JSON.stringify(value, null, 2) + '\n');
-}
-
 /** Text of FILE, or standard input for "-" (or no FILE at all when allowed). */
-function readInput(ctx: CommandContext, file: string | undefined, what: string): string {
-  if (file === undefined || file === '-') return ctx.readStdin();
+function readInput(io: CommandIo, file: string | undefined, what: string): string {
+  if (file === undefined || file === '-') return io.readStdin();
   try {
-    return fs.readFileSync(nodePath.resolve(ctx.cwd, file), 'utf8');
+    return fs.readFileSync(nodePath.resolve(io.cwd, file), 'utf8');
   } catch (err) {
     const reason =
       (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
@@ -97,277 +83,183 @@ function readInput(ctx: CommandContext, file: string | undefined, what: string):
   }
 }
 
-function needUuid(arg: string | undefined, usage: string): string {
-  if (arg === undefined) throw new UsageError('a mediated device UUID is required', usage);
-  const uuid = parseUuid(arg);
-  if (uuid === undefined) throw new UsageError(`'${arg}' is not a UUID`, usage);
-  return uuid;
-}
+// ---- node devices -----------------------------------------------------------
 
-// ---- nodedev-list ----------------------------------------------------------
-
-const NODEDEV_LIST_USAGE = `usage: mdevkit nodedev-list [--cap CAPS] [--all | --inactive] [--json] [--root DIR]
-
-Node devices of mediated devices and their parents, named as libvirt names
-them, one per line (as 'virsh nodedev-list'). Mediated devices that are
-defined but not running are listed with --inactive or --all.
-
-  --cap CAPS   only devices with one of these capabilities (comma-separated):
-               ${LISTABLE_CAPS.join(', ')}
-  --all        running and defined-but-inactive devices
-  --inactive   only defined devices that are not running
-${ROOT_HELP}`;
-
-export function nodedevListCommand(ctx: CommandContext, args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      cap: { type: 'string' },
-      all: { type: 'boolean', default: false },
-      inactive: { type: 'boolean', default: false },
-      ...ROOT_OPTION,
-      ...JSON_OPTION,
-      ...HELP_OPTION,
+export const nodedevListCommand = command({
+  synopsis: '[--cap CAPS] [--all | --inactive]',
+  description:
+    "Node devices of mediated devices and their parents, named as libvirt names them, one per line (as 'virsh nodedev-list'). Mediated devices that are defined but not running are listed with --inactive or --all.",
+  options: {
+    cap: {
+      type: 'string',
+      value: 'CAPS',
+      help: `only devices with one of these capabilities (comma-separated): ${LISTABLE_CAPS.join(', ')}`,
     },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(NODEDEV_LIST_USAGE);
-    return 0;
-  }
-  if (positionals.length > 0) {
-    throw new UsageError(`unexpected argument '${positionals[0]}'`, NODEDEV_LIST_USAGE);
-  }
-  if (values.all && values.inactive) {
-    throw new UsageError('--all and --inactive exclude each other', NODEDEV_LIST_USAGE);
-  }
-  // virsh takes a comma-separated list: --cap mdev,mdev_types
-  const caps = values.cap === undefined ? undefined : values.cap.split(',').filter((c) => c !== '');
-  for (const cap of caps ?? []) {
-    if (!(LISTABLE_CAPS as readonly string[]).includes(cap)) {
-      throw new UsageError(
-        `unknown capability '${cap}' (one of ${LISTABLE_CAPS.join(', ')})`,
-        NODEDEV_LIST_USAGE,
-      );
+    all: { type: 'boolean', default: false, help: 'running and defined-but-inactive devices' },
+    inactive: {
+      type: 'boolean',
+      default: false,
+      help: 'only defined devices that are not running',
+    },
+  },
+  positionals: [],
+  root: true,
+  json: true,
+  explain,
+  run(io, call) {
+    const { values } = call;
+    if (values.all && values.inactive)
+      throw new UsageError('--all and --inactive exclude each other');
+    // virsh takes a comma-separated list: --cap mdev,mdev_types
+    const caps =
+      values.cap === undefined ? undefined : values.cap.split(',').filter((c) => c !== '');
+    for (const cap of caps ?? []) {
+      if (!(LISTABLE_CAPS as readonly string[]).includes(cap)) {
+        throw new UsageError(`unknown capability '${cap}' (one of ${LISTABLE_CAPS.join(', ')})`);
+      }
     }
-  }
-  const state = values.all ? 'all' : values.inactive ? 'inactive' : 'active';
-  const devices = guarded(() =>
-    listNodeDevices(env(ctx, values.root), { caps, state }, listingHooks(ctx)),
-  );
-  if (values.json) writeJson(ctx, devices.map(nodeDeviceJson));
-  else for (const d of devices) ctx.stdout.write(`${d.name}\n`);
-  return 0;
-}
+    const state = values.all ? 'all' : values.inactive ? 'inactive' : 'active';
+    const devices = listNodeDevices(call.host(), { caps, state }, listingHooks(io));
+    call.output(devices.map(nodeDeviceJson), () => devices.map((d) => `${d.name}\n`).join(''));
+  },
+});
 
-// ---- nodedev-dumpxml -------------------------------------------------------
-
-const NODEDEV_DUMPXML_USAGE = `usage: mdevkit nodedev-dumpxml NAME [--inactive] [--json] [--root DIR]
-
-The node device XML of NAME (a name from nodedev-list; an mdev's UUID works
-too), as 'virsh nodedev-dumpxml' prints it.
-
-  --inactive   the persistent definition of a running mdev
-${ROOT_HELP}`;
-
-export function nodedevDumpxmlCommand(ctx: CommandContext, args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      inactive: { type: 'boolean', default: false },
-      ...ROOT_OPTION,
-      ...JSON_OPTION,
-      ...HELP_OPTION,
+export const nodedevDumpxmlCommand = command({
+  synopsis: 'NAME [--inactive]',
+  description:
+    "The node device XML of NAME (a name from nodedev-list; an mdev's UUID works too), as 'virsh nodedev-dumpxml' prints it.",
+  options: {
+    inactive: {
+      type: 'boolean',
+      default: false,
+      help: 'the persistent definition of a running mdev',
     },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(NODEDEV_DUMPXML_USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) {
-    throw new UsageError('nodedev-dumpxml takes one NAME', NODEDEV_DUMPXML_USAGE);
-  }
-  const name = positionals[0]!;
-  const dev = guarded(() => findNodeDevice(env(ctx, values.root), name, listingHooks(ctx)));
-  if (dev === undefined) throw new CommandError(`no node device with matching name '${name}'`);
-  if (values.inactive && (dev.kind !== 'mdev' || !dev.persistent)) {
-    throw new CommandError(`node device '${dev.name}' is not persistent`);
-  }
-  if (values.json) {
-    writeJson(ctx, { ...nodeDeviceJson(dev), xml: formatNodeDeviceXml(dev, values.inactive) });
-  } else {
-    ctx.stdout.write(formatNodeDeviceXml(dev, values.inactive));
-  }
-  return 0;
-}
+  },
+  positionals: [{ name: 'NAME' }],
+  root: true,
+  json: true,
+  explain,
+  run(io, call) {
+    const name = call.positionals[0]!;
+    const inactive = call.values.inactive;
+    const dev = findNodeDevice(call.host(), name, listingHooks(io));
+    if (dev === undefined) throw new CommandError(`no node device with matching name '${name}'`);
+    if (inactive && (dev.kind !== 'mdev' || !dev.persistent)) {
+      throw new CommandError(`node device '${dev.name}' is not persistent`);
+    }
+    const xml = formatNodeDeviceXml(dev, inactive);
+    call.output({ ...nodeDeviceJson(dev), xml }, () => xml);
+  },
+});
 
-// ---- nodedev-define --------------------------------------------------------
-
-const NODEDEV_DEFINE_USAGE = `usage: mdevkit nodedev-define FILE|- [--json] [--root DIR]
-
-Define a mediated device from libvirt node device XML (as 'virsh
-nodedev-define'): <parent> names the parent node device (or
-<parent_addr> its address), <capability type='mdev'> gives <type id>,
-optionally <uuid> and <attr name value> in order. The definition is stored
-as mdevctl stores it, start mode manual; an existing one is replaced.
-${ROOT_HELP}`;
-
-export function nodedevDefineCommand(ctx: CommandContext, args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { ...ROOT_OPTION, ...JSON_OPTION, ...HELP_OPTION },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(NODEDEV_DEFINE_USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) {
-    throw new UsageError(
-      'nodedev-define takes one FILE (or - for standard input)',
-      NODEDEV_DEFINE_USAGE,
-    );
-  }
-  const file = positionals[0]!;
-  const label = file === '-' ? 'standard input' : `'${file}'`;
-  const xml = readInput(ctx, file, 'node device XML');
-  const e = env(ctx, values.root);
-  const outcome = guarded(() => {
-    const req = parseMdevNodeDeviceXml(e, xml, file === '-' ? 'standard input' : file);
-    return { ...defineFromRequest(e, req), generatedUuid: req.generatedUuid };
-  });
-  if (values.json) writeJson(ctx, outcome);
-  else ctx.stdout.write(`Node device '${outcome.name}' defined from ${label}\n`);
-  return 0;
-}
+export const nodedevDefineCommand = command({
+  synopsis: 'FILE|-',
+  description: `Define a mediated device from libvirt node device XML (as 'virsh nodedev-define'): <parent> names the parent node device (or <parent_addr> its address), <capability type='mdev'> gives <type id>, optionally <uuid> and <attr name value> in order. The definition is stored as mdevctl stores it, start mode manual; an existing one is replaced.`,
+  options: {},
+  positionals: [{ name: 'FILE' }],
+  positionalsHint: 'nodedev-define takes one FILE (or - for standard input)',
+  root: true,
+  json: true,
+  explain,
+  run(io, call) {
+    const file = call.positionals[0]!;
+    const label = file === '-' ? 'standard input' : `'${file}'`;
+    const xml = readInput(io, file, 'node device XML');
+    const env = call.host();
+    const req = parseMdevNodeDeviceXml(env, xml, file === '-' ? 'standard input' : file);
+    const outcome = { ...defineFromRequest(env, req), generatedUuid: req.generatedUuid };
+    call.output(outcome, () => `Node device '${outcome.name}' defined from ${label}\n`);
+  },
+});
 
 // ---- hostdev-xml and qemu-args ----------------------------------------------
 
-const DISPLAY_HELP = `  --display    expose the device's display to the guest (vfio-pci only)
-  --ramfb      a ramfb boot display as well (needs --display)
-`;
+const DISPLAY_OPTIONS = {
+  display: {
+    type: 'boolean',
+    help: "expose the device's display to the guest (vfio-pci only)",
+  },
+  ramfb: { type: 'boolean', help: 'a ramfb boot display as well (needs --display)' },
+} as const satisfies Record<string, OptionSpec>;
 
-const HOSTDEV_XML_USAGE = `usage: mdevkit hostdev-xml UUID [--display] [--ramfb] [--json] [--root DIR]
-
-The domain XML <hostdev> that assigns mediated device UUID to a VM, its
-model (vfio-pci, vfio-ccw, vfio-ap) taken from the device's API. Paste it
-into <devices>, or use 'virsh attach-device DOMAIN FILE'.
-
-${DISPLAY_HELP}${ROOT_HELP}`;
-
-function hostdevFor(
-  ctx: CommandContext,
-  uuid: string,
-  root: string | undefined,
-  opts: HostdevOptions,
+function hostdevOf(
+  env: Environment,
+  uuidText: string,
+  values: { readonly display?: boolean; readonly ramfb?: boolean },
 ): ReturnType<typeof mdevHostdev> {
-  return guarded(() => mdevHostdev(uuid, deviceApiOf(env(ctx, root), uuid), opts));
+  const uuid = uuidArgument(uuidText);
+  const opts: HostdevOptions = { display: values.display, ramfb: values.ramfb };
+  return mdevHostdev(uuid, deviceApiOf(env, uuid), opts);
 }
 
-const displayOptions = {
-  display: { type: 'boolean' },
-  ramfb: { type: 'boolean' },
-} as const;
-
-export function hostdevXmlCommand(ctx: CommandContext, args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { ...displayOptions, ...ROOT_OPTION, ...JSON_OPTION, ...HELP_OPTION },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(HOSTDEV_XML_USAGE);
-    return 0;
-  }
-  if (positionals.length > 1) throw new UsageError('hostdev-xml takes one UUID', HOSTDEV_XML_USAGE);
-  const uuid = needUuid(positionals[0], HOSTDEV_XML_USAGE);
-  const h = hostdevFor(ctx, uuid, values.root, { display: values.display, ramfb: values.ramfb });
-  const xml = formatHostdevXml(h);
-  if (values.json) {
-    writeJson(ctx, {
-      uuid: h.uuid,
-      model: h.model,
-      display: h.display ?? null,
-      ramfb: h.ramfb,
-      xml,
-    });
-  } else {
-    ctx.stdout.write(xml);
-  }
-  return 0;
-}
-
-const QEMU_ARGS_USAGE = `usage: mdevkit qemu-args UUID [--display] [--ramfb] [--syntax json|classic] [--id ID] [--json] [--root DIR]
-
-The QEMU -device argument libvirt generates for mediated device UUID,
-shell-quoted on one line: vfio-pci (vfio-pci-nohotplug with --ramfb),
-vfio-ccw or vfio-ap, with sysfsdev=/sys/bus/mdev/devices/UUID.
-
-${DISPLAY_HELP}  --syntax S   json (QEMU 6.2+, what libvirt passes today; the default) or classic
-  --id ID      the device id (default hostdev0, libvirt's alias of the first hostdev)
-${ROOT_HELP}`;
-
-export function qemuArgsCommand(ctx: CommandContext, args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      ...displayOptions,
-      syntax: { type: 'string', default: 'json' },
-      id: { type: 'string', default: 'hostdev0' },
-      ...ROOT_OPTION,
-      ...JSON_OPTION,
-      ...HELP_OPTION,
-    },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(QEMU_ARGS_USAGE);
-    return 0;
-  }
-  if (positionals.length > 1) throw new UsageError('qemu-args takes one UUID', QEMU_ARGS_USAGE);
-  if (values.syntax !== 'json' && values.syntax !== 'classic') {
-    throw new UsageError(`--syntax is json or classic, not '${values.syntax}'`, QEMU_ARGS_USAGE);
-  }
-  if (!/^[A-Za-z][A-Za-z0-9_.-]*$/.test(values.id)) {
-    throw new UsageError(
-      `--id '${values.id}' is not a QEMU id (a letter, then letters, digits, '-', '.', '_')`,
-      QEMU_ARGS_USAGE,
+export const hostdevXmlCommand = command({
+  synopsis: 'UUID [--display] [--ramfb]',
+  description: `The domain XML <hostdev> that assigns mediated device UUID to a VM, its model (vfio-pci, vfio-ccw, vfio-ap) taken from the device's API. Paste it into <devices>, or use 'virsh attach-device DOMAIN FILE'.`,
+  options: DISPLAY_OPTIONS,
+  positionals: [{ name: 'UUID' }],
+  root: true,
+  json: true,
+  explain,
+  run(io, call) {
+    const h = hostdevOf(call.host(), call.positionals[0]!, call.values);
+    const xml = formatHostdevXml(h);
+    call.output(
+      { uuid: h.uuid, model: h.model, display: h.display ?? null, ramfb: h.ramfb, xml },
+      () => xml,
     );
-  }
-  const uuid = needUuid(positionals[0], QEMU_ARGS_USAGE);
-  const h = hostdevFor(ctx, uuid, values.root, { display: values.display, ramfb: values.ramfb });
-  const classic = qemuDeviceClassic(h, values.id);
-  const json = qemuDeviceJson(h, values.id);
-  if (values.json) {
-    writeJson(ctx, {
-      uuid: h.uuid,
-      model: h.model,
-      props: Object.fromEntries(qemuDeviceProps(h, values.id)),
-      classic: ['-device', classic],
-      json: ['-device', json],
-    });
-  } else {
-    const value = values.syntax === 'json' ? json : classic;
-    ctx.stdout.write(`-device ${shellQuote(value)}\n`);
-  }
-  return 0;
-}
+  },
+});
+
+export const qemuArgsCommand = command({
+  synopsis: 'UUID [--display] [--ramfb] [--syntax json|classic] [--id ID]',
+  description:
+    'The QEMU -device argument libvirt generates for mediated device UUID, shell-quoted on one line: vfio-pci (vfio-pci-nohotplug with --ramfb), vfio-ccw or vfio-ap, with sysfsdev=/sys/bus/mdev/devices/UUID.',
+  options: {
+    ...DISPLAY_OPTIONS,
+    syntax: {
+      type: 'string',
+      default: 'json',
+      value: 'S',
+      help: 'json (QEMU 6.2+, what libvirt passes today; the default) or classic',
+    },
+    id: {
+      type: 'string',
+      default: 'hostdev0',
+      value: 'ID',
+      help: "the device id (default hostdev0, libvirt's alias of the first hostdev)",
+    },
+  },
+  positionals: [{ name: 'UUID' }],
+  root: true,
+  json: true,
+  explain,
+  run(io, call) {
+    const { syntax, id } = call.values;
+    if (syntax !== 'json' && syntax !== 'classic') {
+      throw new UsageError(`--syntax is json or classic, not '${syntax}'`);
+    }
+    if (!/^[A-Za-z][A-Za-z0-9_.-]*$/.test(id)) {
+      throw new UsageError(
+        `--id '${id}' is not a QEMU id (a letter, then letters, digits, '-', '.', '_')`,
+      );
+    }
+    const h = hostdevOf(call.host(), call.positionals[0]!, call.values);
+    const classic = qemuDeviceClassic(h, id);
+    const json = qemuDeviceJson(h, id);
+    call.output(
+      {
+        uuid: h.uuid,
+        model: h.model,
+        props: Object.fromEntries(qemuDeviceProps(h, id)),
+        classic: ['-device', classic],
+        json: ['-device', json],
+      },
+      () => `-device ${shellQuote(syntax === 'json' ? json : classic)}\n`,
+    );
+  },
+});
 
 // ---- ensure-started and the libvirt hook -----------------------------------
-
-const ENSURE_STARTED_USAGE = `usage: mdevkit ensure-started [FILE|-] [--json] [--root DIR]
-
-Read a domain XML (FILE, or standard input) and start every mediated device
-its <hostdev type='mdev'> elements use that is defined but not running.
-Fails, naming the device, when one is neither running nor defined or cannot
-start; devices this run started are then stopped again.
-${ROOT_HELP}`;
 
 function outcomeLine(o: EnsureOutcome): string {
   const what = `${o.uuid} (parent ${o.parent}, type ${o.type})`;
@@ -381,91 +273,80 @@ function outcomeLine(o: EnsureOutcome): string {
   }
 }
 
+/** Start what the domain XML needs; with `json`, a failure is a JSON answer too (exit 1). */
 function runEnsure(
-  ctx: CommandContext,
+  io: CommandIo,
   xml: string,
   what: string,
-  e: Environment,
+  env: Environment,
   json: boolean,
   quiet: boolean,
 ): number {
   let outcomes: EnsureOutcome[];
   try {
-    const mdevs = guarded(() => domainMdevs(xml, what));
-    outcomes = ensureStarted(e, mdevs);
+    outcomes = ensureStarted(env, domainMdevs(xml, what));
   } catch (err) {
     if (err instanceof EnsureStartedError) {
       if (json) {
-        writeJson(ctx, { ok: false, error: err.message, uuid: err.uuid, devices: err.outcomes });
-        ctx.stderr.write(`mdevkit: ${err.message}\n`);
+        const answer = { ok: false, error: err.message, uuid: err.uuid, devices: err.outcomes };
+        io.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+        io.stderr.write(`mdevkit: ${err.message}\n`);
         return 1;
       }
       for (const o of err.outcomes)
-        if (o.state === 'rolled-back') ctx.stderr.write(`${outcomeLine(o)}\n`);
-      throw new CommandError(err.message);
+        if (o.state === 'rolled-back') io.stderr.write(`${outcomeLine(o)}\n`);
     }
     throw err;
   }
-  if (json) writeJson(ctx, { ok: true, devices: outcomes });
-  else if (!quiet) for (const o of outcomes) ctx.stdout.write(`${outcomeLine(o)}\n`);
+  if (json) io.stdout.write(`${JSON.stringify({ ok: true, devices: outcomes }, null, 2)}\n`);
+  else if (!quiet) for (const o of outcomes) io.stdout.write(`${outcomeLine(o)}\n`);
   return 0;
 }
 
-export function ensureStartedCommand(ctx: CommandContext, args: string[]): number {
-  const { values, positionals } = parseArgs({
-    args,
-    options: { ...ROOT_OPTION, ...JSON_OPTION, ...HELP_OPTION },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    ctx.stdout.write(ENSURE_STARTED_USAGE);
-    return 0;
-  }
-  if (positionals.length > 1) {
-    throw new UsageError('ensure-started takes at most one FILE', ENSURE_STARTED_USAGE);
-  }
-  const file = positionals[0];
-  const xml = readInput(ctx, file, 'domain XML');
-  const what = file === undefined || file === '-' ? 'domain XML on standard input' : file;
-  return runEnsure(ctx, xml, what, env(ctx, values.root), values.json, false);
-}
-
-const LIBVIRT_HOOK_USAGE = `usage: mdevkit libvirt-hook qemu DOMAIN OPERATION SUB-OPERATION [EXTRA]
-
-libvirt's qemu hook (install as /etc/libvirt/hooks/qemu, see README): in
-the "prepare begin" phase it reads the domain XML from standard input and
-starts the mediated devices the domain uses that are defined but not
-running, failing the VM start with a message naming a device that cannot
-start. Every other phase is accepted and ignored (exit 0).
-`;
-
-export function libvirtHookCommand(ctx: CommandContext, args: string[]): number {
-  return runLibvirtHook(ctx, args);
-}
+export const ensureStartedCommand = command({
+  synopsis: '[FILE|-]',
+  description:
+    "Read a domain XML (FILE, or standard input) and start every mediated device its <hostdev type='mdev'> elements use that is defined but not running. Fails, naming the device, when one is neither running nor defined or cannot start; devices this run started are then stopped again.",
+  options: {},
+  positionals: [{ name: 'FILE', optional: true }],
+  root: true,
+  json: true,
+  explain,
+  run(io, call) {
+    const file = call.positionals[0];
+    const xml = readInput(io, file, 'domain XML');
+    const what = file === undefined || file === '-' ? 'domain XML on standard input' : file;
+    return runEnsure(io, xml, what, call.host(), call.json, false);
+  },
+});
 
 /**
- * The hook with its environment chosen by the caller: libvirt runs it on
- * the host ("/" or MDEVCTL_ENV_ROOT); tests hand in a lab's environment.
+ * libvirt's qemu hook. libvirt runs it on the host ("/" or
+ * MDEVCTL_ENV_ROOT) with arguments of its choosing, so they are taken as
+ * they come, never parsed as options.
  */
-export function runLibvirtHook(
-  ctx: CommandContext,
-  args: string[],
-  environment: Environment = env(ctx, undefined),
-): number {
-  if (args[0] === '--help' || args[0] === '-h') {
-    ctx.stdout.write(LIBVIRT_HOOK_USAGE);
-    return 0;
-  }
-  const [driver, domain, operation, subOperation] = args;
-  if (driver === undefined || domain === undefined || operation === undefined) {
-    throw new UsageError('libvirt-hook needs DRIVER DOMAIN OPERATION', LIBVIRT_HOOK_USAGE);
-  }
-  // Only the qemu driver's prepare phase needs us; anything else must never
-  // block libvirt, so it succeeds without reading standard input.
-  if (driver !== 'qemu' || operation !== 'prepare' || (subOperation ?? 'begin') !== 'begin') {
-    return 0;
-  }
-  const xml = ctx.readStdin();
-  return runEnsure(ctx, xml, `domain XML of '${domain}'`, environment, false, true);
+export const libvirtHookCommand = command({
+  synopsis: 'qemu DOMAIN OPERATION SUB-OPERATION [EXTRA]',
+  description: `libvirt's qemu hook (install as /etc/libvirt/hooks/qemu, see README): in the "prepare begin" phase it reads the domain XML from standard input and starts the mediated devices the domain uses that are defined but not running, failing the VM start with a message naming a device that cannot start. Every other phase is accepted and ignored (exit 0).`,
+  options: {},
+  positionals: 'raw',
+  explain,
+  run(io, call) {
+    const [driver, domain, operation, subOperation] = call.positionals;
+    if (driver === undefined || domain === undefined || operation === undefined) {
+      throw new UsageError('libvirt-hook needs DRIVER DOMAIN OPERATION');
+    }
+    // Only the qemu driver's prepare phase needs us; anything else must never
+    // block libvirt, so it succeeds without reading standard input.
+    if (driver !== 'qemu' || operation !== 'prepare' || (subOperation ?? 'begin') !== 'begin') {
+      return 0;
+    }
+    const xml = io.readStdin();
+    return runEnsure(io, xml, `domain XML of '${domain}'`, call.host(), false, true);
+  },
+});
+
+/** The hook with its environment chosen by the caller (tests hand in a lab's). */
+export function runLibvirtHook(io: CommandIo, args: readonly string[], env: Environment): number {
+  return runAtSync(['libvirt-hook'], libvirtHookCommand, io, args, { host: () => env });
 }

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { runAp } from '../../src/cli/ap.js';
-import type { CommandContext } from '../../src/cli/context.js';
-import { CommandError, UsageError } from '../../src/cli/context.js';
+import { CommandError, UsageError } from '../../src/cli/command.js';
+import type { CommandIo } from '../../src/ctl/io.js';
 import { ApListError, formatIdList, parseIdList } from '../../src/ctl/ap/ids.js';
 import { ErrnoError } from '../../src/common/errno.js';
 import type { SysfsPort } from '../../src/port/sysfs-port.js';
@@ -43,7 +43,7 @@ interface Run {
 
 function ap(lab: Lab, ...args: string[]): Run {
   let out = '';
-  const ctx: CommandContext = {
+  const ctx: CommandIo = {
     stdout: { write: (s: string) => (out += s) },
     stderr: { write: () => true },
     env: {},
@@ -239,7 +239,7 @@ describe('mdevkit ap reserve / release', () => {
     };
     const apmask = read(lab, '/sys/bus/ap/apmask');
     let out = '';
-    const ctx: CommandContext = {
+    const ctx: CommandIo = {
       stdout: { write: (s: string) => (out += s) },
       stderr: { write: () => true },
       env: {},
@@ -348,7 +348,7 @@ describe('mdevkit ap assign / unassign', () => {
         lab.port.write(p, data);
       },
     };
-    const ctx: CommandContext = {
+    const ctx: CommandIo = {
       stdout: { write: () => true },
       stderr: { write: () => true },
       env: {},

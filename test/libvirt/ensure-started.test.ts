@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { describe, it } from 'node:test';
-import { CommandError, type CommandContext } from '../../src/cli/context.js';
+import { CommandError } from '../../src/cli/command.js';
+import type { CommandIo } from '../../src/ctl/io.js';
 import { runLibvirtHook } from '../../src/cli/libvirt.js';
 import { defineDevice, startDevice } from '../../src/host/devices.js';
 import type { Environment } from '../../src/host/environment.js';
@@ -53,7 +54,7 @@ function defineBoth(env: Environment, mttyType = 'mtty-1'): void {
 }
 
 interface Captured {
-  ctx: CommandContext;
+  ctx: CommandIo;
   out: () => string;
   err: () => string;
   stdinReads: () => number;

@@ -196,7 +196,7 @@ describe('mdevkit lab open|close', () => {
     assert.match(r.stderr, /which lab\? give --lab DIR or set MDEVKIT_LAB/);
     r = await mdevkitAsync(['lab', 'close', '--help']);
     assert.equal(r.status, 0);
-    assert.match(r.stdout, /^usage: mdevkit lab open UUID/);
+    assert.match(r.stdout, /^usage: mdevkit lab close UUID/);
   });
 });
 

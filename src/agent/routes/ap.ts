@@ -1,11 +1,11 @@
-import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { apChangeMasks, apChangeMatrix } from '../../ctl/ap/edit.js';
 import { ApError, hostOwns, queueOwners, readApHost, type ApHost } from '../../ctl/ap/model.js';
 import type { ErrnoCode } from '../../common/errno.js';
 import { ApiError } from '../errors.js';
-import { ApMatrix as Matrix, ApQueue as Queue, DeviceParams, ErrorBody } from '../schemas.js';
-import { API_PREFIX, type AgentContext, type ApiApp, type TypedApp } from '../server.js';
+import { route, type Route } from '../route.js';
+import { ApMatrix as Matrix, ApQueue as Queue, DeviceParams } from '../schemas.js';
+import type { AgentContext } from '../server.js';
 
 /**
  * s390 vfio-ap through src/ctl/ap (sysfs only): the matrix of adapters ×
@@ -87,70 +87,59 @@ function runAp<T>(context: Record<string, string>, fn: () => T): T {
   }
 }
 
-const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody };
-
-export function registerApRoutes(app: ApiApp, ctx: AgentContext): void {
-  const api = app.withTypeProvider<ZodTypeProvider>() as TypedApp;
+export function apRoutes(ctx: AgentContext): Route[] {
   const port = ctx.env.port;
   /** What the library prints for a person; the API answers with the new matrix instead. */
   const quiet = { write: () => true };
 
-  api.get(
-    `${API_PREFIX}/ap/matrix`,
-    {
-      schema: {
-        summary: 'the AP matrix: adapters × domains, who owns each queue',
-        tags: ['vfio-ap'],
-        response: { 200: Matrix, ...errors },
-      },
-    },
-    async () => runAp({}, () => matrixOf(readApHost(port))),
-  );
-
-  for (const direction of ['reserve', 'release'] as const) {
-    api.post(
-      `${API_PREFIX}/ap/${direction}`,
-      {
-        config: { operation: `ap-${direction}` },
-        schema: {
-          summary:
-            direction === 'reserve'
-              ? 'set adapters/domains aside for guests (clear their apmask/aqmask bits)'
-              : 'give adapters/domains back to the host (set their apmask/aqmask bits); refused while a matrix device holds one of their queues',
-          tags: ['vfio-ap'],
-          security: [{ bearer: [] }],
-          body: MaskBody,
-          response: { 200: Matrix, ...errors },
-        },
-      },
-      async (req) => {
-        runAp({}, () => apChangeMasks(port, quiet, direction, req.body));
+  const masks = (['reserve', 'release'] as const).map((direction) =>
+    route({
+      method: 'POST',
+      path: `/ap/${direction}`,
+      tag: 'vfio-ap',
+      operation: `ap-${direction}`,
+      summary:
+        direction === 'reserve'
+          ? 'set adapters/domains aside for guests (clear their apmask/aqmask bits)'
+          : 'give adapters/domains back to the host (set their apmask/aqmask bits); refused while a matrix device holds one of their queues',
+      body: MaskBody,
+      response: Matrix,
+      handler({ body }) {
+        runAp({}, () => apChangeMasks(port, quiet, direction, body));
         ctx.hub.publish({ kind: 'matrix-changed' });
         return matrixOf(readApHost(port));
       },
-    );
-  }
+    }),
+  );
 
-  for (const op of ['assign', 'unassign'] as const) {
-    api.post(
-      `${API_PREFIX}/ap/devices/:uuid/${op}`,
-      {
-        config: { operation: `ap-${op}` },
-        schema: {
-          summary: `${op} adapters, domains, control domains ${op === 'assign' ? 'to' : 'from'} a matrix device (one write of ap_config)`,
-          tags: ['vfio-ap'],
-          security: [{ bearer: [] }],
-          params: DeviceParams,
-          body: MatrixBody,
-          response: { 200: Matrix, ...errors },
-        },
-      },
-      async (req) => {
-        const { uuid } = req.params;
-        runAp({ uuid }, () => apChangeMatrix(port, quiet, uuid, op, req.body));
+  const edits = (['assign', 'unassign'] as const).map((op) =>
+    route({
+      method: 'POST',
+      path: `/ap/devices/:uuid/${op}`,
+      tag: 'vfio-ap',
+      operation: `ap-${op}`,
+      summary: `${op} adapters, domains, control domains ${op === 'assign' ? 'to' : 'from'} a matrix device (one write of ap_config)`,
+      params: DeviceParams,
+      body: MatrixBody,
+      response: Matrix,
+      handler({ params: { uuid }, body }) {
+        runAp({ uuid }, () => apChangeMatrix(port, quiet, uuid, op, body));
         ctx.hub.publish({ kind: 'matrix-changed', uuid });
         return matrixOf(readApHost(port));
       },
-    );
-  }
+    }),
+  );
+
+  return [
+    route({
+      method: 'GET',
+      path: '/ap/matrix',
+      tag: 'vfio-ap',
+      summary: 'the AP matrix: adapters × domains, who owns each queue',
+      response: Matrix,
+      handler: () => runAp({}, () => matrixOf(readApHost(port))),
+    }),
+    ...masks,
+    ...edits,
+  ];
 }

@@ -1,6 +1,12 @@
-import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { ErrnoError } from '../../common/errno.js';
+import {
+  AGGREGATION_VALUE,
+  aggregationTarget,
+  readAggregation,
+  setAggregation,
+} from '../../host/aggregation.js';
+import { formatConfig } from '../../host/config-store.js';
 import {
   defineDevice,
   getDefinedDevice,
@@ -13,9 +19,9 @@ import {
   type MdevDevice,
   type StartMode,
 } from '../../host/devices.js';
-import { deviceAttributePath } from '../../host/paths.js';
 import { toApi, type ApiDevice } from '../device-view.js';
 import { ApiError, during } from '../errors.js';
+import { route, type Route } from '../route.js';
 import {
   Aggregation,
   Attribute,
@@ -23,23 +29,21 @@ import {
   DeviceList,
   DeviceListQuery,
   DeviceParams,
-  ErrorBody,
   StartMode as StartModeSchema,
   SysfsName,
   Uuid,
 } from '../schemas.js';
-import { API_PREFIX, type AgentContext, type ApiApp, type TypedApp } from '../server.js';
+import type { AgentContext } from '../server.js';
 
-/** The standardized per-device aggregation namespace (seed 001). */
-export const AGGREGATION_VALUE = 'mdev/aggregation/value';
-export const AGGREGATION_MAX = 'mdev/aggregation/max';
-
-const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
+/**
+ * The mdevctl operations over src/host/devices.ts, and aggregation over
+ * src/host/aggregation.ts: parse, call, answer.
+ */
 
 /** A definition's content handed to the host library as mdevctl's --jsonfile would be. */
 function jsonDocument(type: string, start: StartMode, attrs: readonly MdevAttribute[]): JsonSource {
-  const doc = { mdev_type: type, start, attrs: attrs.map((a) => ({ [a.name]: a.value })) };
-  return { name: 'the request body', read: () => JSON.stringify(doc) };
+  const doc = formatConfig({ mdevType: type, start, attrs });
+  return { name: 'the request body', read: () => doc };
 }
 
 const CreateBody = z.object({
@@ -83,51 +87,22 @@ function decodeCursor(cursor: string): string {
   return text;
 }
 
-function readAggregation(ctx: AgentContext, uuid: string): z.infer<typeof Aggregation> {
-  const port = ctx.env.port;
-  const read = (name: string): number | undefined => {
-    try {
-      const n = Number.parseInt(port.read(deviceAttributePath(port, uuid, name)).trim(), 10);
-      return Number.isNaN(n) ? undefined : n;
-    } catch (err) {
-      if (err instanceof ErrnoError && err.code === 'ENOENT') return undefined;
-      throw err;
-    }
-  };
-  const value = read(AGGREGATION_VALUE);
-  if (value === undefined) {
-    throw new ApiError(
-      404,
-      'ENOENT',
-      `device ${uuid} has no ${AGGREGATION_VALUE}: its type does not aggregate`,
-      { uuid },
-    );
-  }
-  const max = read(AGGREGATION_MAX);
-  return max === undefined ? { value } : { value, max };
-}
-
 /** Serialized listing pages of the current generation of the view, by request URL. */
 const PAGE_CACHE_ENTRIES = 64;
 
-export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
+export function deviceRoutes(ctx: AgentContext): Route[] {
   const pageCache = { generation: -1, pages: new Map<string, string>() };
-  const api = app.withTypeProvider<ZodTypeProvider>() as TypedApp;
   const env = ctx.env;
 
   /** The one entry for `uuid` (on `parent`); 404 or 409 otherwise. */
   const one = (uuid: string, parent?: string): ApiDevice => {
     const all = ctx.view.byUuid(uuid).filter((d) => parent === undefined || d.parent === parent);
     if (all.length === 0) {
-      throw new ApiError(
-        404,
-        'ENOENT',
-        `no mediated device ${parent === undefined ? uuid : `${parent}/${uuid}`}`,
-        {
-          uuid,
-          ...(parent === undefined ? {} : { parent }),
-        },
-      );
+      const where = parent === undefined ? uuid : `${parent}/${uuid}`;
+      throw new ApiError(404, 'ENOENT', `no mediated device ${where}`, {
+        uuid,
+        ...(parent === undefined ? {} : { parent }),
+      });
     }
     if (all.length > 1) {
       throw new ApiError(
@@ -140,20 +115,26 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
     return all[0]!;
   };
 
-  api.get(
-    `${API_PREFIX}/devices`,
-    {
-      schema: {
-        summary: 'active and defined devices, merged as mdevctl list shows them',
-        description:
-          'Sorted by parent, then UUID. Pages of `limit` entries; follow `next`. An ETag changes with every change of the host, so polling with If-None-Match is cheap.',
-        tags: ['devices'],
-        querystring: DeviceListQuery,
-        response: { 200: DeviceList, ...errors },
-      },
-    },
-    async (req, reply) => {
-      const { parent, type, state, limit, cursor } = req.query;
+  /** Run a change, then let the view know (also when it failed half-way). */
+  const changing = <T>(uuid: string | undefined, fn: () => T): T => {
+    try {
+      return fn();
+    } finally {
+      ctx.view.invalidate(uuid);
+    }
+  };
+
+  const listDevices = route({
+    method: 'GET',
+    path: '/devices',
+    tag: 'devices',
+    summary: 'active and defined devices, merged as mdevctl list shows them',
+    description:
+      'Sorted by parent, then UUID. Pages of `limit` entries; follow `next`. An ETag changes with every change of the host, so polling with If-None-Match is cheap.',
+    query: DeviceListQuery,
+    response: DeviceList,
+    handler({ query, req, reply }): FastifyReply {
+      const { parent, type, state, limit, cursor } = query;
       const generation = ctx.view.generation;
       const etag = `"g${generation}"`;
       reply.header('etag', etag).header('cache-control', 'no-cache');
@@ -203,235 +184,156 @@ export function registerDeviceRoutes(app: ApiApp, ctx: AgentContext): void {
       pageCache.pages.set(req.url, text);
       return reply.type(json).send(text as never);
     },
-  );
+  });
 
-  api.get(
-    `${API_PREFIX}/devices/:uuid`,
-    {
-      schema: {
-        summary: 'one device',
-        tags: ['devices'],
-        params: DeviceParams,
-        querystring: ParentQuery,
-        response: { 200: Device, ...errors },
-      },
-    },
-    async (req) => one(req.params.uuid, req.query.parent),
-  );
-
-  api.post(
-    `${API_PREFIX}/devices`,
-    {
-      config: { operation: 'create' },
-      schema: {
-        summary: 'define a device (mdevctl define), start one (mdevctl start), or both',
-        description:
-          'With define (the default) the definition is stored as mdevctl stores it; with activate the device is created and its attributes written in order. When both are asked and the start fails, the definition is removed again.',
-        tags: ['devices'],
-        security: [{ bearer: [] }],
-        body: CreateBody,
-        response: { 201: Device, ...errors },
-      },
-    },
-    async (req, reply) => {
-      const b = req.body;
-      if (!b.define && !b.activate) {
-        throw new ApiError(400, 'EINVAL', 'nothing to do: give define or activate (or both)');
-      }
-      const json = jsonDocument(b.type, b.start, b.attrs);
-      // The answer is built from what the library returns: re-reading the
-      // merged list after each create would cost O(devices) per request.
-      let made: MdevDevice;
-      try {
-        if (b.define) {
-          made = defineDevice(env, { uuid: b.uuid, parent: b.parent, json });
-          if (b.activate) {
-            try {
-              made = startDevice(env, { uuid: made.uuid, parent: b.parent });
-            } catch (err) {
-              undefineDevice(env, made.uuid, b.parent); // pairs with the define above
-              throw err;
-            }
-          }
-        } else {
-          made = startDevice(env, { uuid: b.uuid, parent: b.parent, json });
+  return [
+    listDevices,
+    route({
+      method: 'GET',
+      path: '/devices/:uuid',
+      tag: 'devices',
+      summary: 'one device',
+      params: DeviceParams,
+      query: ParentQuery,
+      response: Device,
+      handler: ({ params, query }) => one(params.uuid, query.parent),
+    }),
+    route({
+      method: 'POST',
+      path: '/devices',
+      tag: 'devices',
+      operation: 'create',
+      summary: 'define a device (mdevctl define), start one (mdevctl start), or both',
+      description:
+        'With define (the default) the definition is stored as mdevctl stores it; with activate the device is created and its attributes written in order. When both are asked and the start fails, the definition is removed again.',
+      body: CreateBody,
+      response: Device,
+      status: 201,
+      handler({ body: b }) {
+        if (!b.define && !b.activate) {
+          throw new ApiError(400, 'EINVAL', 'nothing to do: give define or activate (or both)');
         }
-      } finally {
-        ctx.view.invalidate(b.uuid);
-      }
-      return reply.code(201).send(toApi(made));
-    },
-  );
-
-  api.patch(
-    `${API_PREFIX}/devices/:uuid`,
-    {
-      config: { operation: 'modify' },
-      schema: {
-        summary: 'change a definition (mdevctl modify); the running device is unaffected',
-        tags: ['devices'],
-        security: [{ bearer: [] }],
-        params: DeviceParams,
-        body: ModifyBody,
-        response: { 200: Device, ...errors },
-      },
-    },
-    async (req) => {
-      const { uuid } = req.params;
-      const b = req.body;
-      const cur = getDefinedDevice(env, uuid, b.parent);
-      const json = jsonDocument(b.type ?? cur.type, b.start ?? cur.start, b.attrs ?? cur.attrs);
-      const changed = modifyDevice(env, { uuid, parent: cur.parent, json });
-      ctx.view.invalidate();
-      return toApi(changed);
-    },
-  );
-
-  api.post(
-    `${API_PREFIX}/devices/:uuid/start`,
-    {
-      config: { operation: 'start' },
-      schema: {
-        summary: 'start a defined device (mdevctl start -u)',
-        tags: ['devices'],
-        security: [{ bearer: [] }],
-        params: DeviceParams,
-        body: StartBody,
-        response: { 200: Device, ...errors },
-      },
-    },
-    async (req) => {
-      const { uuid } = req.params;
-      const parent = req.body?.parent;
-      try {
-        return toApi(startDevice(env, { uuid, parent }));
-      } finally {
-        ctx.view.invalidate(uuid);
-      }
-    },
-  );
-
-  api.post(
-    `${API_PREFIX}/devices/:uuid/stop`,
-    {
-      config: { operation: 'stop' },
-      schema: {
-        summary: 'stop (remove) an active device (mdevctl stop); its definition stays',
-        tags: ['devices'],
-        security: [{ bearer: [] }],
-        params: DeviceParams,
-        response: { 204: z.null(), ...errors },
-      },
-    },
-    async (req, reply) => {
-      try {
-        stopDevice(env, req.params.uuid);
-      } finally {
-        ctx.view.invalidate(req.params.uuid);
-      }
-      return reply.code(204).send(null);
-    },
-  );
-
-  api.delete(
-    `${API_PREFIX}/devices/:uuid/definition`,
-    {
-      config: { operation: 'undefine' },
-      schema: {
-        summary: 'remove the definition (mdevctl undefine); an active device keeps running',
-        tags: ['devices'],
-        security: [{ bearer: [] }],
-        params: DeviceParams,
-        querystring: ParentQuery,
-        response: { 204: z.null(), ...errors },
-      },
-    },
-    async (req, reply) => {
-      undefineDevice(env, req.params.uuid, req.query.parent);
-      ctx.view.invalidate();
-      return reply.code(204).send(null);
-    },
-  );
-
-  api.delete(
-    `${API_PREFIX}/devices/:uuid`,
-    {
-      config: { operation: 'remove' },
-      schema: {
-        summary: 'stop the device if active, then remove its definition if any',
-        tags: ['devices'],
-        security: [{ bearer: [] }],
-        params: DeviceParams,
-        querystring: ParentQuery,
-        response: { 204: z.null(), ...errors },
-      },
-    },
-    async (req, reply) => {
-      const d = one(req.params.uuid, req.query.parent);
-      try {
-        if (d.active) stopDevice(env, d.uuid);
-        if (d.defined) undefineDevice(env, d.uuid, d.parent);
-      } finally {
-        ctx.view.invalidate(d.uuid);
-      }
-      return reply.code(204).send(null);
-    },
-  );
-
-  api.get(
-    `${API_PREFIX}/devices/:uuid/aggregation`,
-    {
-      schema: {
-        summary: 'aggregation of an active device (mdev/aggregation/value and max)',
-        tags: ['aggregation'],
-        params: DeviceParams,
-        response: { 200: Aggregation, ...errors },
-      },
-    },
-    async (req) => readAggregation(ctx, req.params.uuid),
-  );
-
-  api.put(
-    `${API_PREFIX}/devices/:uuid/aggregation`,
-    {
-      config: { operation: 'aggregate' },
-      schema: {
-        summary: 'set how many instances a device aggregates',
-        description:
-          "Writes mdev/aggregation/value of the active device (refused with EBUSY while a VM holds it, or with the driver's errno when the parent has too little left) and, when the device is defined, stores the value in its definition as the attribute mdevctl would write at start.",
-        tags: ['aggregation'],
-        security: [{ bearer: [] }],
-        params: DeviceParams,
-        querystring: ParentQuery,
-        body: AggregationBody,
-        response: { 200: Aggregation, ...errors },
-      },
-    },
-    async (req) => {
-      const { uuid } = req.params;
-      const value = String(req.body.value);
-      const d = one(uuid, req.query.parent);
-      const port = env.port;
-      const context = { uuid, parent: d.parent, type: d.type };
-      if (d.active) {
-        during('aggregate', context, () =>
-          port.write(deviceAttributePath(port, uuid, AGGREGATION_VALUE), value),
-        );
-      }
-      if (d.defined) {
-        const attrs = d.attrs.filter((a) => a.name !== AGGREGATION_VALUE);
-        attrs.push({ name: AGGREGATION_VALUE, value });
-        modifyDevice(env, {
-          uuid,
-          parent: d.parent,
-          json: jsonDocument(d.type, d.start ?? 'manual', attrs),
+        const json = jsonDocument(b.type, b.start, b.attrs);
+        // The answer is built from what the library returns: re-reading the
+        // merged list after each create would cost O(devices) per request.
+        return changing(b.uuid, (): ApiDevice => {
+          if (!b.define) return toApi(startDevice(env, { uuid: b.uuid, parent: b.parent, json }));
+          const made: MdevDevice = defineDevice(env, { uuid: b.uuid, parent: b.parent, json });
+          if (!b.activate) return toApi(made);
+          try {
+            return toApi(startDevice(env, { uuid: made.uuid, parent: b.parent }));
+          } catch (err) {
+            undefineDevice(env, made.uuid, b.parent); // pairs with the define above
+            throw err;
+          }
         });
-      }
-      ctx.view.invalidate();
-      if (d.active) return readAggregation(ctx, uuid);
-      if (!d.defined)
-        throw new ApiError(404, 'ENODEV', `device ${uuid} is neither active nor defined`, context);
-      return { value: req.body.value };
-    },
-  );
+      },
+    }),
+    route({
+      method: 'PATCH',
+      path: '/devices/:uuid',
+      tag: 'devices',
+      operation: 'modify',
+      summary: 'change a definition (mdevctl modify); the running device is unaffected',
+      params: DeviceParams,
+      body: ModifyBody,
+      response: Device,
+      handler({ params: { uuid }, body: b }) {
+        const cur = getDefinedDevice(env, uuid, b.parent);
+        const json = jsonDocument(b.type ?? cur.type, b.start ?? cur.start, b.attrs ?? cur.attrs);
+        return changing(undefined, () =>
+          toApi(modifyDevice(env, { uuid, parent: cur.parent, json })),
+        );
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/devices/:uuid/start',
+      tag: 'devices',
+      operation: 'start',
+      summary: 'start a defined device (mdevctl start -u)',
+      params: DeviceParams,
+      body: StartBody,
+      response: Device,
+      handler: ({ params: { uuid }, body }) =>
+        changing(uuid, () => toApi(startDevice(env, { uuid, parent: body?.parent }))),
+    }),
+    route({
+      method: 'POST',
+      path: '/devices/:uuid/stop',
+      tag: 'devices',
+      operation: 'stop',
+      summary: 'stop (remove) an active device (mdevctl stop); its definition stays',
+      params: DeviceParams,
+      status: 204,
+      handler: ({ params: { uuid } }) => changing(uuid, () => stopDevice(env, uuid)),
+    }),
+    route({
+      method: 'DELETE',
+      path: '/devices/:uuid/definition',
+      tag: 'devices',
+      operation: 'undefine',
+      summary: 'remove the definition (mdevctl undefine); an active device keeps running',
+      params: DeviceParams,
+      query: ParentQuery,
+      status: 204,
+      handler: ({ params, query }) =>
+        changing(undefined, () => void undefineDevice(env, params.uuid, query.parent)),
+    }),
+    route({
+      method: 'DELETE',
+      path: '/devices/:uuid',
+      tag: 'devices',
+      operation: 'remove',
+      summary: 'stop the device if active, then remove its definition if any',
+      params: DeviceParams,
+      query: ParentQuery,
+      status: 204,
+      handler({ params, query }) {
+        const d = one(params.uuid, query.parent);
+        changing(d.uuid, () => {
+          if (d.active) stopDevice(env, d.uuid);
+          if (d.defined) undefineDevice(env, d.uuid, d.parent);
+        });
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/devices/:uuid/aggregation',
+      tag: 'aggregation',
+      summary: 'aggregation of an active device (mdev/aggregation/value and max)',
+      params: DeviceParams,
+      response: Aggregation,
+      handler({ params: { uuid } }) {
+        const a = readAggregation(env, uuid);
+        if (a !== undefined) return a;
+        throw new ApiError(
+          404,
+          'ENOENT',
+          `device ${uuid} has no ${AGGREGATION_VALUE}: its type does not aggregate`,
+          { uuid },
+        );
+      },
+    }),
+    route({
+      method: 'PUT',
+      path: '/devices/:uuid/aggregation',
+      tag: 'aggregation',
+      operation: 'aggregate',
+      summary: 'set how many instances a device aggregates',
+      description:
+        "Writes mdev/aggregation/value of the active device (refused with EBUSY while a VM holds it, or with the driver's errno when the parent has too little left) and, when the device is defined, stores the value in its definition as the attribute mdevctl would write at start.",
+      params: DeviceParams,
+      query: ParentQuery,
+      body: AggregationBody,
+      response: Aggregation,
+      handler({ params: { uuid }, query, body }) {
+        const target = aggregationTarget(env, uuid, query.parent);
+        const context = { uuid, parent: target.parent, type: target.type };
+        return changing(undefined, () =>
+          during('aggregate', context, () => setAggregation(env, target, body.value)),
+        );
+      },
+    }),
+  ];
 }

@@ -1,4 +1,3 @@
-import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import {
   HostdevError,
@@ -11,10 +10,9 @@ import {
 } from '../../libvirt/hostdev.js';
 import { findNodeDevice, formatNodeDeviceXml } from '../../libvirt/nodedev.js';
 import { ApiError } from '../errors.js';
-import { DeviceParams, ErrorBody } from '../schemas.js';
-import { API_PREFIX, type AgentContext, type ApiApp, type TypedApp } from '../server.js';
-
-const errors = { 400: ErrorBody, 404: ErrorBody };
+import { route, type Route } from '../route.js';
+import { DeviceParams } from '../schemas.js';
+import type { AgentContext } from '../server.js';
 
 const onOff = z.enum(['on', 'off']).optional();
 const HostdevQuery = z.object({
@@ -48,64 +46,50 @@ function hostdevOf(ctx: AgentContext, uuid: string, q: z.infer<typeof HostdevQue
 }
 
 /** libvirt's view of a device (src/libvirt): node device XML, domain <hostdev>, QEMU arguments. */
-export function registerLibvirtRoutes(app: ApiApp, ctx: AgentContext): void {
-  const api = app.withTypeProvider<ZodTypeProvider>() as TypedApp;
-
-  api.get(
-    `${API_PREFIX}/devices/:uuid/libvirt/hostdev`,
-    {
-      schema: {
-        summary: 'the domain XML <hostdev> element that assigns the device to a VM',
-        tags: ['libvirt'],
-        params: DeviceParams,
-        querystring: HostdevQuery,
-        produces: ['application/xml'],
-        response: { 200: z.string(), ...errors },
+export function libvirtRoutes(ctx: AgentContext): Route[] {
+  const xml = 'application/xml; charset=utf-8';
+  return [
+    route({
+      method: 'GET',
+      path: '/devices/:uuid/libvirt/hostdev',
+      tag: 'libvirt',
+      summary: 'the domain XML <hostdev> element that assigns the device to a VM',
+      params: DeviceParams,
+      query: HostdevQuery,
+      produces: ['application/xml'],
+      response: z.string(),
+      handler: ({ params, query, reply }) =>
+        reply.type(xml).send(formatHostdevXml(hostdevOf(ctx, params.uuid, query))),
+    }),
+    route({
+      method: 'GET',
+      path: '/devices/:uuid/libvirt/nodedev',
+      tag: 'libvirt',
+      summary: "the device's libvirt node device XML (virsh nodedev-dumpxml)",
+      params: DeviceParams,
+      produces: ['application/xml'],
+      response: z.string(),
+      handler({ params: { uuid }, reply }) {
+        const dev = findNodeDevice(ctx.env, uuid);
+        if (dev === undefined) {
+          throw new ApiError(404, 'ENODEV', `no node device for mediated device ${uuid}`, { uuid });
+        }
+        return reply.type(xml).send(formatNodeDeviceXml(dev));
       },
-    },
-    async (req, reply) => {
-      const h = hostdevOf(ctx, req.params.uuid, req.query);
-      return reply.type('application/xml; charset=utf-8').send(formatHostdevXml(h));
-    },
-  );
-
-  api.get(
-    `${API_PREFIX}/devices/:uuid/libvirt/nodedev`,
-    {
-      schema: {
-        summary: "the device's libvirt node device XML (virsh nodedev-dumpxml)",
-        tags: ['libvirt'],
-        params: DeviceParams,
-        produces: ['application/xml'],
-        response: { 200: z.string(), ...errors },
+    }),
+    route({
+      method: 'GET',
+      path: '/devices/:uuid/qemu-args',
+      tag: 'libvirt',
+      summary: 'the QEMU -device argument libvirt generates for the device',
+      params: DeviceParams,
+      query: HostdevQuery,
+      response: QemuArgs,
+      handler({ params, query }) {
+        const h = hostdevOf(ctx, params.uuid, query);
+        const device = qemuDeviceClassic(h);
+        return { argv: ['-device', device], device, deviceJson: qemuDeviceJson(h) };
       },
-    },
-    async (req, reply) => {
-      const dev = findNodeDevice(ctx.env, req.params.uuid);
-      if (dev === undefined) {
-        throw new ApiError(404, 'ENODEV', `no node device for mediated device ${req.params.uuid}`, {
-          uuid: req.params.uuid,
-        });
-      }
-      return reply.type('application/xml; charset=utf-8').send(formatNodeDeviceXml(dev));
-    },
-  );
-
-  api.get(
-    `${API_PREFIX}/devices/:uuid/qemu-args`,
-    {
-      schema: {
-        summary: 'the QEMU -device argument libvirt generates for the device',
-        tags: ['libvirt'],
-        params: DeviceParams,
-        querystring: HostdevQuery,
-        response: { 200: QemuArgs, ...errors },
-      },
-    },
-    async (req) => {
-      const h = hostdevOf(ctx, req.params.uuid, req.query);
-      const device = qemuDeviceClassic(h);
-      return { argv: ['-device', device], device, deviceJson: qemuDeviceJson(h) };
-    },
-  );
+    }),
+  ];
 }

@@ -1,4 +1,4 @@
-import * as fs from 'node:fs';
+import { processIo } from '../io.js';
 import { runMdevctl, type Prog } from './run.js';
 
 /**
@@ -14,14 +14,4 @@ if (args[0] === '--as-lsmdev') {
   args.shift();
   prog = 'lsmdev';
 }
-process.exitCode = runMdevctl(
-  {
-    stdout: process.stdout,
-    stderr: process.stderr,
-    env: process.env,
-    cwd: process.cwd(),
-    readStdin: () => fs.readFileSync(0, 'utf8'),
-  },
-  args,
-  prog,
-);
+process.exitCode = runMdevctl(processIo(), args, prog);

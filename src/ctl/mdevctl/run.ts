@@ -17,6 +17,7 @@ import {
   type JsonSource,
 } from '../../host/devices.js';
 import { environmentFrom, type Environment } from '../../host/environment.js';
+import type { CommandIo } from '../io.js';
 import { ArgError, ArgExit, commandHelp, parse, type ParsedArgs } from './args.js';
 import { listJson, listText, typesJson, typesText } from './output.js';
 import { LIST, MDEVCTL_VERSION, findCommand, topHelp } from './spec.js';
@@ -29,17 +30,9 @@ import { LIST, MDEVCTL_VERSION, findCommand, topHelp } from './spec.js';
  * behaviour), "lsmdev" (list only), or "mdevkit" (also takes --root DIR).
  */
 
-export interface MdevctlIo {
-  readonly stdout: { write(s: string): unknown };
-  readonly stderr: { write(s: string): unknown };
-  readonly env: Readonly<Record<string, string | undefined>>;
-  readonly cwd: string;
-  readonly readStdin: () => string;
-}
-
 export type Prog = 'mdevctl' | 'lsmdev' | 'mdevkit';
 
-function usageError(io: MdevctlIo, err: ArgError): number {
+function usageError(io: CommandIo, err: ArgError): number {
   io.stderr.write(
     `error: ${err.message}\n\n${err.usage === undefined ? '' : `${err.usage}\n`}For more information try --help\n`,
   );
@@ -75,7 +68,7 @@ function warnLine(message: string): string {
   return `[${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} WARN  mdevctl] ${message}\n`;
 }
 
-function jsonSource(io: MdevctlIo, path: string): JsonSource {
+function jsonSource(io: CommandIo, path: string): JsonSource {
   return {
     name: path,
     read: () =>
@@ -104,7 +97,7 @@ function extractRoot(args: string[]): { args: string[]; root?: string } {
   return root === undefined ? { args: out } : { args: out, root };
 }
 
-export function runMdevctl(io: MdevctlIo, argv: readonly string[], prog: Prog = 'mdevctl'): number {
+export function runMdevctl(io: CommandIo, argv: readonly string[], prog: Prog = 'mdevctl'): number {
   let args = [...argv];
   let root: string | undefined;
   if (prog === 'mdevkit') ({ args, root } = extractRoot(args));
@@ -195,7 +188,7 @@ export function runMdevctl(io: MdevctlIo, argv: readonly string[], prog: Prog = 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 function dispatch(
-  io: MdevctlIo,
+  io: CommandIo,
   env: Environment,
   command: string,
   o: ParsedArgs,
