@@ -26,6 +26,7 @@ import { eventRoutes } from './routes/events.js';
 import { hostRoutes, registerMetrics } from './routes/host.js';
 import { libvirtRoutes } from './routes/libvirt.js';
 import { registerWebRoutes } from './routes/web.js';
+import { desiredRoutes } from './routes/desired.js';
 import { DeviceView } from './device-view.js';
 
 /**
@@ -58,6 +59,11 @@ export interface AgentOptions {
   readonly logger?: boolean;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
+  /**
+   * Who holds a device open (sysfs does not say): the lab's VMs, or this
+   * machine's /dev/vfio users. Plans report such devices as blocked.
+   */
+  readonly inUse?: (uuid: string) => string | undefined;
 }
 
 /** What route modules share. */
@@ -184,6 +190,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     ...deviceRoutes(context),
     ...libvirtRoutes(context),
     ...apRoutes(context),
+    ...desiredRoutes(context),
     ...eventRoutes(context),
   ]);
   registerMetrics(app, context);

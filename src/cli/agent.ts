@@ -12,6 +12,7 @@ import {
 import { buildAgent } from '../agent/server.js';
 import { Autostart, describeAutostartRun } from '../host/autostart.js';
 import { environmentAt, type Environment } from '../host/environment.js';
+import { procInUseProbe, type InUseProbe } from '../host/desired/in-use.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
 import type { CommandIo } from '../ctl/io.js';
@@ -145,9 +146,14 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
   let env: Environment;
   let events: HostEventSource;
   let hostLabel: string;
+  let inUse: InUseProbe;
   if (isLab) {
     const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
     env = labEnvironment(stateDir, lab);
+    // Who holds a device open is the VMs' business, not sysfs's: on the
+    // in-process lab, the emulator says (the pairing this layer exists for).
+    inUse = (uuid) =>
+      (lab.core.device(uuid)?.openCount ?? 0) > 0 ? 'open by a VM of the lab' : undefined;
     // Uevents are the lab's word for what changed in sysfs; definitions are files.
     events = mergeSources(
       ueventSource((listener) => lab.kernel.onUevent(listener)),
@@ -169,6 +175,7 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     if (!fs.existsSync(env.configDir)) fs.mkdirSync(env.configDir, { recursive: true });
     events = mergeSources(new SysfsPoller(env.port, pollMs), new ConfigDirWatcher(env.configDir));
     hostLabel = env.root;
+    inUse = env.root === '/' ? procInUseProbe(env.port) : () => undefined;
   }
 
   const token = loadOrCreateToken(stateDir);
@@ -181,6 +188,7 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     loopbackOnly: listen !== undefined && loopback,
     mode: isLab ? 'lab' : 'host',
     hostLabel,
+    inUse,
     logger: io.env['MDEVKIT_AGENT_LOG'] === '1',
   });
 

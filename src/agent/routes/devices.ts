@@ -19,9 +19,11 @@ import {
   type MdevDevice,
   type StartMode,
 } from '../../host/devices.js';
+import { assertMayRemove, forgetOwner, recordOwner } from '../../host/desired/engine.js';
 import { toApi, type ApiDevice } from '../device-view.js';
 import { ApiError, during } from '../errors.js';
 import { route, type Route } from '../route.js';
+import { clientOwner, desiredApiError } from './desired.js';
 import {
   Aggregation,
   Attribute,
@@ -68,6 +70,18 @@ const ModifyBody = z
   });
 
 const ParentQuery = z.object({ parent: SysfsName.optional() });
+/**
+ * Removals: a device another owner made (a configuration, another client,
+ * or a tool mdevkit has no record of) is refused with 409 EPERM unless
+ * `force` says to go ahead anyway.
+ */
+const RemoveQuery = ParentQuery.extend({
+  force: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => v === 'true' || v === '1')
+    .describe("remove it even when it is not this client's (another owner's, or unrecorded)"),
+});
 const StartBody = z.object({ parent: SysfsName.optional() }).default({});
 const AggregationBody = z.object({
   value: z
@@ -113,6 +127,15 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       );
     }
     return all[0]!;
+  };
+
+  /** An ownership check or record update, its refusal in the API's error shape. */
+  const owned = async (fn: () => unknown): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      throw desiredApiError(err);
+    }
   };
 
   /** Run a change, then let the view know (also when it failed half-way). */
@@ -209,14 +232,14 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       body: CreateBody,
       response: Device,
       status: 201,
-      handler({ body: b }) {
+      async handler({ body: b, req }) {
         if (!b.define && !b.activate) {
           throw new ApiError(400, 'EINVAL', 'nothing to do: give define or activate (or both)');
         }
         const json = jsonDocument(b.type, b.start, b.attrs);
         // The answer is built from what the library returns: re-reading the
         // merged list after each create would cost O(devices) per request.
-        return changing(b.uuid, (): ApiDevice => {
+        const made = changing(b.uuid, (): ApiDevice => {
           if (!b.define) return toApi(startDevice(env, { uuid: b.uuid, parent: b.parent, json }));
           const made: MdevDevice = defineDevice(env, { uuid: b.uuid, parent: b.parent, json });
           if (!b.activate) return toApi(made);
@@ -227,6 +250,9 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
             throw err;
           }
         });
+        // Ours from now on: only this client (or a force) removes it.
+        await owned(() => recordOwner(env, made, clientOwner(req)));
+        return made;
       },
     }),
     route({
@@ -265,8 +291,12 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       operation: 'stop',
       summary: 'stop (remove) an active device (mdevctl stop); its definition stays',
       params: DeviceParams,
+      query: RemoveQuery,
       status: 204,
-      handler: ({ params: { uuid } }) => changing(uuid, () => stopDevice(env, uuid)),
+      async handler({ params: { uuid }, query, req }) {
+        await owned(() => assertMayRemove(env, uuid, clientOwner(req), query.force));
+        changing(uuid, () => stopDevice(env, uuid));
+      },
     }),
     route({
       method: 'DELETE',
@@ -275,10 +305,12 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       operation: 'undefine',
       summary: 'remove the definition (mdevctl undefine); an active device keeps running',
       params: DeviceParams,
-      query: ParentQuery,
+      query: RemoveQuery,
       status: 204,
-      handler: ({ params, query }) =>
-        changing(undefined, () => void undefineDevice(env, params.uuid, query.parent)),
+      async handler({ params, query, req }) {
+        await owned(() => assertMayRemove(env, params.uuid, clientOwner(req), query.force));
+        changing(undefined, () => void undefineDevice(env, params.uuid, query.parent));
+      },
     }),
     route({
       method: 'DELETE',
@@ -287,14 +319,16 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       operation: 'remove',
       summary: 'stop the device if active, then remove its definition if any',
       params: DeviceParams,
-      query: ParentQuery,
+      query: RemoveQuery,
       status: 204,
-      handler({ params, query }) {
+      async handler({ params, query, req }) {
         const d = one(params.uuid, query.parent);
+        await owned(() => assertMayRemove(env, d.uuid, clientOwner(req), query.force));
         changing(d.uuid, () => {
           if (d.active) stopDevice(env, d.uuid);
           if (d.defined) undefineDevice(env, d.uuid, d.parent);
         });
+        await owned(() => forgetOwner(env, d.uuid));
       },
     }),
     route({

@@ -91,6 +91,8 @@ export interface Inventory {
 export interface InventoryOptions {
   /** Reads the AP bus (src/ctl/ap's readApHost); omitted: no vfio-ap view. */
   readonly readAp?: (port: SysfsPort) => ApView;
+  /** Active devices only, no definitions read (capacity needs no more: metrics). */
+  readonly activeOnly?: boolean;
 }
 
 const chomp = (s: string): string => s.trim();
@@ -171,17 +173,20 @@ export function readInventory(env: Environment, options: InventoryOptions = {}):
       if (t.aggregation !== undefined) aggregatingTypes.add(`${p.name}/${t.id}`);
 
   const invalid: { path: string; message: string }[] = [];
-  const defined = listDefinedDevices(
-    env,
-    {},
-    {
-      invalidDefinition: (path, error) =>
-        invalid.push({
-          path,
-          message: error.cause instanceof Error ? error.cause.message : error.message,
-        }),
-    },
-  );
+  const defined =
+    options.activeOnly === true
+      ? new Map()
+      : listDefinedDevices(
+          env,
+          {},
+          {
+            invalidDefinition: (path, error) =>
+              invalid.push({
+                path,
+                message: error.cause instanceof Error ? error.cause.message : error.message,
+              }),
+          },
+        );
   // Active devices from the types' devices/ listings: one readdir per type.
   const active = indexTypeDevices(port);
   const devices: InventoryDevice[] = [];
