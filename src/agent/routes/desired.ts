@@ -123,7 +123,7 @@ const ApplyResult = z.object({
     .nullable(),
 });
 
-const Owner = z.object({
+export const Owner = z.object({
   uuid: z.string(),
   parent: z.string(),
   type: z.string(),
@@ -140,7 +140,7 @@ const CapacityCell = z.object({
   drained: z.boolean().optional(),
 });
 
-const Capacity = z.object({
+export const Capacity = z.object({
   types: z.array(
     z.object({
       type: z.string(),
@@ -161,7 +161,7 @@ const Capacity = z.object({
   ),
 });
 
-const Status = z.object({
+export const Status = z.object({
   configs: z.array(
     z.object({
       config: z.string(),
