@@ -8,7 +8,7 @@
  *    the autostart's own share is the difference;
  *  - the reference: Debian's mdevctl 1.2.0 `start-parent-mdevs mtty`, what
  *    its udev rule runs, in a mount namespace where the lab is /sys
- *    (../shared/tools/mdevctl-ns), after a reboot with no definitions;
+ *    (scripts/mdevctl-ns), after a reboot with no definitions;
  *  - mdevkit's drop-in (bin/mdevctl start-parent-mdevs) the same way,
  *    through FUSE, for comparison.
  * Goal: mdevkit's path at most 0.2x mdevctl's time. Median of 3 runs each.
@@ -20,21 +20,20 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { controlCall } from '../src/sim/control.js';
+import { mdevctlReference } from '../test/support/capabilities.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const MDEVKIT = path.join(ROOT, 'bin/mdevkit');
 const MDEVKIT_MDEVCTL = path.join(ROOT, 'bin/mdevctl');
-const MDEVCTL_NS = path.resolve(ROOT, '../shared/tools/mdevctl-ns');
+const REFERENCE = mdevctlReference('1.2.0');
+// Not capabilities.ts's MDEVCTL_NS: that resolves against its own URL, which
+// is this bundle's once esbuild has inlined it.
+const MDEVCTL_NS = path.join(ROOT, 'scripts/mdevctl-ns');
 const N = 1000;
 const REPS = 3;
 
-if (
-  process.getuid?.() !== 0 ||
-  !fs.existsSync('/dev/fuse') ||
-  !fs.existsSync('/usr/bin/mdevctl') ||
-  !fs.existsSync(MDEVCTL_NS)
-) {
-  console.log('autostart bench: needs root, /dev/fuse, /usr/bin/mdevctl and mdevctl-ns; skipped');
+if (process.getuid?.() !== 0 || !fs.existsSync('/dev/fuse') || REFERENCE === undefined) {
+  console.log('autostart bench: needs root, /dev/fuse and mdevctl 1.2.0; skipped');
   process.exit(0);
 }
 
@@ -116,7 +115,7 @@ try {
     without.push(await emptyReboot());
     if (activeCount() !== 0) throw new Error('an empty reboot left devices');
     nsOnly.push(inLab(['true']));
-    reference.push(inLab(['mdevctl', 'start-parent-mdevs', 'mtty']));
+    reference.push(inLab([REFERENCE, 'start-parent-mdevs', 'mtty']));
     if (activeCount() !== N) throw new Error(`mdevctl started ${activeCount()} of ${N}`);
     await emptyReboot();
     dropIn.push(inLab([MDEVKIT_MDEVCTL, 'start-parent-mdevs', 'mtty']));

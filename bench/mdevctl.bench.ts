@@ -1,34 +1,37 @@
 /**
- * mdevkit's mdevctl commands side by side with Debian's mdevctl 1.2.0, on
- * the same generated trees (../shared/tools/gen-tree.js) of 10, 1k and 10k
- * devices (N active, N defined, half of them both): `list`,
+ * mdevkit's mdevctl commands side by side with Debian's mdevctl 1.2.0 (and
+ * 1.4.0 when scripts/install-mdevctl-ref.sh has installed it), on the same
+ * generated trees (test/support/gen-tree.ts: 8 parents x 4 types) of 10, 1k
+ * and 10k devices (N active, N defined, half of them both): `list`,
  * `list -d --dumpjson`, `types` and `define`. mdevctl 1.2.0 always works on
  * "/", so every timing runs inside one private mount namespace per tree
- * (../shared/tools/mdevctl-ns) where the tree is /sys and /etc/mdevctl.d;
- * a small driver there alternates the two programs and `node -e 0`, and the
- * median and best wall time of each are reported. Needs root and /usr/bin/mdevctl.
+ * (scripts/mdevctl-ns) where the tree is /sys and /etc/mdevctl.d; a small
+ * driver there alternates the programs and `node -e 0`, and the median and
+ * best wall time of each are reported. Needs root and mdevctl 1.2.0.
  *
  *   npm run bench mdevctl            (MDEVKIT_BENCH_SIZES=10,1000 to pick sizes)
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { mdevctlReference } from '../test/support/capabilities.js';
+import { generateTree } from '../test/support/gen-tree.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const SHARED = path.resolve(ROOT, '../shared');
-const GEN_TREE = path.join(SHARED, 'tools/gen-tree.js');
-const MDEVCTL_NS = path.join(SHARED, 'tools/mdevctl-ns');
 const CANDIDATE = path.join(ROOT, 'bin/mdevctl');
-const REFERENCE = '/usr/bin/mdevctl';
+// Not capabilities.ts's MDEVCTL_NS: that resolves against its own URL, which
+// is this bundle's once esbuild has inlined it.
+const MDEVCTL_NS = path.join(ROOT, 'scripts/mdevctl-ns');
+const REFERENCE = mdevctlReference('1.2.0');
+/** mdevctl 1.4.0, timed too when installed (issue 13's second reference). */
+const REFERENCE_14 = mdevctlReference('1.4.0');
 
 const sizes = (process.env['MDEVKIT_BENCH_SIZES'] ?? '10,1000,10000').split(',').map(Number);
 const reps = (n: number): number => (n >= 10000 ? 7 : n >= 1000 ? 11 : 21);
 
-if (process.getuid?.() !== 0 || !fs.existsSync(REFERENCE) || !fs.existsSync(MDEVCTL_NS)) {
-  console.log(
-    'mdevctl bench: needs root, /usr/bin/mdevctl and ../shared/tools/mdevctl-ns; skipped',
-  );
+if (process.getuid?.() !== 0 || REFERENCE === undefined) {
+  console.log('mdevctl bench: needs root and mdevctl 1.2.0 (apt-get install mdevctl); skipped');
   process.exit(0);
 }
 
@@ -37,7 +40,7 @@ if (process.getuid?.() !== 0 || !fs.existsSync(REFERENCE) || !fs.existsSync(MDEV
 const DRIVER = `
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-const [ref, cand, repsArg, freeParent, freeType] = process.argv.slice(2);
+const [ref, cand, repsArg, freeParent, freeType, ref14] = process.argv.slice(2);
 const reps = Number(repsArg);
 const commands = {
   'list': () => ['list'],
@@ -57,14 +60,17 @@ const min = (xs) => Math.min(...xs);
 const out = {};
 const node = [];
 for (const [name, args] of Object.entries(commands)) {
-  const r = [], c = [];
+  const r = [], c = [], r14 = [];
   time(ref, args()); time(cand, args()); // warm the page cache
+  if (ref14) time(ref14, args());
   for (let i = 0; i < reps; i++) {
     r.push(time(ref, args()));
     c.push(time(cand, args()));
+    if (ref14) r14.push(time(ref14, args()));
     node.push(time(process.execPath, ['-e', '0']));
   }
-  out[name] = { ref: median(r), cand: median(c), refMin: min(r), candMin: min(c) };
+  out[name] = { ref: median(r), cand: median(c), refMin: min(r), candMin: min(c),
+    ref14: ref14 ? median(r14) : NaN, ref14Min: ref14 ? min(r14) : NaN };
 }
 out['node -e 0'] = { ref: NaN, cand: median(node), refMin: NaN, candMin: min(node) };
 console.log(JSON.stringify(out));
@@ -77,6 +83,8 @@ interface Row {
   cand: number;
   refMin: number;
   candMin: number;
+  ref14: number;
+  ref14Min: number;
 }
 
 const work = fs.mkdtempSync(
@@ -90,15 +98,7 @@ try {
   fs.writeFileSync(driver, DRIVER);
   for (const n of sizes) {
     const tree = path.join(work, `tree-${n}`);
-    const summary = JSON.parse(
-      execFileSync(
-        process.execPath,
-        [GEN_TREE, tree, '--active', String(n), '--defined', String(n)],
-        {
-          encoding: 'utf8',
-        },
-      ),
-    ) as { free: { parent: string; type: string } };
+    const summary = generateTree(tree, { active: n, defined: n });
     const r = spawnSync(
       MDEVCTL_NS,
       [
@@ -111,6 +111,7 @@ try {
         String(reps(n)),
         summary.free.parent,
         summary.free.type,
+        ...(REFERENCE_14 !== undefined ? [REFERENCE_14] : []),
       ],
       { encoding: 'utf8' },
     );
@@ -135,13 +136,18 @@ const ratio = (a: number, b: number): string => (a / b).toFixed(2).padStart(5);
 console.log(
   `wall time per command, ms: median and best of the runs (node -e 0: median ${nodeMs.toFixed(1)}, best ${nodeMin.toFixed(1)})`,
 );
+// "mdevctl" is 1.2.0, as before; 1.4.0's median and mdevkit's ratio to it
+// follow when it is installed.
+const with14 = REFERENCE_14 !== undefined;
 console.log(
   `${'devices'.padStart(7)}  ${'command'.padEnd(20)} ${'mdevctl'.padStart(8)} ${'mdevkit'.padStart(8)}  ratio  over node` +
-    `   ${'best:ref'.padStart(8)} ${'cand'.padStart(8)}  ratio  over node`,
+    `   ${'best:ref'.padStart(8)} ${'cand'.padStart(8)}  ratio  over node` +
+    (with14 ? `   ${'1.4.0'.padStart(8)}  ratio` : ''),
 );
 for (const r of rows) {
   console.log(
     `${String(r.size).padStart(7)}  ${r.command.padEnd(20)} ${fmt(r.ref)} ${fmt(r.cand)}  ${ratio(r.cand, r.ref)}  ${fmt(r.cand - nodeMs)}` +
-      `   ${fmt(r.refMin)} ${fmt(r.candMin)}  ${ratio(r.candMin, r.refMin)}  ${fmt(r.candMin - nodeMin)}`,
+      `   ${fmt(r.refMin)} ${fmt(r.candMin)}  ${ratio(r.candMin, r.refMin)}  ${fmt(r.candMin - nodeMin)}` +
+      (with14 ? `   ${fmt(r.ref14)}  ${ratio(r.cand, r.ref14)}` : ''),
   );
 }

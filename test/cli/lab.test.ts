@@ -77,7 +77,7 @@ describe('mdevkit lab snapshot', () => {
       !requires(
         t,
         { root: isRoot, mdevctl: hasMdevctl },
-        'runs the real mdevctl in a mount namespace (../shared/tools/mdevctl-ns)',
+        'runs the real mdevctl in a mount namespace (scripts/mdevctl-ns)',
       )
     )
       return;
@@ -114,7 +114,7 @@ describe('mdevkit lab snapshot', () => {
       !requires(
         t,
         { root: isRoot, mdevctl: hasMdevctl },
-        'runs the real mdevctl in a mount namespace (../shared/tools/mdevctl-ns)',
+        'runs the real mdevctl in a mount namespace (scripts/mdevctl-ns)',
       )
     )
       return;

@@ -3,7 +3,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { MDEVCTL_NS, SHARED_DIR, hasMdevctl, isRoot, requires } from '../support/capabilities.js';
+import { MDEVCTL_NS, hasMdevctl, isRoot, requires } from '../support/capabilities.js';
+import { generateTree } from '../support/gen-tree.js';
 import { tmpDir } from '../support/tmp.js';
 
 /**
@@ -13,7 +14,6 @@ import { tmpDir } from '../support/tmp.js';
  * devices that break the fast path's assumptions.
  */
 const ROOT = new URL('../../', import.meta.url).pathname;
-const GEN_TREE = `${SHARED_DIR}tools/gen-tree.js`;
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env } });
@@ -24,25 +24,13 @@ test('list and list -d on 600 devices and 700 definitions, some broken: identica
   if (
     !requires(
       t,
-      { root: isRoot, mdevctl: hasMdevctl, 'gen-tree.js': fs.existsSync(GEN_TREE) },
+      { root: isRoot, mdevctl: hasMdevctl },
       'compares with the real mdevctl in a mount namespace',
     )
   )
     return;
   const tree = path.join(tmpDir(), 'tree');
-  const gen = run(process.execPath, [
-    GEN_TREE,
-    tree,
-    '--parents',
-    '3',
-    '--types',
-    '3',
-    '--active',
-    '600',
-    '--defined',
-    '700',
-  ]);
-  assert.equal(gen.status, 0, gen.stderr);
+  generateTree(tree, { parents: 3, types: 3, active: 600, defined: 700 });
   const bus = path.join(tree, 'sys/bus/mdev/devices');
   const uuids = fs.readdirSync(bus).sort();
   const devDir = (u: string) => fs.realpathSync(path.join(bus, u));

@@ -2,18 +2,25 @@
  * bin/mdevctl against Debian's mdevctl 1.2.0 on a tree written by
  * `mdevkit lab snapshot` (the emulated lab host, ten parents of six
  * drivers), with active devices and definitions added by hand: every
- * command and option of the issue runs in sequence on both sides (through
- * ../shared/tools/mdevctl-ns), and each step's exit status and stdout, and
- * the final /sys and /etc/mdevctl.d trees, must be identical.
+ * command and option of the issue runs in sequence on both sides (each in
+ * a mount namespace, scripts/mdevctl-ns), and each step's exit status and
+ * stdout, and the final /sys and /etc/mdevctl.d trees, must be identical.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MDEVCTL_NS, hasMdevctl, isRoot, requires } from '../support/capabilities.js';
+import { isRoot, mdevctlReference, requires } from '../support/capabilities.js';
 import { runMdevkit } from '../support/cli.js';
 import { tmpDir } from '../support/tmp.js';
-import { CANDIDATE, addActiveDevice, addDefinition, runSide } from './support/differential.js';
+import {
+  CANDIDATE,
+  addActiveDevice,
+  addDefinition,
+  runInTree,
+  type SideRun,
+  type StepInput,
+} from './support/differential.js';
 
 const U = (n: number): string => `6a0f3c2e-1d4b-4e8a-9c7f-0000000000${String(n).padStart(2, '0')}`;
 const ACTIVE_GVT = U(1);
@@ -115,25 +122,32 @@ const STEPS: [string[], string?][] = [
   [['list', '-d']],
 ];
 
+/** Run STEPS with `argv` in a fresh copy of `tree`. */
+function runSide(tree: string, work: string, argv: string): Promise<SideRun> {
+  const copy = path.join(work, 'tree');
+  fs.cpSync(tree, copy, { recursive: true, verbatimSymlinks: true });
+  const steps = STEPS.map(([args, stdin], i): StepInput => {
+    if (stdin === undefined) return { args };
+    const stdinFile = path.join(work, `stdin-${i}`);
+    fs.writeFileSync(stdinFile, stdin);
+    return { args, stdinFile };
+  });
+  return runInTree(copy, work, { label: argv, argv: [argv] }, steps);
+}
+
 test(
   'a lab snapshot: every command, option by option, as mdevctl 1.2.0',
   { timeout: 180_000 },
-  (t) => {
-    if (
-      !requires(
-        t,
-        { root: isRoot, mdevctl: hasMdevctl, 'mdevctl-ns': fs.existsSync(MDEVCTL_NS) },
-        'runs mdevctl 1.2.0 in a mount namespace',
-      )
-    ) {
-      return;
-    }
+  async (t) => {
+    const reference = mdevctlReference('1.2.0');
+    const needs = { root: isRoot, 'mdevctl 1.2.0': reference !== undefined };
+    if (!requires(t, needs, 'runs mdevctl 1.2.0 in a mount namespace')) return;
     const dir = tmpDir('mdevkit-snapshot-');
     const tree = buildTree(dir);
-    const steps = STEPS.map(([args]) => args);
-    const stdin = (i: number): string | undefined => STEPS[i]![1];
-    const ref = runSide(tree, path.join(dir, 'ref'), ['/usr/bin/mdevctl'], steps, stdin);
-    const cand = runSide(tree, path.join(dir, 'cand'), [CANDIDATE], steps, stdin);
+    const [ref, cand] = await Promise.all([
+      runSide(tree, path.join(dir, 'ref'), reference!),
+      runSide(tree, path.join(dir, 'cand'), CANDIDATE),
+    ]);
     ref.steps.forEach((r, i) => {
       const c = cand.steps[i]!;
       const what = `step ${i}: mdevctl ${r.args.join(' ')}\nref stderr: ${r.stderr}\ncand stderr: ${c.stderr}`;

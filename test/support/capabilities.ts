@@ -45,6 +45,59 @@ export function requires(t: TestContext, needs: Record<string, boolean>, reason:
   return false;
 }
 
-/** Path of the shared tools beside the checkout (../shared). */
-export const SHARED_DIR = new URL('../../../shared/', import.meta.url).pathname;
-export const MDEVCTL_NS = `${SHARED_DIR}tools/mdevctl-ns`;
+/**
+ * The project's mount-namespace runner: `MDEVCTL_NS TREE -- CMD ARGS...` runs
+ * CMD where TREE/sys and TREE/etc/mdevctl.d are /sys and /etc/mdevctl.d
+ * (root; see the script's header).
+ */
+export const MDEVCTL_NS = new URL('../../scripts/mdevctl-ns', import.meta.url).pathname;
+
+/** The reference mdevctl releases the differential tests know. */
+export type MdevctlVersion = '1.2.0' | '1.4.0';
+export const MDEVCTL_VERSIONS: readonly MdevctlVersion[] = ['1.2.0', '1.4.0'];
+
+/**
+ * Where each reference is looked for, in order; the first whose `--version`
+ * names the release wins. 1.2.0 is Debian 12's package; 1.4.0 is what
+ * scripts/install-mdevctl-ref.sh installs (or Debian 13's own package).
+ * MDEVKIT_MDEVCTL_1_2 / MDEVKIT_MDEVCTL_1_4 name another binary or launcher.
+ */
+function referenceCandidates(version: MdevctlVersion): string[] {
+  const own = process.env[version === '1.2.0' ? 'MDEVKIT_MDEVCTL_1_2' : 'MDEVKIT_MDEVCTL_1_4'];
+  const places =
+    version === '1.2.0'
+      ? ['/usr/bin/mdevctl']
+      : ['/opt/mdevctl-1.4.0/bin/mdevctl', '/usr/bin/mdevctl'];
+  return own !== undefined && own !== '' ? [own] : places;
+}
+
+const references = new Map<MdevctlVersion, string | undefined>();
+
+/**
+ * The path of reference mdevctl `version`, or undefined when this machine
+ * has none that runs and reports that release (checked once per process).
+ */
+export function mdevctlReference(version: MdevctlVersion): string | undefined {
+  if (!references.has(version)) {
+    const found = referenceCandidates(version).find((bin) => {
+      if (!fs.existsSync(bin)) return false;
+      try {
+        const out = execFileSync(bin, ['--version'], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+          env: { ...process.env, RUST_BACKTRACE: '0' },
+        });
+        return out.trim() === `mdevctl ${version}`;
+      } catch {
+        return false;
+      }
+    });
+    references.set(version, found);
+  }
+  return references.get(version);
+}
+
+/** Debian 12's mdevctl 1.2.0 (apt-get install mdevctl). */
+export const hasMdevctl12 = (): boolean => mdevctlReference('1.2.0') !== undefined;
+/** mdevctl 1.4.0 (scripts/install-mdevctl-ref.sh). */
+export const hasMdevctl14 = (): boolean => mdevctlReference('1.4.0') !== undefined;
