@@ -21,7 +21,7 @@ await build({
   format: 'esm',
   target: 'node20',
   sourcemap: 'linked',
-  external: ['fuse-native', 'playwright-core'],
+  external: ['fuse-native', 'netlink', 'playwright-core'],
   banner: {
     // Bundled CommonJS dependencies may call require(); give them one.
     js: "import { createRequire as __mdevkitCreateRequire } from 'node:module'; const require = __mdevkitCreateRequire(import.meta.url);",

@@ -4,7 +4,7 @@ import { ErrnoError } from '../common/errno.js';
 import type { Uevent } from '../host/autostart.js';
 import { TEMP_PREFIX } from '../host/config-store.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../host/paths.js';
-import { readActiveDevice, type ActiveDevice } from '../host/sysfs-model.js';
+import { listActiveDevices, readActiveDevice, type ActiveDevice } from '../host/sysfs-model.js';
 import type { SysfsPort } from '../port/sysfs-port.js';
 import type { HostEvent } from './event-kinds.js';
 
@@ -43,19 +43,48 @@ export type KernelUevent = Uevent;
 export type UeventSubscribe = (listener: (event: KernelUevent) => void) => () => void;
 
 /**
+ * The types of the active devices, as the uevent translation needs them.
+ * The kernel names an mdev's type in sysfs (the device's `mdev_type` link),
+ * never in its uevents; and by the time `remove` is sent the link is gone.
+ * So the type is read when the device appears (or, for a device older than
+ * the listener, when the listener starts) and remembered until it goes.
+ */
+export class MdevTypeMemory {
+  readonly #types = new Map<string, string>();
+
+  constructor(readonly port: SysfsPort) {
+    for (const d of listActiveDevices(port)) this.#types.set(d.uuid, d.type);
+  }
+
+  /** A device was added: its type from sysfs ('' if it is gone again already). */
+  added(uuid: string): string {
+    const type = readActiveDevice(this.port, uuid)?.type ?? '';
+    this.#types.set(uuid, type);
+    return type;
+  }
+
+  /** A device was removed: the type it had ('' if it was never seen). */
+  removed(uuid: string): string {
+    const type = this.#types.get(uuid) ?? '';
+    this.#types.delete(uuid);
+    return type;
+  }
+}
+
+/**
  * Translate uevents as mdevctl's udev rule reads them: add/remove with
  * SUBSYSTEM=mdev for devices (parent = the directory holding the device,
- * type = MDEV_TYPE), change with MDEV_STATE=registered|unregistered for parents.
+ * type = its mdev_type link, through `types`), change with
+ * MDEV_STATE=registered|unregistered for parents.
  */
-export function hostEventOfUevent(u: KernelUevent): HostEvent | undefined {
+export function hostEventOfUevent(u: KernelUevent, types: MdevTypeMemory): HostEvent | undefined {
   const parts = u.devpath.split('/');
   const name = parts[parts.length - 1] ?? '';
   if (u.subsystem === 'mdev' && (u.action === 'add' || u.action === 'remove')) {
     const parent = parts[parts.length - 2] ?? '';
-    const type = u.env['MDEV_TYPE'] ?? '';
     return u.action === 'add'
-      ? { kind: 'device-created', uuid: name, parent, type }
-      : { kind: 'device-removed', uuid: name, parent, type };
+      ? { kind: 'device-created', uuid: name, parent, type: types.added(name) }
+      : { kind: 'device-removed', uuid: name, parent, type: types.removed(name) };
   }
   if (u.action === 'change') {
     const state = u.env['MDEV_STATE'];
@@ -65,11 +94,13 @@ export function hostEventOfUevent(u: KernelUevent): HostEvent | undefined {
   return undefined;
 }
 
-export function ueventSource(subscribeUevents: UeventSubscribe): HostEventSource {
+/** Host events from a uevent stream; `port` is the same host's sysfs, for device types. */
+export function ueventSource(subscribeUevents: UeventSubscribe, port: SysfsPort): HostEventSource {
   return {
     subscribe(listener) {
+      const types = new MdevTypeMemory(port);
       return subscribeUevents((u) => {
-        const event = hostEventOfUevent(u);
+        const event = hostEventOfUevent(u, types);
         if (event !== undefined) listener(event);
       });
     },

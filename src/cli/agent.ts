@@ -156,7 +156,7 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
       (lab.core.device(uuid)?.openCount ?? 0) > 0 ? 'open by a VM of the lab' : undefined;
     // Uevents are the lab's word for what changed in sysfs; definitions are files.
     events = mergeSources(
-      ueventSource((listener) => lab.kernel.onUevent(listener)),
+      ueventSource((listener) => lab.kernel.onUevent(listener), env.port),
       new ConfigDirWatcher(env.configDir),
     );
     hostLabel = `lab '${lab.profile.name}' (in-process emulated host)`;

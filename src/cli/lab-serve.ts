@@ -1,10 +1,12 @@
-import { spawn } from 'node:child_process';
+import { spawn, type StdioOptions } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import type { Uevent } from '../sim/core/kernel.js';
+import type { UdevRelay } from '../sim/udev/relay.js';
 import {
   detachMount,
+  isMountpoint,
   mountSysfs,
   mountpointState,
   type SysfsMount,
@@ -29,6 +31,9 @@ import { PROFILE_OPTION } from './lab.js';
  *   DIR/etc/mdevctl.d     persistent definitions (a plain directory, kept
  *                         across serves, as /etc is across reboots)
  *   DIR/lab.sock          the emulator's control socket (open/close/reboot)
+ *   DIR/netns             the bound network namespace of its udev events
+ *                         (with --udev; src/sim/udev/relay.ts)
+ *   DIR/libvirt/run       /run/libvirt in `lab shell` (`lab libvirtd`'s sockets)
  *
  * The serving process must never make synchronous file-system calls on its
  * own mount (its event loop is the server). Everything it does to the lab
@@ -46,6 +51,11 @@ export interface LiveLabOptions {
   monitor?: Writable;
   /** Notes for the operator (stale mount cleared, autostart results). */
   log: Writable;
+  /**
+   * Send udev events into a private network namespace bound at DIR/netns;
+   * the command that runs the relay inside it (`mdevkit lab udev-relay`).
+   */
+  udevRelayCommand?: readonly string[];
 }
 
 /** A lab served at a directory: the FUSE mount, the config dir, autostart. */
@@ -53,7 +63,10 @@ export class LiveLab {
   readonly sysDir: string;
   readonly configDir: string;
   readonly socketPath: string;
+  /** The bound network namespace of the lab's udev events (DIR/netns). */
+  readonly netnsPath: string;
   #mount: SysfsMount | undefined;
+  #udev: UdevRelay | undefined;
   #stopUevents: (() => void) | undefined;
   readonly autostart: Autostart;
 
@@ -65,6 +78,7 @@ export class LiveLab {
     this.sysDir = nodePath.join(dir, 'sys');
     this.configDir = nodePath.join(dir, 'etc', 'mdevctl.d');
     this.socketPath = nodePath.join(dir, 'lab.sock');
+    this.netnsPath = nodePath.join(dir, 'netns');
     // Autostart runs on the lab's in-process port, never through this
     // process's own FUSE mount (which would wait for itself); the config
     // dir DIR/etc/mdevctl.d is a plain directory.
@@ -82,6 +96,7 @@ export class LiveLab {
     await live.#prepareDir();
     live.#stopUevents = lab.kernel.onUevent((e) => {
       options.monitor?.write(formatUevent(e));
+      live.#udev?.send(e);
       live.autostart.uevent(e);
     });
     // The host boots: its parents registered before anyone listened.
@@ -90,6 +105,18 @@ export class LiveLab {
     live.#mount = await mountSysfs(lab.kernel.tree, live.sysDir, {
       ...(options.cacheSeconds !== undefined ? { cacheSeconds: options.cacheSeconds } : {}),
     });
+    if (options.udevRelayCommand !== undefined) {
+      try {
+        const { UdevRelay } = await import('../sim/udev/relay.js');
+        live.#udev = await UdevRelay.start({
+          nsPath: live.netnsPath,
+          relayCommand: options.udevRelayCommand,
+        });
+      } catch (err) {
+        await live.stop();
+        throw new CommandError(`cannot send the lab's udev events: ${(err as Error).message}`);
+      }
+    }
     return live;
   }
 
@@ -118,9 +145,15 @@ export class LiveLab {
     }
   }
 
+  /**
+   * Autostart runs to its end first: the devices it starts are uevents
+   * that the relay must still see. Then nothing more is sent, the relay
+   * goes (and with it the namespace's binding), and the mount last.
+   */
   async stop(): Promise<void> {
-    this.#stopUevents?.();
     await this.autostart.flush();
+    this.#stopUevents?.();
+    await this.#udev?.close();
     await this.#mount?.unmount();
   }
 }
@@ -149,6 +182,15 @@ function parseCache(text: string | undefined): number | undefined {
   return n;
 }
 
+/** How to run this CLI's `lab udev-relay` (inside the lab's network namespace). */
+export function udevRelayCommand(): string[] {
+  return [process.execPath, process.argv[1] ?? 'mdevkit', 'lab', 'udev-relay'];
+}
+
+export function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) throw new CommandError(`${what} needs root`);
+}
+
 function requireFuse(): void {
   if (!fs.existsSync('/dev/fuse')) {
     throw new CommandError('FUSE is not available here (/dev/fuse is missing)');
@@ -156,7 +198,7 @@ function requireFuse(): void {
 }
 
 export const serveCommand = command({
-  synopsis: '[--profile P] --mount DIR [--monitor] [--cache SECONDS]',
+  synopsis: '[--profile P] --mount DIR [--udev] [--monitor] [--cache SECONDS]',
   description: `Serve the emulated host's sysfs at DIR/sys over FUSE, with the config dir at DIR/etc/mdevctl.d, and run autostart as mdevctl's udev rule does. Prints "ready DIR" once the mount is usable; SIGINT or SIGTERM unmounts and exits 0. A stale mount left by a crash is cleared.`,
   options: {
     profile: PROFILE_OPTION,
@@ -164,6 +206,10 @@ export const serveCommand = command({
       type: 'string',
       value: 'DIR',
       help: 'where to serve the lab (DIR/sys, DIR/etc/mdevctl.d, DIR/lab.sock)',
+    },
+    udev: {
+      type: 'boolean',
+      help: "send every uevent, as udevd would after processing it, to the libudev monitors (libvirt, udevadm) of a private network namespace bound at DIR/netns, which 'lab shell' joins (root; util-linux)",
     },
     monitor: {
       type: 'boolean',
@@ -179,6 +225,7 @@ export const serveCommand = command({
   async run(io, { values }) {
     if (values.mount === undefined) throw new UsageError('lab serve needs --mount DIR');
     requireFuse();
+    if (values.udev === true) requireRoot('lab serve --udev (it makes a network namespace)');
     const dir = nodePath.resolve(io.cwd, values.mount);
     const cacheSeconds = parseCache(values.cache);
     const stopped = untilStopped(); // listen from the start: a signal while mounting still unmounts
@@ -188,6 +235,7 @@ export const serveCommand = command({
       log: io.stderr,
       ...(values.monitor === true ? { monitor: io.stdout } : {}),
       ...(cacheSeconds !== undefined ? { cacheSeconds } : {}),
+      ...(values.udev === true ? { udevRelayCommand: udevRelayCommand() } : {}),
     });
     try {
       const control = await startControl(live);
@@ -206,18 +254,24 @@ export const serveCommand = command({
  * parents' re-registration set off has run, so `lab reboot` returning
  * means the start=auto devices are back.
  */
-function startControl(live: LiveLab): Promise<{ close(): Promise<void> }> {
+export function startControl(live: LiveLab): Promise<{ close(): Promise<void> }> {
   return startControlServer(live.lab, live.socketPath, {
     afterReboot: () => live.autostart.flush(),
   });
 }
 
 export const shellCommand = command({
-  synopsis: '[--profile P] [--mount DIR] [-- CMD ARGS...]',
-  description: `Run CMD (default: your shell) in a private mount namespace where /sys and /etc/mdevctl.d are the lab's, so mdevctl, mdevkit and scripts see the lab as the host. With --mount DIR of a lab already served, joins it; otherwise serves one for the duration of CMD. Needs root. MDEVKIT_LAB=DIR is set.`,
+  synopsis: '[--profile P] [--mount DIR] [--no-udev] [-- CMD ARGS...]',
+  description: `Run CMD (default: your shell) in a private mount namespace where /sys and /etc/mdevctl.d are the lab's, so mdevctl, mdevkit and scripts see the lab as the host. With --mount DIR of a lab already served, joins it; otherwise serves one for the duration of CMD. Needs root. MDEVKIT_LAB=DIR is set.
+
+When the lab sends udev events (a lab this command serves does, unless --no-udev; 'lab serve --udev' and 'lab libvirtd' do), CMD runs in the lab's network namespace and libudev monitors there see devices come and go. SYSTEMD_DEVICE_VERIFY_SYSFS=0 is set, since libudev otherwise drops devices that are not on the kernel's sysfs. /run/libvirt is the lab's (DIR/libvirt/run), so virsh -c qemu:///system talks to 'lab libvirtd'.`,
   options: {
     profile: PROFILE_OPTION,
     mount: { type: 'string', value: 'DIR', help: 'a lab served there (joined) or to serve there' },
+    'no-udev': {
+      type: 'boolean',
+      help: 'a lab served here sends no udev events (no network namespace; CMD runs in the host one)',
+    },
   },
   positionals: [],
   positionalsHint: 'put the command after "--": lab shell -- CMD ARGS...',
@@ -231,6 +285,7 @@ export const shellCommand = command({
     }
     requireFuse();
 
+    const udev = values['no-udev'] === true ? {} : { udevRelayCommand: udevRelayCommand() };
     let dir: string;
     let live: LiveLab | undefined;
     let tempDir: string | undefined;
@@ -245,6 +300,7 @@ export const shellCommand = command({
           profile: values.profile ?? DEFAULT_PROFILE,
           dir,
           log: io.stderr,
+          ...udev,
         });
       }
     } else {
@@ -254,6 +310,7 @@ export const shellCommand = command({
         profile: values.profile ?? DEFAULT_PROFILE,
         dir,
         log: io.stderr,
+        ...udev,
       });
     }
     const control = live === undefined ? undefined : await startControl(live);
@@ -268,31 +325,51 @@ export const shellCommand = command({
   },
 });
 
+export interface LabNamespaceOptions {
+  /** More shell, run after the lab's mounts and before argv (lab libvirtd's own mounts). */
+  readonly setup?: string;
+  readonly stdio?: StdioOptions;
+  /** 'shell' (default): SIGINT is the command's business; 'forward': pass SIGINT on too. */
+  readonly signals?: 'shell' | 'forward';
+}
+
 /**
- * Run argv with DIR/sys on /sys and DIR/etc/mdevctl.d on /etc/mdevctl.d, in a
- * private mount namespace (util-linux unshare), and return its exit status.
+ * Run argv with DIR/sys on /sys, DIR/etc/mdevctl.d on /etc/mdevctl.d and
+ * DIR/libvirt/run on /run/libvirt, in a private mount namespace (util-linux
+ * unshare) and, when the lab sends udev events, in the lab's network
+ * namespace (nsenter --net=DIR/netns); return its exit status.
  * Asynchronous on purpose: this process may be the one serving DIR/sys.
  */
-function runInLabNamespace(
+export function runInLabNamespace(
   dir: string,
-  argv: string[],
+  argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
+  options: LabNamespaceOptions = {},
 ): Promise<number> {
+  const setup = options.setup ?? '';
   fs.mkdirSync('/etc/mdevctl.d', { recursive: true });
+  fs.mkdirSync('/run/libvirt', { recursive: true });
+  fs.mkdirSync(nodePath.join(dir, 'libvirt', 'run'), { recursive: true });
   const script =
-    'mount --rbind "$0/sys" /sys && mount --bind "$0/etc/mdevctl.d" /etc/mdevctl.d && exec "$@"';
-  const child = spawn(
-    'unshare',
-    ['-m', '--propagation', 'private', '--', 'sh', '-c', script, dir, ...argv],
-    {
-      stdio: 'inherit',
-      env: { ...env, MDEVKIT_LAB: dir },
-    },
-  );
+    'mount --rbind "$0/sys" /sys && mount --bind "$0/etc/mdevctl.d" /etc/mdevctl.d && ' +
+    'mount --bind "$0/libvirt/run" /run/libvirt && ' +
+    (setup === '' ? '' : `${setup} && `) +
+    'exec "$@"';
+  const unshare = ['unshare', '-m', '--propagation', 'private', '--', 'sh', '-c', script, dir];
+  const netns = nodePath.join(dir, 'netns');
+  const inNetns = isMountpoint(netns) ? ['nsenter', `--net=${netns}`, '--'] : [];
+  const [cmd, ...args] = [...inNetns, ...unshare, ...argv];
+  const child = spawn(cmd!, args, {
+    stdio: options.stdio ?? 'inherit',
+    // libudev (systemd 252) drops devices whose directory is not on the
+    // kernel's sysfs unless told otherwise; the lab's /sys is FUSE.
+    env: { ...env, MDEVKIT_LAB: dir, SYSTEMD_DEVICE_VERIFY_SYSFS: '0' },
+  });
   // The terminal's Ctrl-C reaches the whole foreground group: let the
-  // command decide what it means, as a shell does for its children.
-  const ignore = (): void => {};
+  // command decide what it means, as a shell does for its children. A
+  // daemon (libvirtd, its output in a file) gets every signal passed on.
   const forward = (sig: NodeJS.Signals): void => void child.kill(sig);
+  const ignore = options.signals === 'forward' ? forward : (): void => {};
   process.on('SIGINT', ignore);
   process.on('SIGTERM', forward);
   process.on('SIGHUP', forward);

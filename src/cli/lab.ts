@@ -40,8 +40,28 @@ const snapshotCommand = command({
   },
 });
 
-// The live lab (FUSE) and the VM's side load on use, so `lab summary` never pays for them.
+/**
+ * Internal: what `lab serve --udev` runs inside the lab's network namespace
+ * (src/sim/udev/relay.ts). Its stdin and stdout are a binary pipe to the
+ * serving process, not a terminal's: the relay reads and answers on the
+ * process's own streams, not through the command's text I/O.
+ */
+const udevRelayCommand = command({
+  synopsis: '',
+  description:
+    "Internal to 'lab serve --udev', which starts it in the lab's network namespace: multicast the events the serving process sends on stdin to the namespace's libudev monitors. Not for running by hand.",
+  options: {},
+  positionals: [],
+  async run() {
+    const { runRelay } = await import('../sim/udev/relay.js');
+    await runRelay(process.stdin, process.stdout);
+  },
+});
+
+// The live lab (FUSE), libvirtd on it and the VM's side load on use, so
+// `lab summary` never pays for them.
 const serve = () => import('./lab-serve.js');
+const libvirtd = () => import('./lab-libvirtd.js');
 const control = () => import('./lab-control.js');
 
 export const LAB = group({
@@ -60,6 +80,11 @@ export const LAB = group({
       summary: "run a command where /sys and /etc/mdevctl.d are the lab's (root)",
       load: async () => (await serve()).shellCommand,
     },
+    libvirtd: {
+      summary:
+        "run Debian's libvirtd on a lab, with the lab's sysfs, udev events and mdevctl (root)",
+      load: async () => (await libvirtd()).libvirtdCommand,
+    },
     reboot: {
       summary: 'power-cycle a served lab (start=auto devices come back)',
       load: async () => (await serve()).rebootCommand,
@@ -71,6 +96,10 @@ export const LAB = group({
     close: {
       summary: 'release a device a VM holds open',
       load: async () => (await control()).labClose,
+    },
+    'udev-relay': {
+      summary: "(internal) the lab's udev sender, run by 'lab serve --udev' in its namespace",
+      load: () => udevRelayCommand,
     },
   },
 });

@@ -11,7 +11,7 @@ import {
 } from '../host/devices.js';
 import type { Environment } from '../host/environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../host/paths.js';
-import { listParentNames, readParent, type MdevTypeInfo } from '../host/sysfs-model.js';
+import { listParentNames, readType, type MdevTypeInfo } from '../host/sysfs-model.js';
 import {
   AP_MATRIX_NODEDEV,
   COMPUTER_NODEDEV,
@@ -28,19 +28,26 @@ import { el, formatXml, type XmlElement } from './xml.js';
  *
  * - a parent is a node device of its own bus — PCI (`pci_0000_00_02_0`),
  *   an s390 subchannel (`css_0_0_0023`) or the vfio_ap matrix
- *   (`ap_matrix`) — whose capability nests `<capability type='mdev_types'>`;
+ *   (`ap_matrix`) — whose capability nests `<capability type='mdev_types'>`,
+ *   its types in the order of their directory (libvirt reads it unsorted);
+ * - the kernel sample mtty (subsystem `mtty`) is `mtty_mtty`, a node device
+ *   whose only capability is `mdev_types`: libvirt 9 recognises that
+ *   subsystem by name and nests a second `mdev_types` capability inside the
+ *   first, which its own schema rejects; we print what libvirt prints;
  * - an mdev is `mdev_<uuid>_<parent address>` with `<capability type='mdev'>`
- *   holding the type, UUID, parent address, IOMMU group (while running) and
- *   the definition's attributes in order.
+ *   holding the type, UUID, parent address, IOMMU group (the running
+ *   device's; 0 for a defined one that is not running, as libvirt prints)
+ *   and the definition's attributes in order.
  *
- * Parents on other buses (the kernel samples mtty, mdpy and mbochs are
- * virtual devices) have no node device in the schema libvirt validates
- * against, so they are not listed; their mdevs name `computer` as parent, as
- * libvirt does when no ancestor is a node device. Everything the parent's
- * capability says comes from sysfs files: the bus from the `subsystem` link,
- * PCI ids from `vendor`, `device` and `class`, the IOMMU group from
- * `iommu_group`. A file that is missing is left out, not guessed, except for
- * the PCI vendor and product ids the schema requires (then 0x0000).
+ * Parents on other buses (the samples mdpy and mbochs are virtual devices of
+ * their own classes) have no node device in libvirt, so they are not listed;
+ * their mdevs name `computer` as parent, as libvirt does when no ancestor is
+ * a node device. Everything the parent's capability says comes from sysfs
+ * files: the bus from the `subsystem` link, PCI ids from `vendor`, `device`
+ * and `class`, the IOMMU group from `iommu_group`, PCI Express and its link
+ * from the capability list in `config` (as libvirt reads it). A file that is
+ * missing is left out, not guessed, except for the PCI vendor and product
+ * ids the schema requires (then 0x0000).
  */
 
 export interface PciAddress {
@@ -56,6 +63,19 @@ export interface CcwAddress {
   readonly devno: number;
 }
 
+/** A PCI Express link as libvirt shows it: generation (1 = 2.5 GT/s ...) and lanes. */
+export interface PciExpressLink {
+  /** Port number (the link capabilities' only; libvirt has none for the status). */
+  readonly port?: number;
+  readonly speed: number;
+  readonly width: number;
+}
+
+/** A PCI Express function: its link, unless it is integrated in the root complex. */
+export interface PciExpress {
+  readonly link?: { readonly cap: PciExpressLink; readonly sta: PciExpressLink };
+}
+
 export type ParentCapability =
   | {
       readonly type: 'pci';
@@ -64,9 +84,13 @@ export type ParentCapability =
       readonly productId: number | undefined;
       readonly pciClass: number | undefined;
       readonly iommuGroup: { readonly number: number; readonly devices: PciAddress[] } | undefined;
+      /** Present for a PCI Express function (read from its `config`). */
+      readonly express?: PciExpress;
     }
   | { readonly type: 'css'; readonly address: CcwAddress; readonly channelDevAddr?: CcwAddress }
-  | { readonly type: 'ap_matrix' };
+  | { readonly type: 'ap_matrix' }
+  /** A device libvirt knows only as an mdev parent (the sample mtty). */
+  | { readonly type: 'mdev_types' };
 
 /** A parent device offering mdev types. */
 export interface ParentNodeDevice {
@@ -110,6 +134,7 @@ export type NodeDevice = ParentNodeDevice | MdevNodeDevice;
 /** Capability names a node device answers to (`nodedev-list --cap`). */
 export function capabilitiesOf(dev: NodeDevice): string[] {
   if (dev.kind === 'mdev') return ['mdev'];
+  if (dev.capability.type === 'mdev_types') return ['mdev_types'];
   return [dev.capability.type, 'mdev_types'];
 }
 
@@ -198,6 +223,57 @@ function ancestorNodeDevice(path: string): string {
   return COMPUTER_NODEDEV;
 }
 
+/** PCI capability ids and registers libvirt's virpci.c reads. */
+const PCI_STATUS = 0x06;
+const PCI_STATUS_CAP_LIST = 0x10;
+const PCI_CAPABILITY_LIST = 0x34;
+const PCI_CAP_ID_EXP = 0x10;
+const PCI_EXP_FLAGS = 0x02;
+const PCI_EXP_LNKCAP = 0x0c;
+const PCI_EXP_LNKSTA = 0x12;
+/** Device/port types without a link: root complex integrated endpoint and event collector. */
+const PCI_EXP_TYPE_RC_END = 0x9;
+const PCI_EXP_TYPE_RC_EC = 0xa;
+
+/**
+ * PCI Express as libvirt decides it: an Express capability in the
+ * function's capability list (read from `config`), and its link unless the
+ * function is integrated in the root complex. Undefined for conventional
+ * PCI or when `config` cannot be read.
+ */
+export function readPciExpress(port: SysfsPort, devPath: string): PciExpress | undefined {
+  if (port.readBytes === undefined) return undefined;
+  let cfg: Buffer;
+  try {
+    cfg = port.readBytes(`${devPath}/config`);
+  } catch (err) {
+    if (err instanceof ErrnoError) return undefined;
+    throw err;
+  }
+  if (cfg.length < 64 || (cfg.readUInt16LE(PCI_STATUS) & PCI_STATUS_CAP_LIST) === 0) {
+    return undefined;
+  }
+  // Walk the list (at most 48 entries fit in 256 bytes: a loop is a broken device).
+  let pos = cfg[PCI_CAPABILITY_LIST]! & ~3;
+  for (let hops = 0; pos >= 0x40 && pos + 2 <= cfg.length && hops < 48; hops++) {
+    if (cfg[pos] === PCI_CAP_ID_EXP) {
+      if (pos + PCI_EXP_LNKSTA + 2 > cfg.length) return {};
+      const type = (cfg.readUInt16LE(pos + PCI_EXP_FLAGS) >> 4) & 0xf;
+      if (type === PCI_EXP_TYPE_RC_END || type === PCI_EXP_TYPE_RC_EC) return {};
+      const lnkcap = cfg.readUInt32LE(pos + PCI_EXP_LNKCAP);
+      const lnksta = cfg.readUInt16LE(pos + PCI_EXP_LNKSTA);
+      return {
+        link: {
+          cap: { port: lnkcap >>> 24, speed: lnkcap & 0xf, width: (lnkcap >> 4) & 0x3f },
+          sta: { speed: lnksta & 0xf, width: (lnksta >> 4) & 0x3f },
+        },
+      };
+    }
+    pos = cfg[pos + 1]! & ~3;
+  }
+  return undefined;
+}
+
 function parentCapability(
   port: SysfsPort,
   name: string,
@@ -214,6 +290,7 @@ function parentCapability(
       productId: readHex(port, `${path}/device`),
       pciClass: readHex(port, `${path}/class`),
       iommuGroup: readIommuGroup(port, path),
+      ...withExpress(readPciExpress(port, path)),
     };
   }
   const ccw = parseCcwAddress(name);
@@ -228,7 +305,21 @@ function parentCapability(
   if (subsystem === 'matrix' || (subsystem === undefined && name === 'matrix')) {
     return { type: 'ap_matrix' };
   }
+  // libvirt 9 (udevGetDeviceType) knows the sample mtty's subsystem by name.
+  if (subsystem === 'mtty') return { type: 'mdev_types' };
   return undefined;
+}
+
+const withExpress = (e: PciExpress | undefined): { express?: PciExpress } =>
+  e === undefined ? {} : { express: e };
+
+/**
+ * A parent's types in the order its mdev_supported_types directory lists
+ * them, as libvirt reads them (readdir, unsorted).
+ */
+function typesInDirectoryOrder(port: SysfsPort, address: string): MdevTypeInfo[] {
+  const dir = `${MDEV_CLASS}/${address}/mdev_supported_types`;
+  return port.list(dir).map((id) => readType(port, address, id));
 }
 
 /**
@@ -251,7 +342,7 @@ export function readParentNodeDevice(
   if (capability === undefined) return undefined;
   let types: readonly MdevTypeInfo[];
   try {
-    types = readParent(port, address).types;
+    types = typesInDirectoryOrder(port, address);
   } catch (err) {
     if (err instanceof ErrnoError) return undefined;
     throw err;
@@ -269,6 +360,9 @@ export function readParentNodeDevice(
       break;
     case 'ap_matrix':
       name = AP_MATRIX_NODEDEV;
+      break;
+    case 'mdev_types':
+      name = nodeDeviceName(subsystem ?? 'mtty', address);
       break;
   }
   return {
@@ -485,6 +579,7 @@ function parentCapabilityElement(dev: ParentNodeDevice): XmlElement {
               { number: cap.iommuGroup.number },
               cap.iommuGroup.devices.map(pciAddressElement),
             ),
+        cap.express === undefined ? undefined : pciExpressElement(cap.express),
       ]);
     case 'css':
       return el('capability', { type: 'css' }, [
@@ -496,7 +591,25 @@ function parentCapabilityElement(dev: ParentNodeDevice): XmlElement {
       ]);
     case 'ap_matrix':
       return el('capability', { type: 'ap_matrix' }, [mdevTypesElement(dev.types)]);
+    case 'mdev_types':
+      // libvirt 9 formats the device's own capability, then the same list again inside it.
+      return el('capability', { type: 'mdev_types' }, [mdevTypesElement(dev.types)]);
   }
+}
+
+/** Link speeds as libvirt prints them (virPCIELinkSpeed), by generation. */
+const LINK_SPEED = ['', '2.5', '5', '8', '16', '32', '64'];
+
+function pciExpressElement(e: PciExpress): XmlElement {
+  if (e.link === undefined) return el('pci-express');
+  const link = (validity: 'cap' | 'sta', l: PciExpressLink): XmlElement =>
+    el('link', {
+      validity,
+      ...(l.port === undefined ? {} : { port: l.port }),
+      ...(LINK_SPEED[l.speed] ? { speed: LINK_SPEED[l.speed]! } : {}),
+      width: l.width,
+    });
+  return el('pci-express', {}, [link('cap', e.link.cap), link('sta', e.link.sta)]);
 }
 
 function mdevCapabilityElement(dev: MdevNodeDevice, inactive: boolean): XmlElement {
@@ -504,9 +617,8 @@ function mdevCapabilityElement(dev: MdevNodeDevice, inactive: boolean): XmlEleme
     el('type', { id: dev.type }),
     el('uuid', {}, dev.uuid),
     el('parent_addr', {}, dev.parentAddress),
-    inactive || dev.iommuGroup === undefined
-      ? undefined
-      : el('iommuGroup', { number: dev.iommuGroup }),
+    // libvirt always prints the group: 0 for a device that is not running.
+    el('iommuGroup', { number: inactive ? 0 : (dev.iommuGroup ?? 0) }),
     ...dev.attrs.map((a) => el('attr', { name: a.name, value: a.value })),
   ]);
 }

@@ -29,6 +29,14 @@ export class FsSysfsPort implements SysfsPort {
     }
   }
 
+  readBytes(path: string): Buffer {
+    try {
+      return fs.readFileSync(this.#host(path));
+    } catch (err) {
+      throw toErrnoError(err, path);
+    }
+  }
+
   write(path: string, data: string): void {
     // One write(2) of the whole buffer, as `echo x > attr` does: sysfs hands
     // each write to the store callback separately, so it must not be split.
@@ -43,11 +51,22 @@ export class FsSysfsPort implements SysfsPort {
     }
   }
 
+  /**
+   * In the directory's own order (what readdir(3) gives, which is what
+   * libvirt and other C tools show): fs.readdirSync would sort the names
+   * (libuv's scandir does).
+   */
   list(path: string): string[] {
+    let dir: fs.Dir | undefined;
     try {
-      return fs.readdirSync(this.#host(path));
+      dir = fs.opendirSync(this.#host(path), { bufferSize: 256 });
+      const names: string[] = [];
+      for (let e = dir.readSync(); e !== null; e = dir.readSync()) names.push(e.name);
+      return names;
     } catch (err) {
       throw toErrnoError(err, path);
+    } finally {
+      dir?.closeSync();
     }
   }
 

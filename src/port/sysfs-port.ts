@@ -20,6 +20,12 @@ export interface SysfsPort {
   readonly description: string;
   /** Contents of an attribute (follows links). */
   read(path: string): string;
+  /**
+   * Contents of an attribute as bytes, for binary attributes such as a PCI
+   * function's `config`. Optional: a port without it (a test's wrapper)
+   * makes callers treat binary attributes as unreadable.
+   */
+  readBytes?(path: string): Buffer;
   /** One store to an attribute: the whole string in one write(2). */
   write(path: string, data: string): void;
   /** Entry names of a directory (follows links), unsorted. */

@@ -1,7 +1,9 @@
+import * as os from 'node:os';
 import { fail } from '../common/errno.js';
 import type { SysfsPort } from '../port/sysfs-port.js';
 import { EmulatedKernel } from './core/kernel.js';
 import { MdevCore, type MdevDevice } from './core/mdev-core.js';
+import { addSystemDevices } from './core/system.js';
 import type { LoadedDriver } from './drivers/module.js';
 import { driverModule } from './drivers/registry.js';
 import { DEFAULT_PROFILE, loadProfile, type HostProfile } from './profiles/profile.js';
@@ -20,6 +22,13 @@ export class Lab {
   #loaded: LoadedDriver[] = [];
 
   constructor(readonly profile: HostProfile) {
+    // The host's processors and memory, sized after the machine the lab
+    // runs on: a VM started on the lab must get CPUs that exist.
+    addSystemDevices(this.kernel, {
+      cpus: os.availableParallelism(),
+      memoryKiB: Math.floor(os.totalmem() / 1024),
+      freeKiB: Math.floor(os.freemem() / 1024),
+    });
     this.plugAll();
   }
 

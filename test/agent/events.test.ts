@@ -5,33 +5,46 @@ import { after, before, describe, test } from 'node:test';
 import {
   ConfigDirWatcher,
   SysfsPoller,
-  hostEventOfUevent,
+  ueventSource,
   type HostEvent,
 } from '../../src/agent/events.js';
 import { writeConfig } from '../../src/host/config-store.js';
+import type { Uevent } from '../../src/sim/core/kernel.js';
 import { removeDevice, createDevice } from '../../src/host/sysfs-model.js';
 import { labWith, U1, U2, U3 } from '../support/labs.js';
 import { tmpDir } from '../support/tmp.js';
 import { AUTH, labAgent, openEventStream, type LabAgent } from './support.js';
 
 describe('uevents become host events', () => {
-  test('mdev add/remove and parent change, as udev sees them', () => {
-    const lab = labWith([{ driver: 'mdpy' }]);
+  test('mdev add/remove and parent change, as udev sees them; the type from sysfs', () => {
+    const lab = labWith([{ driver: 'mdpy' }, { driver: 'mtty' }]);
+    createDevice(lab.port, 'mtty', 'mtty-2', U2); // older than the listener
+    const uevents: Uevent[] = [];
+    lab.kernel.onUevent((u) => uevents.push(u));
     const seen: HostEvent[] = [];
-    lab.kernel.onUevent((u) => {
-      const e = hostEventOfUevent(u);
-      if (e !== undefined) seen.push(e);
-    });
+    ueventSource((l) => lab.kernel.onUevent(l), lab.port).subscribe((e) => seen.push(e));
     createDevice(lab.port, 'mdpy', 'mdpy-hd', U1);
     removeDevice(lab.port, U1);
+    removeDevice(lab.port, U2);
     lab.unplugAll();
     lab.plugAll();
     assert.deepEqual(seen, [
       { kind: 'device-created', uuid: U1, parent: 'mdpy', type: 'mdpy-hd' },
       { kind: 'device-removed', uuid: U1, parent: 'mdpy', type: 'mdpy-hd' },
+      { kind: 'device-removed', uuid: U2, parent: 'mtty', type: 'mtty-2' },
+      // Unplugged in the reverse order of plugging, as modules unload.
+      { kind: 'parent-unregistered', parent: 'mtty' },
       { kind: 'parent-unregistered', parent: 'mdpy' },
       { kind: 'parent-registered', parent: 'mdpy' },
+      { kind: 'parent-registered', parent: 'mtty' },
     ]);
+    // As from a kernel: the type is in sysfs, no uevent names it.
+    const mdevEvents = uevents.filter((u) => u.subsystem === 'mdev');
+    assert.equal(mdevEvents.length, 6, 'add, bind, unbind, remove; unbind, remove');
+    for (const u of mdevEvents) {
+      assert.deepEqual(u.env, {}, `${u.action} ${u.devpath}`);
+      assert.ok(!u.properties.some(([k]) => k === 'MDEV_TYPE'), `${u.action} ${u.devpath}`);
+    }
   });
 });
 

@@ -34,7 +34,7 @@ export async function labAgent(
   const agent = await buildAgent({
     env,
     events: mergeSources(
-      ueventSource((l) => lab.kernel.onUevent(l)),
+      ueventSource((l) => lab.kernel.onUevent(l), env.port),
       new ConfigDirWatcher(env.configDir, 200),
     ),
     token: TOKEN,

@@ -156,6 +156,7 @@ describe('nodedev commands through bin/mdevkit', () => {
     <type id='i915-GVTg_V5_2'/>
     <uuid>${uuid}</uuid>
     <parent_addr>${GVT}</parent_addr>
+    <iommuGroup number='0'/>
     <attr name='mdev/aggregation/value' value='1'/>
   </capability>
 </device>

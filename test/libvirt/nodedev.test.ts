@@ -44,10 +44,25 @@ describe('libvirt node device names', () => {
 });
 
 describe('parents as node devices', () => {
-  it('lists PCI, css and ap_matrix parents with mdev_types, and no node device for a virtual parent', () => {
-    const env = labEnvironment(mixedLab());
+  it('lists PCI, css, ap_matrix and mtty parents with mdev_types, and no node device for other virtual parents', () => {
+    const env = labEnvironment(
+      labWith([
+        { driver: 'gvt' },
+        { driver: 'vfio-ccw' },
+        { driver: 'vfio-ap' },
+        { driver: 'mtty' },
+        { driver: 'mdpy' },
+      ]),
+    );
     const names = listNodeDevices(env, { caps: ['mdev_types'] }).map((d) => d.name);
-    assert.deepEqual(names, ['ap_matrix', 'css_0_0_0313', 'css_0_0_0314', 'pci_0000_00_02_0']);
+    // libvirt 9 knows the mtty sample's subsystem by name; mdpy's it does not.
+    assert.deepEqual(names, [
+      'ap_matrix',
+      'css_0_0_0313',
+      'css_0_0_0314',
+      'mtty_mtty',
+      'pci_0000_00_02_0',
+    ]);
     assert.deepEqual(
       listNodeDevices(env, { caps: ['pci'] }).map((d) => d.name),
       ['pci_0000_00_02_0'],
@@ -81,7 +96,8 @@ describe('parents as node devices', () => {
     const doc = parseXml(xml, 'dump');
     const pci = doc.children.find((c) => c.name === 'capability')!;
     assert.equal(pci.attrs['type'], 'pci');
-    // libvirt's order: class, domain, bus, slot, function, product, vendor, mdev_types, iommuGroup
+    // libvirt's order: class, domain, bus, slot, function, product, vendor,
+    // mdev_types, iommuGroup, pci-express (the IGD is an integrated Express endpoint)
     assert.deepEqual(
       pci.children.map((c) => c.name),
       [
@@ -94,8 +110,10 @@ describe('parents as node devices', () => {
         'vendor',
         'capability',
         'iommuGroup',
+        'pci-express',
       ],
     );
+    assert.match(xml, /<pci-express\/>/, 'no link for a root complex integrated endpoint');
     assert.match(xml, /<product id='0x[0-9a-f]{4}'\/>/);
     assert.match(xml, /<deviceAPI>vfio-pci<\/deviceAPI>/);
     if (requires(t, { libvirtSchemas: hasLibvirtSchemas }, SCHEMA_REASON)) {
@@ -184,8 +202,9 @@ describe('mediated devices as node devices', () => {
 </device>
 `,
     );
-    // --inactive: the definition only
-    assert.doesNotMatch(formatNodeDeviceXml(dev, true), /<path>|<driver>|<iommuGroup/);
+    // --inactive: the definition only; libvirt prints IOMMU group 0 there
+    assert.doesNotMatch(formatNodeDeviceXml(dev, true), /<path>|<driver>/);
+    assert.match(formatNodeDeviceXml(dev, true), /<iommuGroup number='0'\/>/);
     if (requires(t, { libvirtSchemas: hasLibvirtSchemas }, SCHEMA_REASON)) {
       assertValidXml(xml, 'nodedev');
       assertValidXml(formatNodeDeviceXml(dev, true), 'nodedev');
@@ -193,13 +212,13 @@ describe('mediated devices as node devices', () => {
   });
 
   it('lists defined but inactive devices with --inactive/--all only, and names `computer` for a virtual parent', (t) => {
-    const env = labEnvironment(mixedLab());
+    const env = labEnvironment(labWith([{ driver: 'gvt' }, { driver: 'mdpy' }]));
     defineDevice(env, { uuid: U2, parent: GVT, type: 'i915-GVTg_V5_8' });
-    startDevice(env, { uuid: U3, parent: 'mtty', type: 'mtty-1' });
+    startDevice(env, { uuid: U3, parent: 'mdpy', type: 'mdpy-vga' });
     const names = (state: 'active' | 'inactive' | 'all') =>
       listNodeDevices(env, { caps: ['mdev'], state }).map((d) => d.name);
     const inactive = mdevNodeDeviceName(U2, GVT);
-    const running = mdevNodeDeviceName(U3, 'mtty');
+    const running = mdevNodeDeviceName(U3, 'mdpy');
     assert.deepEqual(names('active'), [running]);
     assert.deepEqual(names('inactive'), [inactive]);
     assert.deepEqual(names('all'), [inactive, running].sort());
@@ -222,12 +241,13 @@ describe('mediated devices as node devices', () => {
       iommuGroup: null,
       attrs: [],
     });
-    const onMtty = findNodeDevice(env, U3); // a bare UUID finds it too
-    assert.ok(onMtty?.kind === 'mdev');
-    assert.equal(onMtty.parent, 'computer');
+    const onMdpy = findNodeDevice(env, U3); // a bare UUID finds it too
+    assert.ok(onMdpy?.kind === 'mdev');
+    assert.equal(onMdpy.parent, 'computer', 'mdpy is no node device of libvirt');
+    assert.match(formatNodeDeviceXml(off), /<iommuGroup number='0'\/>/);
     if (requires(t, { libvirtSchemas: hasLibvirtSchemas }, SCHEMA_REASON)) {
       assertValidXml(formatNodeDeviceXml(off), 'nodedev');
-      assertValidXml(formatNodeDeviceXml(onMtty), 'nodedev');
+      assertValidXml(formatNodeDeviceXml(onMdpy), 'nodedev');
     }
   });
 });
@@ -278,6 +298,7 @@ ${body}
     <type id='i915-GVTg_V5_4'/>
     <uuid>${U1}</uuid>
     <parent_addr>${GVT}</parent_addr>
+    <iommuGroup number='0'/>
     <attr name='mdev/aggregation/value' value='2'/>
     <attr name='vendor/note' value='a &amp; b &lt;c&gt; &apos;d&apos;'/>
   </capability>

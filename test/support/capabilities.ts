@@ -28,6 +28,16 @@ export const hasFuse =
 export const hasChromium = fs.existsSync('/usr/bin/chromium');
 export const hasLibvirtSchemas =
   fs.existsSync('/usr/share/libvirt/schemas') && has('virt-xml-validate');
+/** Debian's monolithic libvirtd with its QEMU driver (libvirt-daemon, -driver-qemu) and virsh. */
+export const hasLibvirtd =
+  fs.existsSync('/usr/sbin/libvirtd') &&
+  fs.existsSync('/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so') &&
+  has('virsh');
+/** util-linux unshare/nsenter and udevadm: the lab's udev events in a network namespace. */
+export const hasNetns = has('unshare') && has('nsenter') && has('udevadm');
+/** Debian's QEMU for x86 (qemu-system-x86) and for s390x (qemu-system-misc). */
+export const hasQemuX86 = has('qemu-system-x86_64');
+export const hasQemuS390x = has('qemu-system-s390x');
 
 /**
  * Skip the test (with `reason`) unless every requirement holds; under

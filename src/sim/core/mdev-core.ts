@@ -4,7 +4,7 @@ import { UUID_STRING_LEN, isUuid } from '../../common/uuid.js';
 import { SysfsAttr, SysfsDir, SysfsLink, relativeLink } from '../sysfs/tree.js';
 import { deviceAggregationGroup, typeAggregates, typeAggregationAttr } from './aggregation.js';
 import type { AttributeSpec, MdevDriver, MdevTypeSpec } from './driver.js';
-import { upToSys, type DeviceNode, type EmulatedKernel } from './kernel.js';
+import { upToSys, type DeviceNode, type EmulatedKernel, type UeventVar } from './kernel.js';
 
 /**
  * The emulated mdev core (drivers/vfio/mdev/mdev_core.c, mdev_sysfs.c):
@@ -175,7 +175,10 @@ export class MdevCore {
     t.dirAt('/sys/class/mdev_bus').link(dev.name, relativeLink('/sys/class/mdev_bus', dev.path));
     this.#parents.set(dev.name, parent);
     driver.parentRegistered?.(parent);
-    this.kernel.emit('change', dev.path, dev.subsystem, { MDEV_STATE: 'registered' });
+    this.kernel.emit('change', dev.path, dev.subsystem, {
+      env: { MDEV_STATE: 'registered' },
+      vars: dev.ueventVars(),
+    });
     return parent;
   }
 
@@ -192,7 +195,8 @@ export class MdevCore {
     parent.dev.dir.remove('mdev_supported_types');
     this.#parents.delete(parent.name);
     this.kernel.emit('change', parent.dev.path, parent.dev.subsystem, {
-      MDEV_STATE: 'unregistered',
+      env: { MDEV_STATE: 'unregistered' },
+      vars: parent.dev.ueventVars(),
     });
   }
 
@@ -253,7 +257,12 @@ export class MdevCore {
     this.#renderDevice(mdev);
     this.#devices.set(uuid, mdev);
     type.devices.set(uuid, mdev);
-    this.kernel.emit('add', mdev.path, 'mdev', { MDEV_TYPE: type.id });
+    // device_add sends "add" before the driver is attached, then
+    // device_driver_attach sends "bind" (mdev_device_create's order). The
+    // mdev bus adds no keys of its own: whoever wants the type reads the
+    // device's mdev_type link, which exists before "add" is sent.
+    this.kernel.emit('add', mdev.path, 'mdev');
+    this.kernel.emit('bind', mdev.path, 'mdev', { vars: [['DRIVER', mdevDriverName(drv)]] });
     return mdev;
   }
 
@@ -288,6 +297,15 @@ export class MdevCore {
     dir.link('driver', `${up}bus/mdev/drivers/${mdevDriverName(parent.driver)}`);
     dir.link('subsystem', `${up}bus/mdev`);
     dir.link('iommu_group', `${up}kernel/iommu_groups/${mdev.iommuGroup}`);
+    // The mdev bus has no uevent callback: the file holds the driver core's DRIVER only.
+    const driverVar: UeventVar = ['DRIVER', mdevDriverName(parent.driver)];
+    this.kernel.addUeventFile({
+      path: mdev.path,
+      name: mdev.uuid,
+      dir,
+      subsystem: 'mdev',
+      ueventVars: () => (this.#devices.get(mdev.uuid) === mdev ? [driverVar] : []),
+    });
     const groups = [...(parent.driver.deviceGroups?.(mdev) ?? [])];
     const agg = parent.driver.aggregation;
     if (agg !== undefined && typeAggregates(type)) {
@@ -344,7 +362,9 @@ export class MdevCore {
     this.#devices.delete(uuid);
     drv.remove(mdev); // pairs with probe in create()
     if (drv.getAvailable === undefined) parent.coreAvailable++;
-    this.kernel.emit('remove', mdev.path, 'mdev', { MDEV_TYPE: type.id });
+    // device_del: the driver lets go ("unbind"), then the device goes.
+    this.kernel.emit('unbind', mdev.path, 'mdev');
+    this.kernel.emit('remove', mdev.path, 'mdev');
   }
 
   /** A user (a VM) opens the device: the emulator's stand-in for VFIO open. */

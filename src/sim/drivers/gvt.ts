@@ -87,6 +87,8 @@ const IGD_PCI = {
   classCode: 0x030000,
   revision: 0x06,
   driver: 'i915',
+  // On-die graphics: a root complex integrated endpoint, no link.
+  express: { type: 'rc-integrated' },
 } as const;
 
 export const gvtModule = defineDriverModule({

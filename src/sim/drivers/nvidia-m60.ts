@@ -67,6 +67,8 @@ const M60_PCI = {
   subsystemDevice: 0x115e,
   classCode: 0x030000,
   driver: 'nvidia',
+  // Each GPU sits behind the board's PCIe switch on a Gen3 x16 link.
+  express: { type: 'endpoint', link: { maxSpeed: 3, maxWidth: 16, speed: 3, width: 16 } },
 } as const;
 
 /** The GRID manager's state for one physical GPU. */

@@ -43,6 +43,8 @@ const DSA_PCI = {
   subsystemDevice: 0x0000,
   classCode: 0x088000,
   driver: 'idxd',
+  // Part of the CPU package: a root complex integrated endpoint, no link.
+  express: { type: 'rc-integrated' },
 } as const;
 
 const queuesOf = (t: MdevTypeSpec): number => (t as QueueType).queues;

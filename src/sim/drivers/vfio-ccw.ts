@@ -3,7 +3,6 @@ import { fail } from '../../common/errno.js';
 import type { DeviceNode } from '../core/kernel.js';
 import type { MdevDriver } from '../core/driver.js';
 import type { MdevParent } from '../core/mdev-core.js';
-import { relativeLink } from '../sysfs/tree.js';
 import { defineDriverModule } from './module.js';
 
 /**
@@ -18,6 +17,9 @@ import { defineDriverModule } from './module.js';
  * Subchannels live under /sys/devices/css0/<cssid>.<ssid>.<schno> on the
  * css bus. A subchannel's `type` is 0 (I/O) and its modalias "css:t0".
  */
+
+/** The channel path the emulated subchannels use. */
+const CHPID = '40';
 
 /** Subchannel ids: "0.0.0313" — css id, subchannel-set id, 4 hex digits. */
 const SCHID = /^[0-9a-f]\.[0-3]\.[0-9a-f]{4}$/;
@@ -46,15 +48,20 @@ export const vfioCcwModule = defineDriverModule({
       remove() {},
     };
     const t = kernel.tree;
-    t.mkdirp('/sys/devices/css0');
-    const drvDir = '/sys/bus/css/drivers/vfio_ccw';
-    t.mkdirp(drvDir);
+    kernel.addRootDevice('/sys/devices/css0'); // the channel subsystem
+    // Channel path 0.40, a FICON channel all subchannels share (chp.c's `type`, in hex).
+    const chp = kernel.addRootDevice(`/sys/devices/css0/chp0.${CHPID}`);
+    if (chp.get('type') === undefined) {
+      chp.attr('type', 0o444, { show: () => '1a\n' });
+      chp.attr('status', 0o444, { show: () => 'online\n' });
+    }
+    t.mkdirp('/sys/bus/css/drivers/vfio_ccw');
     const subchannels: DeviceNode[] = [];
     const parents: MdevParent[] = [];
     const unload = (): void => {
       for (const p of parents) core.unregisterParent(p);
       for (const sch of subchannels) {
-        t.dirAt(drvDir).remove(sch.name);
+        kernel.unbindDriver(sch, 'css');
         kernel.removeDevice(sch, { bus: 'css' });
       }
       parents.length = 0;
@@ -64,11 +71,27 @@ export const vfioCcwModule = defineDriverModule({
       for (const schid of opts.subchannels) {
         const path = `/sys/devices/css0/${schid}`;
         if (t.lookup(path) !== undefined) fail('EEXIST', `css: subchannel ${schid} exists`);
-        const sch = kernel.addDevice(path, 'css', { bus: 'css' });
+        // css_uevent: the subchannel type (0, I/O) and its modalias.
+        const sch = kernel.addDevice(
+          path,
+          'css',
+          { bus: 'css' },
+          {
+            busVars: () => [
+              ['ST', '0'],
+              ['MODALIAS', 'css:t0'],
+            ],
+          },
+        );
         sch.dir.attr('type', 0o444, { show: () => '0\n' });
         sch.dir.attr('modalias', 0o444, { show: () => 'css:t0\n' });
-        sch.dir.link('driver', relativeLink(path, drvDir));
-        t.dirAt(drvDir).link(schid, relativeLink(drvDir, path));
+        // The I/O device behind the subchannel, and its one channel path:
+        // what QEMU's vfio-ccw reads to build the guest's subchannel
+        // (css_sch_build_schib) and libvirt shows as <channel_dev_addr>.
+        sch.dir.attr('dev_busid', 0o444, { show: () => `${schid}\n` });
+        sch.dir.attr('pimpampom', 0o444, { show: () => '80 80 80\n' });
+        sch.dir.attr('chpids', 0o444, { show: () => `${CHPID} 00 00 00 00 00 00 00 \n` });
+        kernel.bindDriver(sch, 'css', 'vfio_ccw');
         subchannels.push(sch);
         parents.push(
           core.registerParent(sch, driver, [

@@ -10,9 +10,11 @@ import { PAGE_SIZE, type SysfsAttr, type SysfsNode, type SysfsTree } from '../sy
  * on libfuse2): the live lab. Any process — the real mdevctl, a shell
  * script, `ls` — sees the emulated /sys with sysfs's semantics:
  *
- *  - attribute files report size 4096 (as sysfs, whatever their contents);
- *    the mount uses direct I/O, so every read reaches the server and shows
- *    the current value (the page cache would keep the old size and bytes);
+ *  - attribute files report size 4096 (as sysfs, whatever their contents),
+ *    binary attributes their real size (a PCI function's `config`: 256 or
+ *    4096, which libvirt reads to tell PCI Express); the mount uses direct
+ *    I/O, so every read reaches the server and shows the current value (the
+ *    page cache would keep the old size and bytes);
  *  - a read at offset 0 runs `show` afresh; later offsets read from that
  *    same rendering, as seq_file does for one open file;
  *  - one write(2) is one store; the store's errno goes back to the writer
@@ -99,7 +101,7 @@ export function sysfsFuseOps(tree: SysfsTree, counters?: Record<string, number>)
       case 'dir':
         return { mode: S_IFDIR | node.mode, size: 0, nlink: 2, ...times };
       case 'file':
-        return { mode: S_IFREG | node.mode, size: PAGE_SIZE, nlink: 1, ...times };
+        return { mode: S_IFREG | node.mode, size: node.size, nlink: 1, ...times };
       case 'link':
         return { mode: S_IFLNK | 0o777, size: Buffer.byteLength(node.target), nlink: 1, ...times };
     }
@@ -151,7 +153,7 @@ export function sysfsFuseOps(tree: SysfsTree, counters?: Record<string, number>)
         const wantsRead = access !== O_WRONLY;
         const wantsWrite = access === O_WRONLY || access === O_RDWR;
         // kernfs_fop_open: the mode bits and the presence of show/store decide.
-        if (wantsRead && (node.ops.show === undefined || (node.mode & 0o444) === 0)) {
+        if (wantsRead && !node.readable) {
           return cb(neg('EACCES'));
         }
         if (wantsWrite && (node.ops.store === undefined || (node.mode & 0o222) === 0)) {
@@ -172,7 +174,7 @@ export function sysfsFuseOps(tree: SysfsTree, counters?: Record<string, number>)
       try {
         if (pos === 0 || file.rendered === undefined) {
           if (tree.lookup(file.path) !== file.node) return cb(neg('ENODEV'));
-          file.rendered = Buffer.from(tree.read(file.path));
+          file.rendered = tree.readBytes(file.path);
         }
         const n = Math.max(0, Math.min(len, file.rendered.length - pos));
         if (n > 0) file.rendered.copy(buf, 0, pos, pos + n);

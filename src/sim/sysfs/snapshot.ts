@@ -40,15 +40,15 @@ function writeDir(dir: SysfsDir, out: string, stats: SnapshotStats): void {
       fs.symlinkSync(node.target, p);
       stats.links++;
     } else {
-      let text = '';
-      if (node.ops.show !== undefined && (node.mode & 0o444) !== 0) {
+      let bytes: Uint8Array = new Uint8Array(0);
+      if (node.readable) {
         try {
-          text = node.ops.show();
+          bytes = node.ops.read?.() ?? Buffer.from(node.ops.show!());
         } catch (err) {
           if (!(err instanceof ErrnoError)) throw err;
         }
       }
-      fs.writeFileSync(p, text, { mode: node.mode });
+      fs.writeFileSync(p, bytes, { mode: node.mode });
       fs.chmodSync(p, node.mode); // umask must not widen or narrow sysfs modes
       stats.files++;
     }

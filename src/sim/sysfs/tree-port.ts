@@ -13,6 +13,9 @@ export class TreeSysfsPort implements SysfsPort {
   read(path: string): string {
     return this.tree.read(path);
   }
+  readBytes(path: string): Buffer {
+    return this.tree.readBytes(path);
+  }
   write(path: string, data: string): void {
     this.tree.write(path, data);
   }

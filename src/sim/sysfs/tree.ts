@@ -23,6 +23,17 @@ export interface AttrOps {
   show?: () => string;
   /** Handles one write(2) of `buf`; may throw an ErrnoError. */
   store?: (buf: string) => void;
+  /**
+   * A binary attribute (the kernel's bin_attribute, e.g. a PCI function's
+   * `config`): its bytes, read at any offset. Takes the place of `show`.
+   */
+  read?: () => Uint8Array;
+  /**
+   * What stat(2) says the file's size is. sysfs reports PAGE_SIZE for every
+   * text attribute whatever it holds; a binary attribute has its real size
+   * (256 or 4096 for PCI config space), which tools such as libvirt read.
+   */
+  size?: number;
 }
 
 export class SysfsAttr {
@@ -32,6 +43,18 @@ export class SysfsAttr {
     readonly mode: number,
     readonly ops: AttrOps,
   ) {}
+
+  /** Size as stat(2) reports it: PAGE_SIZE unless the attribute says otherwise. */
+  get size(): number {
+    return this.ops.size ?? PAGE_SIZE;
+  }
+
+  /** Whether the file can be opened for reading (mode bits and a show or read). */
+  get readable(): boolean {
+    return (
+      (this.ops.show !== undefined || this.ops.read !== undefined) && (this.mode & 0o444) !== 0
+    );
+  }
 }
 
 export class SysfsLink {
@@ -229,16 +252,32 @@ export class SysfsTree {
     return this.root.dirPath(path);
   }
 
+  /**
+   * Contents of a text attribute. A binary attribute reads as its bytes
+   * decoded as UTF-8, exactly what node:fs gives for the same file (the two
+   * ports must agree); readBytes is the way to its bytes.
+   */
   read(path: string): string {
+    const node = this.#readable(path);
+    const show = node.ops.show;
+    if (show === undefined) return Buffer.from(node.ops.read!()).toString('utf8');
+    const text = show();
+    return text.length > PAGE_SIZE ? text.slice(0, PAGE_SIZE) : text;
+  }
+
+  /** Contents of any attribute as bytes: a binary one's whole content, a text one's rendering. */
+  readBytes(path: string): Buffer {
+    const node = this.#readable(path);
+    if (node.ops.read !== undefined) return Buffer.from(node.ops.read());
+    return Buffer.from(this.read(path));
+  }
+
+  #readable(path: string): SysfsAttr {
     const node = this.node(path);
     if (node.kind === 'dir') throw new ErrnoError('EISDIR', undefined, path);
     if (node.kind === 'link') throw new ErrnoError('ELOOP', undefined, path);
-    const show = node.ops.show;
-    if (show === undefined || (node.mode & 0o444) === 0) {
-      throw new ErrnoError('EACCES', undefined, path);
-    }
-    const text = show();
-    return text.length > PAGE_SIZE ? text.slice(0, PAGE_SIZE) : text;
+    if (!node.readable) throw new ErrnoError('EACCES', undefined, path);
+    return node;
   }
 
   write(path: string, data: string): void {

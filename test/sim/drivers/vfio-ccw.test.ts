@@ -68,7 +68,9 @@ describe('vfio-ccw', () => {
     });
     const port = new TreeSysfsPort(kernel.tree);
     assert.deepEqual(port.list('/sys/class/mdev_bus'), ['0.0.0314']);
-    assert.deepEqual(port.list('/sys/devices/css0'), ['0.0.0314']);
+    // Subchannels only (css0 also holds its uevent file and the channel path).
+    const subchannels = port.list('/sys/devices/css0').filter((n) => /^\d\.\d\./.test(n));
+    assert.deepEqual(subchannels, ['0.0.0314']);
     assert.deepEqual(port.list('/sys/bus/css/drivers/vfio_ccw'), ['0.0.0314']);
   });
 

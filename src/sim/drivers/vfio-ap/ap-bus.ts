@@ -1,5 +1,5 @@
 import { ErrnoError } from '../../../common/errno.js';
-import type { DeviceNode, EmulatedKernel } from '../../core/kernel.js';
+import type { DeviceNode, EmulatedKernel, UeventVar } from '../../core/kernel.js';
 import type { SysfsDir } from '../../sysfs/tree.js';
 import {
   AP_MASK_BITS,
@@ -61,6 +61,10 @@ export const VFIO_AP_DRIVER = 'vfio_ap';
 
 const AP_BUS = '/sys/bus/ap';
 const AP_DEVICES_ROOT = '/sys/devices/ap';
+
+/** Upper-case hex, zero-padded, as the kernel's %0NX. */
+const hex = (n: number, digits: number): string =>
+  n.toString(16).toUpperCase().padStart(digits, '0');
 
 /** A queue held by a matrix device, found when the host asks for it back. */
 export interface QueueInUse {
@@ -190,7 +194,7 @@ export class ApBus {
     for (const drv of [HOST_CARD_DRIVER, HOST_QUEUE_DRIVER, VFIO_AP_DRIVER]) {
       t.mkdirp(`${AP_BUS}/drivers/${drv}`);
     }
-    t.mkdirp(AP_DEVICES_ROOT);
+    this.kernel.addRootDevice(AP_DEVICES_ROOT); // the bus's root device "ap"
     bus.attr('ap_max_adapter_id', 0o444, { show: () => `${this.maxAdapterId}\n` });
     bus.attr('ap_max_domain_id', 0o444, { show: () => `${this.maxDomainId}\n` });
     bus.attr('ap_adapter_mask', 0o444, { show: () => `${formatMask(this.configAdapters)}\n` });
@@ -212,8 +216,17 @@ export class ApBus {
 
   #addCard(spec: ApAdapterSpec): void {
     const cardName = `card${spec.id.toString(16).padStart(2, '0')}`;
-    const dev = this.kernel.addDevice(`${AP_DEVICES_ROOT}/${cardName}`, 'ap', { bus: 'ap' });
     const hw = HW_TYPE[spec.type];
+    // ap_uevent: a card's device type, modalias and mode; a queue's mode.
+    const mode: UeventVar = ['MODE', spec.mode];
+    const dev = this.kernel.addDevice(
+      `${AP_DEVICES_ROOT}/${cardName}`,
+      'ap',
+      { bus: 'ap' },
+      {
+        busVars: () => [['DEV_TYPE', hex(hw, 4)], ['MODALIAS', `ap:t${hex(hw, 2)}`], mode],
+      },
+    );
     const d = dev.dir;
     d.attr('type', 0o444, { show: () => `${spec.type}${MODE_LETTER[spec.mode]}\n` });
     d.attr('hwtype', 0o444, { show: () => `${hw}\n` });
@@ -224,9 +237,12 @@ export class ApBus {
     this.#cards.set(spec.id, { spec, dev });
     for (let apqi = 0; apqi < AP_MASK_BITS; apqi++) {
       if (this.configDomains[apqi] !== 1) continue;
-      const qdev = this.kernel.addDevice(`${dev.path}/${apqnText(spec.id, apqi)}`, 'ap', {
-        bus: 'ap',
-      });
+      const qdev = this.kernel.addDevice(
+        `${dev.path}/${apqnText(spec.id, apqi)}`,
+        'ap',
+        { bus: 'ap' },
+        { busVars: () => [mode] },
+      );
       qdev.dir.attr('online', 0o444, { show: () => '1\n' });
       const queue: ApQueue = { apid: spec.id, apqi, dev: qdev, driver: '' };
       this.#queues.set(apqnIndex(spec.id, apqi), queue);
@@ -272,7 +288,7 @@ export class ApBus {
     if (queue.driver !== '') {
       this.#unlinkDriver(queue.dev, queue.driver);
       if (queue.driver === VFIO_AP_DRIVER) dir.remove('status'); // pairs with the add below
-      this.kernel.emit('unbind', queue.dev.path, 'ap', { DRIVER: queue.driver });
+      this.kernel.emit('unbind', queue.dev.path, 'ap', { vars: queue.dev.ueventVars() });
     }
     queue.driver = driver;
     if (driver === '') return;
@@ -284,7 +300,7 @@ export class ApBus {
         show: () => `${this.#vfio?.queueStatus(apid, apqi) ?? 'unassigned'}\n`,
       });
     }
-    this.kernel.emit('bind', queue.dev.path, 'ap', { DRIVER: driver });
+    this.kernel.emit('bind', queue.dev.path, 'ap', { vars: queue.dev.ueventVars() });
   }
 
   /** Re-bind every present queue whose side changed; returns how many moved. */
@@ -346,8 +362,7 @@ export class ApBus {
     this.#aqmask = aqmask;
     const moved = this.#rebind();
     this.kernel.emit('change', AP_DEVICES_ROOT, 'ap', {
-      APMASK: formatMask(apmask),
-      AQMASK: formatMask(aqmask),
+      env: { APMASK: formatMask(apmask), AQMASK: formatMask(aqmask) },
     });
     if (moved > 0) this.#vfio?.bindingsChanged();
   }

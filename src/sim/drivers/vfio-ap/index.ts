@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { relativeLink } from '../../sysfs/tree.js';
 import type { MdevDriver } from '../../core/driver.js';
 import type { MdevDevice } from '../../core/mdev-core.js';
 import { defineDriverModule } from '../module.js';
@@ -130,10 +129,9 @@ export const vfioApModule = defineDriverModule({
     // vfio_ap_drv.c: the root device "vfio_ap" and its "matrix" device on
     // the matrix bus, bound to the vfio_ap driver, which registers it as
     // the mdev parent.
+    kernel.addRootDevice('/sys/devices/vfio_ap');
     const dev = kernel.addDevice('/sys/devices/vfio_ap/matrix', 'matrix', { bus: 'matrix' });
-    const drvDir = '/sys/bus/matrix/drivers/vfio_ap';
-    kernel.tree.mkdirp(drvDir).link(dev.name, relativeLink(drvDir, dev.path));
-    dev.dir.link('driver', relativeLink(dev.path, drvDir));
+    kernel.bindDriver(dev, 'matrix', 'vfio_ap');
     dev.dir.attr('features', 0o444, { show: () => `${FEATURES}\n` });
     bus.registerNonDefaultDriver(matrix);
     const parent = core.registerParent(dev, driver, [
@@ -145,6 +143,7 @@ export const vfioApModule = defineDriverModule({
       unload() {
         core.unregisterParent(parent);
         bus.unregisterNonDefaultDriver();
+        kernel.unbindDriver(dev, 'matrix');
         kernel.removeDevice(dev, { bus: 'matrix' });
         kernel.tree.dirAt('/sys/devices').remove('vfio_ap');
         kernel.tree.dirAt('/sys/bus').remove('matrix');
