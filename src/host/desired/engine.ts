@@ -154,7 +154,7 @@ function rememberApplied(env: Environment, plan: Plan, summary: ApplySummary): v
     wanted.set(k, (wanted.get(k) ?? 0) + 1);
   }
   const all = readApplied(env);
-  all[plan.config] = {
+  const next: AppliedConfig = {
     config: plan.config,
     owner: plan.owner,
     file: plan.file,
@@ -166,6 +166,12 @@ function rememberApplied(env: Environment, plan: Plan, summary: ApplySummary): v
     blocked: plan.items.filter((i) => i.action === 'blocked').map((i) => i.reason),
     failed: summary.failed,
   };
+  // An apply that found everything as it was leaves the file alone: no
+  // write (and no fsync) for a no-op.
+  const same = (a: AppliedConfig | undefined): boolean =>
+    a !== undefined && JSON.stringify({ ...a, at: '' }) === JSON.stringify({ ...next, at: '' });
+  if (same(all[plan.config])) return;
+  all[plan.config] = next;
   writeFileAtomic(nodePath.join(stateDirOf(env), APPLIED), `${JSON.stringify(all, null, 1)}\n`);
 }
 
