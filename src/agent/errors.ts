@@ -1,40 +1,152 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { ErrnoError, errnoNumber, isErrnoCode, strerror, type ErrnoCode } from '../common/errno.js';
-import { ConfigError } from '../host/config-store.js';
-import { AttributeWriteError, MdevError, type MdevErrorCode } from '../host/devices.js';
-import { UnsafeNameError } from '../host/paths.js';
+import { ErrnoError, errnoNumber, strerror, type ErrnoCode } from '../common/errno.js';
+import { errorRecord, errnoOfCode, type ErrorRecord, type HostErrorCode } from '../host/errors.js';
 
 /**
- * Every error the API returns has one shape: the errno name the kernel (or
- * the agent, in the kernel's vocabulary) gave, its number and text, what
- * failed, and the objects involved — so a script can match on `errno` and a
- * person can read `message`.
+ * Every error the API returns has one shape: the stable `code` (the
+ * kernel's errno name, a host-library code such as "queue-in-use", or one
+ * of the agent's own below), the errno it means with its number and text,
+ * what failed, and the objects involved — so a script can match on `code`
+ * or `errno` and a person can read `message`.
  *
- *     { "error": { "errno": "EEXIST", "errnoNumber": 17, "strerror": "File exists",
- *                  "message": "...", "operation": "start",
+ *     { "error": { "code": "EEXIST", "errno": "EEXIST", "errnoNumber": 17,
+ *                  "strerror": "File exists", "message": "...", "operation": "start",
  *                  "context": { "uuid": "...", "parent": "...", "type": "..." } } }
+ *
+ * The HTTP status of every code is in one table, HTTP_STATUS: a code the
+ * library or the agent adds without a status there does not compile.
  */
 export interface ApiErrorBody {
-  error: {
-    errno: ErrnoCode;
-    errnoNumber: number;
-    strerror: string;
-    message: string;
+  error: ErrorRecord<ApiErrorCode> & {
     operation?: string;
-    path?: string;
-    detail?: string;
-    context?: Record<string, string>;
     issues?: unknown;
   };
 }
 
-/** An error the agent raises itself, with the HTTP status it means. */
+/** What the agent itself refuses, before or beside the host library. */
+const AGENT_ERRORS = {
+  'route-unknown': 'ENOENT',
+  'not-aggregating': 'ENOENT',
+  'invalid-request': 'EINVAL',
+  'request-too-large': 'E2BIG',
+  unauthorized: 'EACCES',
+  'host-refused': 'EACCES',
+  internal: 'EIO',
+} as const satisfies Record<string, ErrnoCode>;
+
+export type AgentErrorCode = keyof typeof AGENT_ERRORS;
+
+/** Every code an API error can carry. */
+export type ApiErrorCode = HostErrorCode | AgentErrorCode;
+
+// The agent's codes must not reuse a library code's name: its errno would come from the wrong table.
+const agentCodesAreOwn: [Extract<AgentErrorCode, HostErrorCode>] extends [never] ? true : never =
+  true;
+void agentCodesAreOwn;
+
+/**
+ * The HTTP status of each code: 400 the request is wrong, 401/403 not
+ * allowed, 404 no such thing, 409 the host's state refuses it, 5xx the
+ * host or the agent failed.
+ */
+export const HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
+  // the kernel's errnos
+  EPERM: 403,
+  EACCES: 403,
+  EROFS: 403,
+  ENOENT: 404,
+  ENODEV: 404,
+  ENXIO: 404,
+  ENODATA: 404,
+  EEXIST: 409,
+  EBUSY: 409,
+  EUSERS: 409,
+  ENOSPC: 409,
+  EADDRINUSE: 409,
+  EADDRNOTAVAIL: 409,
+  ENOTEMPTY: 409,
+  ECANCELED: 409,
+  EAGAIN: 503,
+  ETIMEDOUT: 504,
+  EINVAL: 400,
+  ERANGE: 400,
+  E2BIG: 400,
+  ENAMETOOLONG: 400,
+  EISDIR: 400,
+  ENOTDIR: 400,
+  ELOOP: 400,
+  EOPNOTSUPP: 501,
+  ENOSYS: 501,
+  EIO: 500,
+  EXDEV: 500,
+  EBADF: 500,
+  EFAULT: 500,
+  ENOMEM: 500,
+  // the host library's (src/host/errors.ts)
+  'invalid-name': 400,
+  'invalid-argument': 400,
+  'invalid-config': 400,
+  'invalid-index': 400,
+  'invalid-id-list': 400,
+  'invalid-xml': 400,
+  'not-defined': 404,
+  'already-defined': 409,
+  ambiguous: 409,
+  'type-mismatch': 409,
+  'device-unknown': 404,
+  'parent-missing': 404,
+  'type-unsupported': 404,
+  'already-active': 409,
+  'no-instances': 409,
+  'not-active': 404,
+  'attribute-missing': 400,
+  'hostdev-unsupported': 400,
+  'callout-refused': 409,
+  'callout-failed': 500,
+  'live-modify-unsupported': 501,
+  environment: 500,
+  'sysfs-malformed': 500,
+  'not-ap-host': 404,
+  'not-matrix-device': 400,
+  'id-out-of-range': 400,
+  'queue-in-use': 409,
+  'queue-host-owned': 409,
+  'queue-assigned': 409,
+  'config-unreadable': 400,
+  'config-invalid': 400,
+  'config-unknown': 400,
+  'request-impossible': 400,
+  locked: 409,
+  'record-unusable': 500,
+  'not-owner': 403,
+  // the agent's
+  'route-unknown': 404,
+  'not-aggregating': 404,
+  'invalid-request': 400,
+  'request-too-large': 413,
+  unauthorized: 401,
+  'host-refused': 403,
+  internal: 500,
+};
+
+function isAgentErrorCode(code: string): code is AgentErrorCode {
+  return Object.hasOwn(AGENT_ERRORS, code);
+}
+
+/** The errno a code means. */
+export function errnoOfApiCode(code: ApiErrorCode): ErrnoCode {
+  return isAgentErrorCode(code) ? AGENT_ERRORS[code] : errnoOfCode(code);
+}
+
+/** All codes, for the documentation and its test. */
+export const API_ERROR_CODES: readonly ApiErrorCode[] = Object.keys(HTTP_STATUS) as ApiErrorCode[];
+
+/** An error the agent raises itself; status and errno come from its code. */
 export class ApiError extends Error {
   override readonly name = 'ApiError';
   constructor(
-    readonly status: number,
-    readonly errno: ErrnoCode,
+    readonly code: ApiErrorCode,
     message: string,
     readonly context?: Record<string, string>,
   ) {
@@ -44,8 +156,8 @@ export class ApiError extends Error {
 
 /**
  * An ErrnoError raised while doing `operation` on the objects in `context`.
- * Route handlers wrap library calls with `during()` so the answer names what
- * was being done and to what.
+ * Route handlers wrap their own sysfs writes with `during()` so the answer
+ * names what was being done and to what.
  */
 export class OperationError extends Error {
   override readonly name = 'OperationError';
@@ -58,119 +170,27 @@ export class OperationError extends Error {
   }
 }
 
-/** HTTP status for a kernel errno: the client's mistake, a conflict with state, or ours. */
-export function statusOfErrno(code: ErrnoCode): number {
-  switch (code) {
-    case 'ENOENT':
-    case 'ENODEV':
-    case 'ENXIO':
-      return 404;
-    case 'EEXIST':
-    case 'EBUSY':
-    case 'EUSERS':
-    case 'ENOSPC':
-    case 'EADDRINUSE':
-    case 'ENOTEMPTY':
-      return 409;
-    case 'EINVAL':
-    case 'ERANGE':
-    case 'E2BIG':
-    case 'ENAMETOOLONG':
-    case 'EISDIR':
-    case 'ENOTDIR':
-      return 400;
-    case 'EACCES':
-    case 'EPERM':
-    case 'EROFS':
-      return 403;
-    case 'EOPNOTSUPP':
-    case 'ENOSYS':
-      return 501;
-    default:
-      return 500;
-  }
+function recordOf(code: ApiErrorCode, message: string): ErrorRecord<ApiErrorCode> {
+  const errno = errnoOfApiCode(code);
+  return { code, errno, errnoNumber: errnoNumber(errno), strerror: strerror(errno), message };
 }
 
-function body(
-  errno: ErrnoCode,
-  message: string,
-  extra: Record<string, unknown> = {},
-): ApiErrorBody {
-  const e: ApiErrorBody['error'] = {
-    errno,
-    errnoNumber: errnoNumber(errno),
-    strerror: strerror(errno),
-    message,
-  };
-  for (const [k, v] of Object.entries(extra))
-    if (v !== undefined) (e as unknown as Record<string, unknown>)[k] = v;
-  return { error: e };
-}
-
-/** The errno inside a cause chain, if any (e.g. the store's EBUSY behind "Error removing device"). */
-function causeErrno(err: unknown): ErrnoCode | undefined {
-  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
-    if (e instanceof ErrnoError) return e.code;
-    const code = (e as { code?: unknown }).code;
-    if (isErrnoCode(code)) return code;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
-/** The kernel's errno when the failure carries one, else the errno that means the same. */
-// Partial: a code the host library adds later maps to EIO until listed here.
-const MDEV_ERRNO: Partial<Record<MdevErrorCode, [ErrnoCode, number]>> = {
-  INVALID_NAME: ['EINVAL', 400],
-  ENVIRONMENT: ['EIO', 500],
-  INVALID_CONFIG: ['EINVAL', 400],
-  NOT_DEFINED: ['ENOENT', 404],
-  ALREADY_DEFINED: ['EEXIST', 409],
-  AMBIGUOUS: ['EINVAL', 409],
-  UNDERSPECIFIED: ['EINVAL', 400],
-  CONFLICT: ['EEXIST', 409],
-  NO_PARENT: ['ENODEV', 404],
-  NO_TYPE: ['ENOENT', 404],
-  NO_INSTANCES: ['ENOSPC', 409],
-  ALREADY_ACTIVE: ['EEXIST', 409],
-  NOT_ACTIVE: ['ENODEV', 404],
-  INVALID_INDEX: ['ERANGE', 400],
-  INVALID_ATTRIBUTE: ['EINVAL', 400],
-  SYSFS: ['EIO', 500],
-  IO: ['EIO', 500],
-  CALLOUT: ['ECANCELED', 409],
-};
-
-function mdevErrno(err: MdevError): { errno: ErrnoCode; status: number } {
-  const inner = err instanceof AttributeWriteError ? undefined : causeErrno(err.cause);
-  if (inner !== undefined) return { errno: inner, status: statusOfErrno(inner) };
-  const [errno, status] = MDEV_ERRNO[err.code] ?? ['EIO', 500];
-  return { errno, status };
-}
-
-/** The message with its causes, as mdevctl prints "Caused by:". */
-function messageChain(err: Error): string {
-  const parts = [err.message];
-  for (
-    let c: unknown = err.cause, depth = 0;
-    c instanceof Error && depth < 8;
-    depth++, c = c.cause
-  ) {
-    parts.push(c instanceof ErrnoError ? (c.detail ?? strerror(c.code)) : c.message);
-  }
-  return parts.join(': ');
+function answer(
+  status: number,
+  record: ErrorRecord<ApiErrorCode>,
+  extra: { operation?: string | undefined; context?: object | undefined; issues?: unknown } = {},
+): { status: number; body: ApiErrorBody } {
+  const e: ApiErrorBody['error'] = { ...record };
+  if (extra.operation !== undefined) e.operation = extra.operation;
+  if (extra.context !== undefined && Object.keys(extra.context).length > 0)
+    e.context = extra.context;
+  if (extra.issues !== undefined) e.issues = extra.issues;
+  return { status, body: { error: e } };
 }
 
 /** The errno name an error carries, for the metrics ("unknown" for a bug). */
 export function errnoOf(err: unknown): string {
-  if (err instanceof OperationError) return err.cause.code;
-  if (err instanceof ErrnoError) return err.code;
-  if (err instanceof ApiError) return err.errno;
-  if (err instanceof MdevError) return mdevErrno(err).errno;
-  if (err instanceof UnsafeNameError) return 'EINVAL';
-  if (err instanceof ConfigError) return 'EINVAL';
-  const code = (err as { code?: unknown } | null)?.code;
-  return isErrnoCode(code) ? code : 'unknown';
+  return classify(err)?.body.error.errno ?? 'unknown';
 }
 
 /** Map any error to a status and body; unknown errors are bugs and are logged. */
@@ -178,52 +198,36 @@ export function errorResponse(
   err: unknown,
   req: FastifyRequest,
 ): { status: number; body: ApiErrorBody } {
-  if (err instanceof OperationError) {
-    const e = err.cause;
-    return {
-      status: statusOfErrno(e.code),
-      body: body(
-        e.code,
-        `${err.operation} failed: ${strerror(e.code)}${e.detail === undefined ? '' : ` (${e.detail})`}`,
-        {
-          operation: err.operation,
-          path: e.path,
-          detail: e.detail,
-          context: err.context,
-        },
-      ),
-    };
+  const known = classify(err);
+  if (known !== undefined) {
+    // A library failure names the route's operation ("create", "start").
+    const operation = (req.routeOptions.config as { operation?: string } | undefined)?.operation;
+    if (known.body.error.operation === undefined && operation !== undefined && known.fromLibrary)
+      known.body.error.operation = operation;
+    return { status: known.status, body: known.body };
   }
-  if (err instanceof ErrnoError) {
-    return {
-      status: statusOfErrno(err.code),
-      body: body(err.code, err.detail ?? err.message, { path: err.path, detail: err.detail }),
-    };
+  req.log.error({ err }, 'internal error');
+  return answer(500, recordOf('internal', 'internal error in the agent (see its log)'));
+}
+
+/** Status and body for an error that carries a code; undefined for a bug. */
+function classify(
+  err: unknown,
+): { status: number; body: ApiErrorBody; fromLibrary?: boolean } | undefined {
+  if (err instanceof OperationError) {
+    const code = err.cause.code;
+    return answer(HTTP_STATUS[code], recordOf(code, `${err.operation} failed: ${strerror(code)}`), {
+      operation: err.operation,
+      context: {
+        ...err.context,
+        ...(err.cause.path === undefined ? {} : { file: err.cause.path }),
+      },
+    });
   }
   if (err instanceof ApiError) {
-    return { status: err.status, body: body(err.errno, err.message, { context: err.context }) };
-  }
-  if (err instanceof MdevError) {
-    const { errno, status } = mdevErrno(err);
-    const extra: Record<string, string> = {};
-    if (err instanceof AttributeWriteError) {
-      Object.assign(extra, {
-        uuid: err.uuid,
-        parent: err.parent,
-        type: err.type,
-        attribute: err.attribute,
-      });
-    }
-    return {
-      status,
-      body: body(errno, messageChain(err), {
-        operation: (req.routeOptions.config as { operation?: string } | undefined)?.operation,
-        context: Object.keys(extra).length > 0 ? extra : undefined,
-      }),
-    };
-  }
-  if (err instanceof UnsafeNameError || err instanceof ConfigError) {
-    return { status: 400, body: body('EINVAL', err.message) };
+    return answer(HTTP_STATUS[err.code], recordOf(err.code, err.message), {
+      context: err.context,
+    });
   }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const issues = err.validation.map((v) => ({
@@ -231,26 +235,27 @@ export function errorResponse(
       message: v.message,
     }));
     const first = issues[0];
-    return {
-      status: 400,
-      body: body(
-        'EINVAL',
-        first === undefined
-          ? 'invalid request'
-          : `invalid request: ${first.path}: ${first.message}`,
-        { issues },
-      ),
-    };
+    const message =
+      first === undefined ? 'invalid request' : `invalid request: ${first.path}: ${first.message}`;
+    return answer(400, recordOf('invalid-request', message), { issues });
+  }
+  // The host library's errors, and the port's errno errors, carry their code.
+  const record = errorRecord(err);
+  if (record !== undefined) {
+    return { ...answer(HTTP_STATUS[record.code], record), fromLibrary: true };
   }
   const fe = err as Partial<FastifyError>;
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     // Fastify's own refusals: malformed JSON, wrong content type, body too large.
-    const errno: ErrnoCode =
-      fe.statusCode === 413 ? 'E2BIG' : fe.statusCode === 404 ? 'ENOENT' : 'EINVAL';
-    return { status: fe.statusCode, body: body(errno, fe.message ?? 'bad request') };
+    const code: ApiErrorCode =
+      fe.statusCode === 413
+        ? 'request-too-large'
+        : fe.statusCode === 404
+          ? 'route-unknown'
+          : 'invalid-request';
+    return answer(fe.statusCode, recordOf(code, fe.message ?? 'bad request'));
   }
-  req.log.error({ err }, 'internal error');
-  return { status: 500, body: body('EIO', 'internal error in the agent (see its log)') };
+  return undefined;
 }
 
 export function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
@@ -258,7 +263,7 @@ export function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply
   return reply.code(status).type('application/json; charset=utf-8').send(b);
 }
 
-/** Run a library call, naming the operation and objects should it fail with an errno. */
+/** Run a sysfs write of the agent's own, naming the operation and objects should it fail with an errno. */
 export function during<T>(operation: string, context: Record<string, string>, fn: () => T): T {
   try {
     return fn();

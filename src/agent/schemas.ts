@@ -123,13 +123,17 @@ export const ApMatrix = z.object({
 
 export const ErrorBody = z.object({
   error: z.object({
+    code: z
+      .string()
+      .describe(
+        'stable code: the kernel\'s errno name ("EBUSY") or a documented one ("queue-in-use"); see docs/errors.md',
+      ),
     errno: z.string().describe('errno name, e.g. "EEXIST"'),
     errnoNumber: z.number().int(),
     strerror: z.string(),
     message: z.string(),
     operation: z.string().optional(),
     path: z.string().optional(),
-    detail: z.string().optional(),
     context: z.record(z.string(), z.string()).optional(),
     issues: z.unknown().optional(),
   }),

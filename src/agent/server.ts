@@ -149,7 +149,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
   });
   app.setNotFoundHandler((req, reply) =>
     sendError(
-      new ApiError(404, 'ENOENT', `no such resource: ${req.method} ${req.url.split('?')[0]}`),
+      new ApiError('route-unknown', `no such resource: ${req.method} ${req.url.split('?')[0]}`),
       req,
       reply,
     ),
@@ -158,8 +158,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
   app.addHook('onRequest', async (req) => {
     if (options.loopbackOnly === true && !isLoopbackHostHeader(req.headers.host)) {
       throw new ApiError(
-        403,
-        'EACCES',
+        'host-refused',
         `refused Host ${JSON.stringify(req.headers.host)}: this agent answers loopback names only`,
       );
     }
@@ -176,8 +175,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     }
     if (!tokenMatches(presented, options.token)) {
       throw new ApiError(
-        401,
-        'EACCES',
+        'unauthorized',
         presented === undefined
           ? 'this request needs the agent token: Authorization: Bearer <token>'
           : 'wrong agent token',

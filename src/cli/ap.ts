@@ -1,14 +1,16 @@
-import { ApListError, parseIdList } from '../ctl/ap/ids.js';
 import { apChangeMasks, apChangeMatrix } from '../ctl/ap/edit.js';
-import { ApError, readApHost } from '../ctl/ap/model.js';
 import { apShowJson, renderApShow } from '../ctl/ap/show.js';
 import type { CommandIo } from '../ctl/io.js';
 import type { SysfsPort } from '../port/sysfs-port.js';
+import { ApListError, parseIdList } from '../host/ap/ids.js';
+import { readApHost } from '../host/ap/model.js';
 import { environmentAt } from '../host/environment.js';
+import { MdevError } from '../host/errors.js';
 import { UsageError, command, group, runAtSync, uuidArgument, type OptionSpec } from './command.js';
 
 /**
- * `mdevkit ap`: s390 crypto (vfio-ap) through sysfs files only (src/ctl/ap).
+ * `mdevkit ap`: s390 crypto (vfio-ap) through sysfs files only (src/host/ap
+ * plans and refuses, src/ctl/ap shows).
  * Ids are lists such as 5,0x47,10-12 (decimal or 0x hex, ranges inclusive).
  */
 
@@ -22,9 +24,9 @@ function ids(text: string | undefined, what: string): number[] | undefined {
   }
 }
 
-/** ApError explains a refusal (which queue, which device, what to do) in words. */
+/** The library's refusals (coded MdevErrors) explain themselves: which queue, which device, what to do. */
 const explain = (err: unknown): string | undefined =>
-  err instanceof ApError ? err.message : undefined;
+  err instanceof MdevError ? err.message : undefined;
 
 const list = (what: string) =>
   ({

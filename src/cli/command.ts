@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { ErrnoError, strerror } from '../common/errno.js';
 import type { CommandIo } from '../ctl/io.js';
 import { environmentAt, type Environment } from '../host/environment.js';
+import { jsonErrorLine } from '../host/errors.js';
 import { parseUuid } from '../host/uuid-forms.js';
 
 /**
@@ -147,14 +148,18 @@ export class UsageError extends Error {
   }
 }
 
-/** A failure to report in words (exit 1), no stack. */
+/**
+ * A failure to report in words (exit 1), no stack. `cause` keeps the
+ * library's coded error, for MDEVKIT_ERROR_FORMAT=json.
+ */
 export class CommandError extends Error {
   override readonly name = 'CommandError';
   constructor(
     message: string,
     readonly exitCode = 1,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -295,7 +300,7 @@ function runCommand(
     if (err instanceof UsageError) return new UsageError(err.message, err.usage ?? usage);
     if (isParseArgsError(err)) return new UsageError(err.message, usage);
     const words = c.explain?.(err);
-    return words === undefined ? err : new CommandError(words);
+    return words === undefined ? err : new CommandError(words, 1, { cause: err });
   };
   try {
     const call = parseCall(path.join(' '), c, io, argv, overrides);
@@ -491,6 +496,12 @@ export function reportError(io: CommandIo, err: unknown): number {
     io.stderr.write(`${PROGRAM}: ${err.message}\n`);
     if (err.usage !== undefined) io.stderr.write(`\n${err.usage}`);
     return 2;
+  }
+  // A coded failure (the host library's, or an errno) as one JSON line when asked for.
+  const json = jsonErrorLine(io.env, err instanceof CommandError ? (err.cause ?? err) : err);
+  if (json !== undefined) {
+    io.stderr.write(json);
+    return err instanceof CommandError ? err.exitCode : 1;
   }
   if (err instanceof CommandError) {
     io.stderr.write(`${PROGRAM}: ${err.message}\n`);

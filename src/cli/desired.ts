@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { readApHost } from '../ctl/ap/model.js';
 import {
   applyJson,
   capacityJson,
@@ -96,7 +95,6 @@ export const planCommand = command({
     const env = call.host();
     const inUse = await inUseProbe(env);
     const { plan } = planHost(env, file, {
-      readAp: readApHost,
       ...(call.values.config !== undefined && { config: call.values.config }),
       prune: call.values.prune === true,
       adopt: call.values.adopt === true,
@@ -135,7 +133,6 @@ Exit status: 0 the host matches; 1 a step failed (its errno is shown); 3 applied
       drawn = true;
     };
     const { plan, summary } = await applyHost(env, file, {
-      readAp: readApHost,
       ...(call.values.config !== undefined && { config: call.values.config }),
       prune: call.values.prune === true,
       adopt: call.values.adopt === true,
@@ -168,7 +165,6 @@ export const capacityCommand = command({
   json: true,
   run(_io, call) {
     const { types, parents } = hostCapacity(call.host(), {
-      readAp: readApHost,
       ...(call.values.type !== undefined && { type: call.values.type }),
     });
     call.output(capacityJson(types, parents), () => renderCapacity(types));

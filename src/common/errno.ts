@@ -63,9 +63,11 @@ export function errnoCodeOf(num: number): ErrnoCode | undefined {
 }
 
 /**
- * An operation failed with an errno. `message` says what failed in words;
- * `detail` (optional) is the emulator's explanation, the equivalent of the
- * kernel's dmesg line (e.g. which queue another matrix device holds).
+ * An operation failed with an errno. `message` says what failed in words.
+ * `detail` is the emulator's own explanation, the equivalent of the
+ * kernel's dmesg line: it stays inside the emulator (its control socket
+ * reports it); the sysfs port never passes it on, since a real kernel
+ * gives a writer nothing but the errno.
  */
 export class ErrnoError extends Error {
   override readonly name = 'ErrnoError';
@@ -87,19 +89,29 @@ export function fail(code: ErrnoCode, detail?: string, path?: string): never {
 }
 
 /**
- * Bring any error that carries an errno code (ours, or node:fs's SystemError)
- * to an ErrnoError; anything else is rethrown unchanged, since it is a bug.
+ * The errno code an error carries: ours, or node:fs's SystemError (by name,
+ * or by number for the errnos libuv does not name); undefined otherwise.
  */
-export function toErrnoError(err: unknown, path?: string): ErrnoError {
-  if (err instanceof ErrnoError) return err;
+export function errnoCodeIn(err: unknown): ErrnoCode | undefined {
+  if (err instanceof ErrnoError) return err.code;
   const code = (err as { code?: unknown } | null)?.code;
-  if (isErrnoCode(code)) return new ErrnoError(code, undefined, path);
+  if (isErrnoCode(code)) return code;
   // libuv names only the errnos it knows; others (EUSERS, which the mdev
   // core returns when a parent is full) arrive as code "UNKNOWN" with the
   // number in `errno` (negative, as libuv reports it).
   const num = (err as { errno?: unknown } | null)?.errno;
-  const byNumber = typeof num === 'number' ? errnoCodeOf(Math.abs(num)) : undefined;
-  if (code === 'UNKNOWN' && byNumber !== undefined)
-    return new ErrnoError(byNumber, undefined, path);
-  throw err;
+  if (code === 'UNKNOWN' && typeof num === 'number') return errnoCodeOf(Math.abs(num));
+  return undefined;
+}
+
+/**
+ * Bring any error that carries an errno code (ours, or node:fs's SystemError)
+ * to an ErrnoError naming `path`; anything else is rethrown unchanged, since
+ * it is a bug.
+ */
+export function toErrnoError(err: unknown, path?: string): ErrnoError {
+  if (err instanceof ErrnoError) return err;
+  const code = errnoCodeIn(err);
+  if (code === undefined) throw err;
+  return new ErrnoError(code, undefined, path);
 }

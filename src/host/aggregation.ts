@@ -75,8 +75,8 @@ export function readAggregation(env: Environment, uuid: string): Aggregation | u
 /**
  * Which device a change of `uuid` (on `parent`, when given) means: the
  * running device and its definition on the same parent. A UUID defined on
- * several parents must be told which (AMBIGUOUS); one neither running nor
- * defined is NOT_DEFINED.
+ * several parents must be told which (`ambiguous`); one neither running nor
+ * defined is `device-unknown`.
  */
 export function aggregationTarget(
   env: Environment,
@@ -85,7 +85,9 @@ export function aggregationTarget(
 ): AggregationTarget {
   const uuid = parseUuid(uuidText);
   if (uuid === undefined) {
-    throw new MdevError('INVALID_NAME', `Invalid UUID ${JSON.stringify(uuidText)}`);
+    throw new MdevError('invalid-name', `Invalid UUID ${JSON.stringify(uuidText)}`, {
+      context: { value: uuidText },
+    });
   }
   const running = readActiveDevice(env.port, uuid);
   const active = running !== undefined && (parent === undefined || running.parent === parent);
@@ -97,14 +99,16 @@ export function aggregationTarget(
   if (active) parents.add(running.parent);
   if (parents.size === 0) {
     throw new MdevError(
-      'NOT_DEFINED',
+      'device-unknown',
       `No mediated device ${parent === undefined ? uuid : `${parent}/${uuid}`} is running or defined`,
+      { context: { uuid, parent } },
     );
   }
   if (parents.size > 1) {
     throw new MdevError(
-      'AMBIGUOUS',
+      'ambiguous',
       `Mediated device ${uuid} is on several parents (${[...parents].sort().join(', ')}); say which`,
+      { context: { uuid } },
     );
   }
   const on = [...parents][0]!;

@@ -129,7 +129,7 @@ function startParent(env: Environment, parent: string): AutostartRun | undefined
   const failed: { device: MdevDevice; error: unknown }[] = [];
   for (const o of startParentDevices(env, parent, { warn: (m) => warnings.push(m) })) {
     if (o.error === undefined) started.push(o.device);
-    else if (!(o.error instanceof MdevError && o.error.code === 'ALREADY_ACTIVE'))
+    else if (!(o.error instanceof MdevError && o.error.code === 'already-active'))
       failed.push({ device: o.device, error: o.error });
   }
   return { parent, started, failed, warnings };

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { Environment } from './environment.js';
+import { MdevError } from './errors.js';
 
 /**
  * mdevctl's callout and notifier protocol. A callout script lives in
@@ -39,14 +40,16 @@ export interface CalloutDevice {
 /** Something a script said on stderr, to be shown as "<script>: <text>". */
 export type CalloutStderrSink = (script: string, text: string) => void;
 
-/** A pre callout refused the operation. */
-export class CalloutError extends Error {
+/** A pre callout refused the operation (code `callout-refused`). */
+export class CalloutError extends MdevError {
   override readonly name = 'CalloutError';
   constructor(
     readonly script: string,
     readonly exitCode: number,
   ) {
-    super(`callout script "${script}" failed with return code ${exitCode}`);
+    super('callout-refused', `callout script "${script}" failed with return code ${exitCode}`, {
+      context: { script, exitStatus: exitCode },
+    });
   }
 }
 
@@ -207,7 +210,9 @@ export function getAttributesFromCallouts(
     if (!ran(r) || r.status === 2) continue;
     if (r.status !== 0) {
       if (r.stderr) onStderr(nodePath.basename(script), r.stderr);
-      throw new Error(`failed to get attributes from "${script}"`);
+      throw new MdevError('callout-failed', `failed to get attributes from "${script}"`, {
+        context: { script, uuid: dev.uuid, parent: dev.parent, type: dev.type },
+      });
     }
     let out = r.stdout;
     if (out === '') return undefined;
@@ -215,7 +220,11 @@ export function getAttributesFromCallouts(
     try {
       return JSON.parse(out);
     } catch {
-      throw new Error(`Unable to parse attributes from JSON printed by "${script}"`);
+      throw new MdevError(
+        'callout-failed',
+        `Unable to parse attributes from JSON printed by "${script}"`,
+        { context: { script, uuid: dev.uuid, parent: dev.parent, type: dev.type } },
+      );
     }
   }
   return undefined;
@@ -288,16 +297,28 @@ export function invokeLiveModify(
 ): void {
   const found = findVersionedScript(env, dev);
   if (found === undefined) {
-    throw new Error('No callout script with version support found that supports live modify');
+    throw new MdevError(
+      'live-modify-unsupported',
+      'No callout script with version support found that supports live modify',
+      { context: { uuid: dev.uuid, parent: dev.parent, type: dev.type } },
+    );
   }
   const { script, supports } = found;
   if (!supports.actions.includes('modify') || !supports.events.includes('live')) {
-    throw new Error(`Callout script "${script}" does not support live modify`);
+    throw new MdevError(
+      'live-modify-unsupported',
+      `Callout script "${script}" does not support live modify`,
+      { context: { script, uuid: dev.uuid, parent: dev.parent, type: dev.type } },
+    );
   }
   const r = run(script, dev, 'live', 'modify', 'none');
   if (r.stderr) onStderr(nodePath.basename(script), r.stderr);
   const session = new CalloutSession(env, 'modify', onStderr);
   session.notify(dev);
-  if (!ran(r)) throw new Error(`callout script "${script}" could not be run`);
+  if (!ran(r)) {
+    throw new MdevError('callout-failed', `callout script "${script}" could not be run`, {
+      context: { script, uuid: dev.uuid },
+    });
+  }
   if (r.status !== 0) throw new CalloutError(script, r.status ?? -1);
 }

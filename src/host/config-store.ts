@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
+import { MdevError } from './errors.js';
 import { checkComponent } from './paths.js';
 
 /**
@@ -40,14 +41,19 @@ export interface MdevConfig {
   readonly attrs: readonly MdevAttribute[];
 }
 
-/** A definition file's content is not a valid definition; `path` says which file (when it is one). */
-export class ConfigError extends Error {
+/**
+ * A definition file's content is not a valid definition (code
+ * `invalid-config`); `path` says which file (when it is one).
+ */
+export class ConfigError extends MdevError {
   override readonly name = 'ConfigError';
   constructor(
     message: string,
     readonly path?: string,
   ) {
-    super(path === undefined ? message : `${message} in ${path}`);
+    super('invalid-config', path === undefined ? message : `${message} in ${path}`, {
+      context: { path },
+    });
   }
 }
 

@@ -17,10 +17,12 @@
  *   startParentDevices(env, parent, hooks)  -> StartOutcome[] (autostart of start=auto definitions)
  *
  * Maps are sorted by parent name, device lists by UUID (as mdevctl's
- * BTreeMap and sort). Failures are `MdevError` with a stable `code` and an
+ * BTreeMap and sort). Failures are `MdevError` (src/host/errors.ts) with a
+ * stable `code` (the kernel's errno name, or a documented library code such
+ * as `not-defined`), its `errno`, the objects involved in `context`, and an
  * optional `cause` chain (the CLI prints it as mdevctl's "Caused by:"); a
  * failed attribute write during start is an `AttributeWriteError` naming the
- * device, parent, type, attribute file and errno. The decision rules (which
+ * device, parent, type, attribute file, with the write's errno as its code. The decision rules (which
  * option wins, which errors) are mdevctl 1.2.0's so the CLI stays a drop-in;
  * where 1.2.0 panics this library throws a clear MdevError instead.
  *
@@ -43,12 +45,17 @@ export type {
   MdevDevice,
   MdevTypeEntry,
 } from './devices/types.js';
+export { AttributeWriteError, describeError } from './devices/errors.js';
 export {
-  AttributeWriteError,
+  LIBRARY_ERRORS,
   MdevError,
-  describeError,
-  type MdevErrorCode,
-} from './devices/errors.js';
+  codeOf,
+  errorRecord,
+  type ErrorContext,
+  type ErrorRecord,
+  type HostErrorCode,
+  type LibraryErrorCode,
+} from './errors.js';
 export { selfCheck } from './devices/self-check.js';
 export {
   getDefinedDevice,

@@ -1,5 +1,6 @@
 import { isUuid } from '../common/uuid.js';
 import type { SysfsPort } from '../port/sysfs-port.js';
+import { MdevError, type ContextInput } from './errors.js';
 
 /**
  * Where mdev things live in sysfs, and the guards that keep a name from a
@@ -10,8 +11,12 @@ import type { SysfsPort } from '../port/sysfs-port.js';
 export const MDEV_BUS_DEVICES = '/sys/bus/mdev/devices';
 export const MDEV_CLASS = '/sys/class/mdev_bus';
 
-export class UnsafeNameError extends Error {
+/** A name that is malformed or would lead outside its directory (code `invalid-name`). */
+export class UnsafeNameError extends MdevError {
   override readonly name = 'UnsafeNameError';
+  constructor(message: string, context?: ContextInput) {
+    super('invalid-name', message, context === undefined ? {} : { context });
+  }
 }
 
 /**
@@ -20,7 +25,7 @@ export class UnsafeNameError extends Error {
  */
 export function checkComponent(value: string, what: string): string {
   if (value === '' || value === '.' || value === '..' || /[/\0]/.test(value)) {
-    throw new UnsafeNameError(`invalid ${what} name ${JSON.stringify(value)}`);
+    throw new UnsafeNameError(`invalid ${what} name ${JSON.stringify(value)}`, { value });
   }
   return value;
 }
@@ -33,18 +38,23 @@ export function checkComponent(value: string, what: string): string {
  */
 export function checkAttributeName(name: string): string {
   if (name === '' || name.startsWith('/') || name.includes('\0')) {
-    throw new UnsafeNameError(`invalid attribute name ${JSON.stringify(name)}`);
+    throw new UnsafeNameError(`invalid attribute name ${JSON.stringify(name)}`, {
+      attribute: name,
+    });
   }
   for (const part of name.split('/')) {
     if (part === '' || part === '.' || part === '..') {
-      throw new UnsafeNameError(`invalid attribute name ${JSON.stringify(name)}`);
+      throw new UnsafeNameError(`invalid attribute name ${JSON.stringify(name)}`, {
+        attribute: name,
+      });
     }
   }
   return name;
 }
 
 export function checkUuid(uuid: string): string {
-  if (!isUuid(uuid)) throw new UnsafeNameError(`invalid UUID ${JSON.stringify(uuid)}`);
+  if (!isUuid(uuid))
+    throw new UnsafeNameError(`invalid UUID ${JSON.stringify(uuid)}`, { value: uuid });
   return uuid.toLowerCase();
 }
 
@@ -78,10 +88,16 @@ export function deviceAttributePath(port: SysfsPort, uuid: string, name: string)
     return path; // absent: the write itself reports ENOENT
   }
   if (!real.startsWith(devReal + '/')) {
-    throw new UnsafeNameError(`attribute ${JSON.stringify(name)} leads outside device ${uuid}`);
+    throw new UnsafeNameError(`attribute ${JSON.stringify(name)} leads outside device ${uuid}`, {
+      uuid,
+      attribute: name,
+    });
   }
   if (port.kind(real) !== 'file') {
-    throw new UnsafeNameError(`attribute ${JSON.stringify(name)} of device ${uuid} is not a file`);
+    throw new UnsafeNameError(`attribute ${JSON.stringify(name)} of device ${uuid} is not a file`, {
+      uuid,
+      attribute: name,
+    });
   }
   return path;
 }

@@ -5,7 +5,7 @@ import type { Environment } from '../host/environment.js';
 /**
  * The definition of `uuid`, or undefined when it has none. A host without
  * a config directory (a bare /sys snapshot, a fresh --root) simply has no
- * definitions; several definitions of one UUID stay an error (AMBIGUOUS).
+ * definitions; several definitions of one UUID stay an error (`ambiguous`).
  */
 export function findDefinition(
   env: Environment,
@@ -16,7 +16,7 @@ export function findDefinition(
   try {
     return getDefinedDevice(env, uuid, undefined, hooks);
   } catch (err) {
-    if (err instanceof MdevError && err.code === 'NOT_DEFINED') return undefined;
+    if (err instanceof MdevError && err.code === 'not-defined') return undefined;
     throw err;
   }
 }

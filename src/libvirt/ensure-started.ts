@@ -1,9 +1,12 @@
 import { isUuid } from '../common/uuid.js';
 import {
+  MdevError,
+  codeOf,
   describeError,
   probeActive,
   startDevice,
   stopDevice,
+  type HostErrorCode,
   type HostHooks,
 } from '../host/devices.js';
 import type { Environment } from '../host/environment.js';
@@ -62,15 +65,19 @@ export interface EnsureOutcome {
   readonly type: string;
 }
 
-/** A device could not be started; the message names it and says why. */
-export class EnsureStartedError extends Error {
+/**
+ * A device could not be started; the message names it and says why, the
+ * code is the failure's own (the kernel's errno, or e.g. `device-unknown`).
+ */
+export class EnsureStartedError extends MdevError {
   override readonly name = 'EnsureStartedError';
   constructor(
+    code: HostErrorCode,
     message: string,
     readonly uuid: string,
     readonly outcomes: readonly EnsureOutcome[],
   ) {
-    super(message);
+    super(code, message, { context: { uuid } });
   }
 }
 
@@ -86,7 +93,7 @@ export function ensureStarted(
 ): EnsureOutcome[] {
   const outcomes: EnsureOutcome[] = [];
   const startedHere: EnsureOutcome[] = [];
-  const fail = (uuid: string, message: string): never => {
+  const fail = (uuid: string, message: string, cause?: unknown): never => {
     const rolledBack = new Set<string>();
     // Undo in reverse order; a device that refuses to stop stays listed as started.
     for (const o of [...startedHere].reverse()) {
@@ -100,7 +107,8 @@ export function ensureStarted(
     const final = outcomes.map((o) =>
       rolledBack.has(o.uuid) ? { ...o, state: 'rolled-back' as const } : o,
     );
-    throw new EnsureStartedError(message, uuid, final);
+    const code = cause === undefined ? 'device-unknown' : (codeOf(cause) ?? 'EIO');
+    throw new EnsureStartedError(code, message, uuid, final);
   };
   for (const uuid of mdevs.uuids) {
     let running: { parent: string; type: string } | undefined;
@@ -110,6 +118,7 @@ export function ensureStarted(
       fail(
         uuid,
         `mediated device ${uuid}${forDomain(mdevs.domain)} cannot be read in sysfs: ${describeError(err)}`,
+        err,
       );
     }
     if (running !== undefined) {
@@ -120,7 +129,11 @@ export function ensureStarted(
     try {
       def = findDefinition(env, uuid, hooks);
     } catch (err) {
-      return fail(uuid, `mediated device ${uuid}${forDomain(mdevs.domain)}: ${describeChain(err)}`);
+      return fail(
+        uuid,
+        `mediated device ${uuid}${forDomain(mdevs.domain)}: ${describeChain(err)}`,
+        err,
+      );
     }
     if (def === undefined) {
       return fail(
@@ -135,6 +148,7 @@ export function ensureStarted(
       return fail(
         uuid,
         `cannot start mediated device ${uuid} (parent ${parent}, type ${type})${forDomain(mdevs.domain)}: ${describeChain(err)}`,
+        err,
       );
     }
     const o: EnsureOutcome = { uuid, state: 'started', parent, type };

@@ -1,6 +1,7 @@
 import { ErrnoError } from '../common/errno.js';
 import { isUuid } from '../common/uuid.js';
-import { MdevError, probeActive } from '../host/devices.js';
+import { MdevError, probeActive, type HostErrorCode } from '../host/devices.js';
+import type { ContextInput } from '../host/errors.js';
 import { findDefinition } from './definitions.js';
 import type { Environment } from '../host/environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../host/paths.js';
@@ -44,9 +45,16 @@ export interface MdevHostdev {
   readonly ramfb: boolean;
 }
 
-/** The user asked for something libvirt would refuse; the message says what. */
-export class HostdevError extends Error {
+/**
+ * The user asked for something libvirt would refuse, or about a device it
+ * cannot tell anything of; the code says which (`hostdev-unsupported`,
+ * `device-unknown`, `type-unsupported`, `invalid-name`...), the message what.
+ */
+export class HostdevError extends MdevError {
   override readonly name = 'HostdevError';
+  constructor(code: HostErrorCode, message: string, context?: ContextInput) {
+    super(code, message, context === undefined ? {} : { context });
+  }
 }
 
 /**
@@ -78,17 +86,23 @@ export function deviceApiOf(env: Environment, uuid: string): string {
   try {
     def = findDefinition(env, uuid);
   } catch (err) {
-    if (err instanceof MdevError) throw new HostdevError(err.message);
+    if (err instanceof MdevError) throw new HostdevError(err.code, err.message, err.context);
     throw err;
   }
   if (def === undefined) {
-    throw new HostdevError(`mediated device ${uuid} is neither running nor defined`);
+    throw new HostdevError(
+      'device-unknown',
+      `mediated device ${uuid} is neither running nor defined`,
+      { uuid },
+    );
   }
   const { parent, type } = def;
   const api = readApi(`${MDEV_CLASS}/${parent}/mdev_supported_types/${type}/device_api`);
   if (api === undefined) {
     throw new HostdevError(
+      'type-unsupported',
       `cannot tell the device API of mediated device ${uuid}: type ${type} is not offered by parent ${parent}`,
+      { uuid, parent, type },
     );
   }
   return api;
@@ -100,23 +114,33 @@ export function mdevHostdev(
   deviceApi: string,
   opts: HostdevOptions = {},
 ): MdevHostdev {
-  if (!isUuid(uuid)) throw new HostdevError(`invalid UUID ${JSON.stringify(uuid)}`);
+  if (!isUuid(uuid)) {
+    throw new HostdevError('invalid-name', `invalid UUID ${JSON.stringify(uuid)}`, { value: uuid });
+  }
   if (!isMdevModel(deviceApi)) {
     throw new HostdevError(
+      'hostdev-unsupported',
       `mediated device ${uuid} has device API '${deviceApi}', which libvirt cannot assign (it knows ${MDEV_MODELS.join(', ')})`,
+      { uuid, value: deviceApi },
     );
   }
   if (deviceApi !== 'vfio-pci') {
     if (opts.display !== undefined || opts.ramfb !== undefined) {
       throw new HostdevError(
+        'hostdev-unsupported',
         `display and ramfb are only supported with model='vfio-pci'; mediated device ${uuid} is ${deviceApi}`,
+        { uuid, value: deviceApi },
       );
     }
     return { uuid: uuid.toLowerCase(), model: deviceApi, display: undefined, ramfb: false };
   }
   const ramfb = opts.ramfb === true;
   if (ramfb && opts.display !== true) {
-    throw new HostdevError(`ramfb requires the display to be enabled (--display)`);
+    throw new HostdevError(
+      'hostdev-unsupported',
+      `ramfb requires the display to be enabled (--display)`,
+      { uuid },
+    );
   }
   return {
     uuid: uuid.toLowerCase(),

@@ -1,4 +1,5 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { MdevError } from '../host/errors.js';
 
 /**
  * XML in libvirt's shape. Output goes through a tiny element model and one
@@ -91,9 +92,12 @@ export interface ParsedElement {
   readonly children: readonly ParsedElement[];
 }
 
-/** The input is not well-formed XML, or not the document expected. */
-export class XmlInputError extends Error {
+/** The input is not well-formed XML, or not the document expected (code `invalid-xml`). */
+export class XmlInputError extends MdevError {
   override readonly name = 'XmlInputError';
+  constructor(message: string) {
+    super('invalid-xml', message);
+  }
 }
 
 const ATTR_PREFIX = '@_';

@@ -79,7 +79,14 @@ export class FsSysfsPort implements SysfsPort {
   }
 
   kind(path: string): SysfsNodeKind | null {
-    const st = fs.lstatSync(this.#host(path), { throwIfNoEntry: false });
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(this.#host(path), { throwIfNoEntry: false });
+    } catch (err) {
+      // A walk through a file is as absent as a missing name.
+      if ((err as { code?: unknown }).code === 'ENOTDIR') return null;
+      throw toErrnoError(err, path);
+    }
     if (st === undefined) return null;
     if (st.isSymbolicLink()) return 'link';
     return st.isDirectory() ? 'dir' : 'file';

@@ -7,7 +7,10 @@
  *
  * Paths are absolute sysfs paths ("/sys/bus/mdev/devices"), as on a host;
  * each implementation maps them to its own storage. Every failure is an
- * `ErrnoError` with the code the kernel would give (ENOENT, EINVAL, EBUSY...).
+ * `ErrnoError` with the code the kernel would give (ENOENT, EINVAL, EBUSY...)
+ * and the path asked for, and nothing more: both implementations throw the
+ * same error for the same failure (the kernel tells a writer only the errno;
+ * why it refused goes to its log, which is not the port's business).
  *
  * The port is synchronous on purpose: sysfs show/store callbacks run at
  * memory speed in the kernel, mdevctl itself is synchronous, and a sync API

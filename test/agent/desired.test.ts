@@ -74,12 +74,13 @@ describe('desired state over the API', { concurrency: false }, () => {
     });
     assert.equal(r.statusCode, 400);
     const e = r.json().error;
+    assert.equal(e.code, 'config-invalid');
     assert.equal(e.errno, 'EINVAL');
     assert.equal(e.context.field, 'configs.default.entries[0].devices[0].colour');
     assert.equal(e.context.line, '6');
     const unknown = await inject('POST', '/api/v1/desired/plan', { yaml: YAML, config: 'nope' });
     assert.equal(unknown.statusCode, 400);
-    assert.equal(unknown.json().error.context.code, 'config-unknown');
+    assert.equal(unknown.json().error.code, 'config-unknown');
     assert.equal(t.lab.core.devices.size, 7);
   });
 
@@ -127,13 +128,14 @@ describe('desired state over the API', { concurrency: false }, () => {
     // Made by plain mdevctl: unknown to mdevkit.
     startDevice(t.env, { uuid: U1, parent: 'mdpy', type: 'mdpy-vga' });
     let r = await inject('DELETE', `/api/v1/devices/${U1}`);
-    assert.equal(r.statusCode, 409);
+    assert.equal(r.statusCode, 403);
+    assert.equal(r.json().error.code, 'not-owner');
     assert.equal(r.json().error.errno, 'EPERM');
     assert.match(r.json().error.message, /another tool made it/);
     // A configuration's device.
     const owned = (await inject('GET', '/api/v1/owners')).json().owners[0].uuid;
     r = await inject('POST', `/api/v1/devices/${owned}/stop`);
-    assert.equal(r.statusCode, 409);
+    assert.equal(r.statusCode, 403);
     assert.match(r.json().error.message, /belongs to config:default/);
     assert.ok(t.lab.core.device(owned) !== undefined);
     // One this client makes through the API is its own.
@@ -146,7 +148,7 @@ describe('desired state over the API', { concurrency: false }, () => {
     assert.equal(made.statusCode, 201, made.body);
     const uuid = made.json().uuid;
     const byOther = await inject('DELETE', `/api/v1/devices/${uuid}`);
-    assert.equal(byOther.statusCode, 409, 'another client may not');
+    assert.equal(byOther.statusCode, 403, 'another client may not');
     const mine = await inject('DELETE', `/api/v1/devices/${uuid}`, undefined, {
       'x-mdevkit-client': 'tester',
     });

@@ -3,8 +3,9 @@ import { describe, it } from 'node:test';
 import { runAp } from '../../src/cli/ap.js';
 import { CommandError, UsageError } from '../../src/cli/command.js';
 import type { CommandIo } from '../../src/ctl/io.js';
-import { ApListError, formatIdList, parseIdList } from '../../src/ctl/ap/ids.js';
+import { ApListError, formatIdList, parseIdList } from '../../src/host/ap/ids.js';
 import { ErrnoError } from '../../src/common/errno.js';
+import { MdevError } from '../../src/host/errors.js';
 import type { SysfsPort } from '../../src/port/sysfs-port.js';
 import type { Lab } from '../../src/sim/lab.js';
 import { U1, U2, U3, labWith } from '../support/labs.js';
@@ -54,11 +55,20 @@ function ap(lab: Lab, ...args: string[]): Run {
   return { code, out };
 }
 
-function refusal(lab: Lab, ...args: string[]): string {
+/** The library's coded error behind a command's one-line refusal (the CLI prints its message). */
+function coded(err: unknown): MdevError | undefined {
+  if (!(err instanceof CommandError) || !(err.cause instanceof MdevError)) return undefined;
+  assert.equal(err.message, err.cause.message);
+  return err.cause;
+}
+
+/** The refusal of an ap command. */
+function refusedWith(lab: Lab, ...args: string[]): MdevError {
   try {
     ap(lab, ...args);
   } catch (err) {
-    if (err instanceof CommandError) return err.message;
+    const e = coded(err);
+    if (e !== undefined) return e;
     throw err;
   }
   assert.fail(`expected 'ap ${args.join(' ')}' to be refused`);
@@ -213,7 +223,12 @@ describe('mdevkit ap reserve / release', () => {
     lab.port.write(`${TYPE}/create`, U1);
     ap(lab, 'assign', U1, '--adapters', '5', '--domains', '6');
     const apmask = read(lab, '/sys/bus/ap/apmask');
-    const msg = refusal(lab, 'release', '--adapters', '5,6');
+    const err = refusedWith(lab, 'release', '--adapters', '5,6');
+    // What the kernel's apmask store says for it: EBUSY.
+    assert.equal(err.code, 'queue-assigned');
+    assert.equal(err.errno, 'EBUSY');
+    assert.deepEqual(err.context, { queue: '05.0006', owner: U1 });
+    const msg = err.message;
     assert.match(msg, new RegExp(`queue 05\\.0006 is assigned to matrix device ${U1}`));
     assert.match(msg, new RegExp(`mdevkit ap unassign ${U1} --adapters 0x5`));
     assert.equal(read(lab, '/sys/bus/ap/apmask'), apmask, 'adapter 6 did not move either');
@@ -248,9 +263,13 @@ describe('mdevkit ap reserve / release', () => {
     };
     assert.throws(
       () => runAp(ctx, racing, ['reserve', '--adapters', '3', '--domains', '4']),
-      (e: unknown) =>
-        e instanceof CommandError &&
-        /refused the aqmask change: Device or resource busy/.test(e.message),
+      (err: unknown) => {
+        const e = coded(err);
+        return (
+          e?.code === 'EBUSY' &&
+          /refused the aqmask change: Device or resource busy/.test(e.message)
+        );
+      },
     );
     assert.match(out, /apmask: -3/);
     assert.equal(read(lab, '/sys/bus/ap/apmask'), apmask, 'apmask restored');
@@ -304,7 +323,16 @@ describe('mdevkit ap assign / unassign', () => {
     lab.port.write(`${TYPE}/create`, U2);
     ap(lab, 'assign', U1, '--adapters', '5', '--domains', '4');
     const before = read(lab, `${dev(U2)}/ap_config`);
-    const msg = refusal(lab, 'assign', U2, '--adapters', '3,5', '--domains', '4');
+    const err = refusedWith(lab, 'assign', U2, '--adapters', '3,5', '--domains', '4');
+    // Both problems are named; the code is the one vfio_ap checks first.
+    assert.equal(err.code, 'queue-host-owned');
+    assert.equal(err.errno, 'EADDRNOTAVAIL');
+    assert.deepEqual(err.context, { uuid: U2, queue: '03.0004' });
+    const taken = refusedWith(lab, 'assign', U2, '--adapters', '5', '--domains', '4');
+    assert.equal(taken.code, 'queue-in-use');
+    assert.equal(taken.errno, 'EADDRINUSE');
+    assert.deepEqual(taken.context, { uuid: U2, queue: '05.0004', owner: U1 });
+    const msg = err.message;
     assert.match(msg, new RegExp(`cannot assign on matrix device ${U2}`));
     assert.match(msg, /queue 03\.0004 belongs to the host \(apmask\/aqmask\)/);
     assert.match(msg, /mdevkit ap reserve --adapters 0x3/);
@@ -319,10 +347,11 @@ describe('mdevkit ap assign / unassign', () => {
       { driver: 'vfio-ap', options: { apxa: false, adapters: [{ id: 1 }], domains: [2] } },
     ]);
     small.port.write(`${TYPE}/create`, U3);
-    assert.match(
-      refusal(small, 'assign', U3, '--domains', '16'),
-      /domain 16 \(0x10\) is above this host's highest domain id, 15/,
-    );
+    const high = refusedWith(small, 'assign', U3, '--domains', '16');
+    assert.match(high.message, /domain 16 \(0x10\) is above this host's highest domain id, 15/);
+    assert.equal(high.code, 'id-out-of-range');
+    assert.equal(high.errno, 'ENODEV');
+    assert.deepEqual(high.context, { uuid: U3, domain: '16', max: '15' });
   });
 
   it('works one id at a time on kernels without ap_config, undoing the steps when one fails', () => {
@@ -378,11 +407,16 @@ describe('mdevkit ap assign / unassign', () => {
     };
     assert.throws(
       () => runAp(ctx, old, ['assign', U1, '--adapters', '5', '--domains', '4']),
-      (e: unknown) =>
-        e instanceof CommandError &&
-        /refused assign_domain 4 .*Address already in use.*the earlier steps were undone/.test(
-          e.message,
-        ),
+      (err: unknown) => {
+        const e = coded(err);
+        return (
+          e?.code === 'EADDRINUSE' &&
+          e.context.owner === U2 &&
+          /refused assign_domain 4 .*Address already in use \(queue 05\.0004 is assigned to matrix device 2.*the earlier steps were undone/.test(
+            e.message,
+          )
+        );
+      },
     );
     assert.equal(read(lab, `${dev(U1)}/matrix`), '.0047\n');
   });
@@ -390,14 +424,12 @@ describe('mdevkit ap assign / unassign', () => {
   it('refuses devices that are not vfio_ap matrix devices, or absent', () => {
     const lab = apLab();
     lab.port.write('/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1/create', U3);
-    assert.match(
-      refusal(lab, 'assign', U3, '--adapters', '5'),
-      /of type mtty-1, not a vfio_ap matrix device/,
-    );
-    assert.match(
-      refusal(lab, 'assign', U2, '--adapters', '5'),
-      new RegExp(`no mediated device ${U2} is active`),
-    );
+    const other = refusedWith(lab, 'assign', U3, '--adapters', '5');
+    assert.match(other.message, /of type mtty-1, not a vfio_ap matrix device/);
+    assert.equal(other.code, 'not-matrix-device');
+    const absent = refusedWith(lab, 'assign', U2, '--adapters', '5');
+    assert.match(absent.message, new RegExp(`no mediated device ${U2} is active`));
+    assert.equal(absent.code, 'not-active');
     assert.throws(() => ap(lab, 'assign', 'not-a-uuid', '--adapters', '5'), UsageError);
     assert.throws(() => ap(lab, 'assign', U1), UsageError);
   });

@@ -153,14 +153,14 @@ test('the command line: exit codes and where text goes', () => {
 });
 
 test('errors print as anyhow does: message, then the causes', () => {
-  const one = new MdevError('NOT_ACTIVE', 'Error removing device X', {
+  const one = new MdevError('ENOENT', 'Error removing device X', {
     cause: Object.assign(new Error('ENOENT'), { code: 'ENOENT', syscall: 'open' }),
   });
   assert.equal(
     formatError(one),
     'Error: Error removing device X\n\nCaused by:\n    No such file or directory (os error 2)\n',
   );
-  const two = new MdevError('IO', 'a', { cause: new Error('b', { cause: new Error('c') }) });
+  const two = new MdevError('EIO', 'a', { cause: new Error('b', { cause: new Error('c') }) });
   assert.equal(formatError(two), 'Error: a\n\nCaused by:\n    0: b\n    1: c\n');
-  assert.equal(formatError(new MdevError('NOT_DEFINED', 'x')), 'Error: x\n');
+  assert.equal(formatError(new MdevError('not-defined', 'x')), 'Error: x\n');
 });

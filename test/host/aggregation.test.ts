@@ -105,17 +105,17 @@ describe('aggregation in the host library', () => {
     };
     assert.equal(
       code(() => aggregationTarget(env, U3)),
-      'NOT_DEFINED',
+      'device-unknown',
     );
     assert.equal(
       code(() => aggregationTarget(env, 'gpu0')),
-      'INVALID_NAME',
+      'invalid-name',
     );
     writeConfig(env.configDir, SIOV, U3, { mdevType: 'idxd-1wq', start: 'manual', attrs: [] });
     writeConfig(env.configDir, 'mtty', U3, { mdevType: 'mtty-1', start: 'manual', attrs: [] });
     assert.equal(
       code(() => aggregationTarget(env, U3)),
-      'AMBIGUOUS',
+      'ambiguous',
     );
     assert.equal(aggregationTarget(env, U3, 'mtty').type, 'mtty-1');
   });

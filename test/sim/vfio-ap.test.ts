@@ -239,7 +239,8 @@ describe('vfio-ap: the AP bus', () => {
     const aq = port.read('/sys/bus/ap/aqmask');
     const e = errorOf(() => port.write('/sys/bus/ap/apmask', '+5,+6'));
     assert.equal(e.code, 'EBUSY');
-    assert.match(e.detail ?? '', /05\.00ff.*11111111-1111-4111-8111-111111111111/);
+    // As from a kernel: the writer gets the errno, dmesg says which queue.
+    assert.equal(e.detail, undefined);
     assert.match(
       lab.kernel
         .dmesg()
@@ -364,13 +365,18 @@ describe('vfio-ap: the matrix parent and its devices', () => {
   });
 
   it('refuses queues the masks keep for the host with EADDRNOTAVAIL', () => {
-    const port = apLab().port;
+    const lab = apLab();
+    const port = lab.port;
     splitForGuests(port); // host keeps 03.0004 and 03.00ff
     const d = create(port, U1);
     port.write(`${d}/assign_domain`, '4');
     const e = errorOf(() => port.write(`${d}/assign_adapter`, '3'));
     assert.equal(e.code, 'EADDRNOTAVAIL');
-    assert.match(e.detail ?? '', /03\.0004/);
+    assert.equal(e.detail, undefined);
+    assert.match(
+      lab.kernel.dmesg().at(-1)?.message ?? '',
+      /queue 03\.0004 is reserved for the host/,
+    );
     assert.equal(port.read(`${d}/matrix`), '.0004\n', 'nothing changed');
     port.write(`${d}/unassign_domain`, '4');
     port.write(`${d}/assign_adapter`, '3'); // no domain: no queue yet
@@ -400,7 +406,7 @@ describe('vfio-ap: the matrix parent and its devices', () => {
     port.write(`${b}/assign_domain`, '4');
     const e = errorOf(() => port.write(`${b}/assign_adapter`, '5'));
     assert.equal(e.code, 'EADDRINUSE');
-    assert.match(e.detail ?? '', new RegExp(`05\\.0004.*${U1}`));
+    assert.equal(e.detail, undefined);
     const log = lab.kernel.dmesg().map((l) => l.message);
     assert.ok(
       log.some((m) => m.includes(U2) && m.includes('05.0004') && m.includes(U1)),

@@ -1,18 +1,18 @@
 import { z } from 'zod';
-import { apChangeMasks, apChangeMatrix } from '../../ctl/ap/edit.js';
-import { ApError, hostOwns, queueOwners, readApHost, type ApHost } from '../../ctl/ap/model.js';
-import type { ErrnoCode } from '../../common/errno.js';
-import { ApiError } from '../errors.js';
+import { changeMasks, changeMatrix } from '../../host/ap/edit.js';
+import { hostOwns, queueOwners, readApHost, type ApHost } from '../../host/ap/model.js';
 import { route, type Route } from '../route.js';
 import { ApMatrix as Matrix, ApQueue as Queue, DeviceParams } from '../schemas.js';
 import type { AgentContext } from '../server.js';
 
 /**
- * s390 vfio-ap through src/ctl/ap (sysfs only): the matrix of adapters ×
- * domains with each queue's owner — the host (apmask/aqmask), a matrix
- * device, or nobody — and the edits: reserve/release ids for guests,
- * assign/unassign ids to a matrix device. The library checks every rule
- * first and explains a refusal; the kernel checks again.
+ * s390 vfio-ap through the host library's AP model (src/host/ap, sysfs
+ * only): the matrix of adapters × domains with each queue's owner — the
+ * host (apmask/aqmask), a matrix device, or nobody — and the edits:
+ * reserve/release ids for guests, assign/unassign ids to a matrix device.
+ * The library checks every rule first and refuses with a coded error
+ * (queue-in-use, queue-host-owned, ...) that src/agent/errors.ts maps like
+ * any other; the kernel checks again.
  */
 
 const Ids = z.array(z.number().int().min(0).max(255)).max(256);
@@ -61,36 +61,8 @@ function matrixOf(host: ApHost): z.infer<typeof Matrix> {
   };
 }
 
-/**
- * ApError says why in words; give it the errno vfio_ap itself uses for the
- * same refusal (EADDRNOTAVAIL: the host holds it; EADDRINUSE: another
- * matrix device does), so scripts can match on it.
- */
-function apFailure(err: ApError, context: Record<string, string>): ApiError {
-  const m = err.message;
-  let status = 409;
-  let errno: ErrnoCode = 'EINVAL';
-  if (/^no AP bus/.test(m) || /^no mediated device/.test(m)) [status, errno] = [404, 'ENODEV'];
-  else if (/not a vfio_ap matrix device/.test(m)) [status, errno] = [400, 'EINVAL'];
-  else if (/belongs to the host/.test(m)) errno = 'EADDRNOTAVAIL';
-  else if (/is assigned to matrix device/.test(m)) errno = 'EADDRINUSE';
-  else if (/above this host's highest/.test(m)) [status, errno] = [400, 'ERANGE'];
-  return new ApiError(status, errno, m, context);
-}
-
-function runAp<T>(context: Record<string, string>, fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof ApError) throw apFailure(err, context);
-    throw err;
-  }
-}
-
 export function apRoutes(ctx: AgentContext): Route[] {
   const port = ctx.env.port;
-  /** What the library prints for a person; the API answers with the new matrix instead. */
-  const quiet = { write: () => true };
 
   const masks = (['reserve', 'release'] as const).map((direction) =>
     route({
@@ -105,7 +77,7 @@ export function apRoutes(ctx: AgentContext): Route[] {
       body: MaskBody,
       response: Matrix,
       handler({ body }) {
-        runAp({}, () => apChangeMasks(port, quiet, direction, body));
+        changeMasks(port, direction, body);
         ctx.hub.publish({ kind: 'matrix-changed' });
         return matrixOf(readApHost(port));
       },
@@ -123,7 +95,7 @@ export function apRoutes(ctx: AgentContext): Route[] {
       body: MatrixBody,
       response: Matrix,
       handler({ params: { uuid }, body }) {
-        runAp({ uuid }, () => apChangeMatrix(port, quiet, uuid, op, body));
+        changeMatrix(port, uuid, op, body);
         ctx.hub.publish({ kind: 'matrix-changed', uuid });
         return matrixOf(readApHost(port));
       },
@@ -137,7 +109,7 @@ export function apRoutes(ctx: AgentContext): Route[] {
       tag: 'vfio-ap',
       summary: 'the AP matrix: adapters × domains, who owns each queue',
       response: Matrix,
-      handler: () => runAp({}, () => matrixOf(readApHost(port))),
+      handler: () => matrixOf(readApHost(port)),
     }),
     ...masks,
     ...edits,

@@ -1,6 +1,5 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { readApHost } from '../../ctl/ap/model.js';
 import { applyJson, planJson } from '../../ctl/desired/render.js';
 import { parseConfigText } from '../../host/desired/config.js';
 import {
@@ -11,8 +10,6 @@ import {
   ownershipEntries,
   planHost,
 } from '../../host/desired/engine.js';
-import { DesiredError } from '../../host/desired/errors.js';
-import { ApiError } from '../errors.js';
 import { route, type Route } from '../route.js';
 import { ParentParams, SysfsName } from '../schemas.js';
 import type { AgentContext } from '../server.js';
@@ -31,34 +28,6 @@ export function clientOwner(req: FastifyRequest): string {
   const h = req.headers['x-mdevkit-client'];
   const client = typeof h === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(h) ? h : 'agent';
   return `api:${client}`;
-}
-
-/** The engine's refusals in the API's one error shape. */
-export function desiredApiError(err: unknown): unknown {
-  if (!(err instanceof DesiredError)) return err;
-  const context: Record<string, string> = { code: err.code };
-  for (const [k, v] of Object.entries(err.context)) if (v !== undefined) context[k] = String(v);
-  switch (err.code) {
-    case 'config-invalid':
-    case 'config-unknown':
-    case 'request-impossible':
-    case 'config-unreadable':
-      return new ApiError(400, 'EINVAL', err.message, context);
-    case 'locked':
-      return new ApiError(409, 'EBUSY', err.message, context);
-    case 'not-owner':
-      return new ApiError(409, 'EPERM', err.message, context);
-    case 'record-unusable':
-      return new ApiError(500, 'EIO', err.message, context);
-  }
-}
-
-async function mapped<T>(fn: () => Promise<T> | T): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw desiredApiError(err);
-  }
 }
 
 const ConfigBody = z.object({
@@ -198,7 +167,6 @@ const plain = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 export function desiredRoutes(ctx: AgentContext): Route[] {
   const env = ctx.env;
   const hostOptions = () => ({
-    readAp: readApHost,
     ...(ctx.options.inUse !== undefined && { inUse: ctx.options.inUse }),
   });
   const file = (yaml: string) => parseConfigText(yaml, 'request body');
@@ -213,16 +181,15 @@ export function desiredRoutes(ctx: AgentContext): Route[] {
         'The body carries the configuration file as YAML text. Every item says its action (create, keep, modify, start, adopt, remove, stale, blocked, foreign, forget) and why.',
       body: ConfigBody,
       response: Plan,
-      handler: ({ body }) =>
-        mapped(() => {
-          const { plan } = planHost(env, file(body.yaml), {
-            ...hostOptions(),
-            config: body.config,
-            prune: body.prune,
-            adopt: body.adopt,
-          });
-          return plain(planJson(plan)) as z.input<typeof Plan>;
-        }),
+      handler({ body }) {
+        const { plan } = planHost(env, file(body.yaml), {
+          ...hostOptions(),
+          config: body.config,
+          prune: body.prune,
+          adopt: body.adopt,
+        });
+        return plain(planJson(plan)) as z.input<typeof Plan>;
+      },
     }),
     route({
       method: 'POST',
@@ -234,46 +201,45 @@ export function desiredRoutes(ctx: AgentContext): Route[] {
         "Idempotent: matching devices and their UUIDs are kept. Removes only this configuration's devices (with prune), never an open one. Steps are sent on the event stream as apply-progress. 409 EBUSY while another apply runs (unless wait).",
       body: ApplyBody,
       response: ApplyResult,
-      handler: ({ body }) =>
-        mapped(async () => {
-          const { plan, summary } = await applyHost(env, file(body.yaml), {
-            ...hostOptions(),
-            config: body.config,
-            prune: body.prune,
-            adopt: body.adopt,
-            dryRun: body.dryRun,
-            wait: body.wait,
-            onEvent(e) {
-              if (e.kind === 'step') {
-                const r = e.result;
-                ctx.hub.publish({
-                  kind: 'apply-progress',
-                  config: body.config,
-                  done: e.done,
-                  total: e.total,
-                  action: r.item.action,
-                  ...(r.item.parent !== undefined && { parent: r.item.parent }),
-                  ...(r.uuid !== undefined && { uuid: r.uuid }),
-                  ok: r.ok,
-                  ...(r.error !== undefined && { error: r.error }),
-                });
-              } else if (e.kind === 'end') {
-                const s = e.summary;
-                ctx.hub.publish({
-                  kind: 'apply-finished',
-                  config: body.config,
-                  created: s.created,
-                  removed: s.removed,
-                  kept: s.kept,
-                  blocked: s.blocked,
-                  failed: s.failed,
-                });
-              }
-            },
-          });
-          ctx.view.invalidate();
-          return plain(applyJson(plan, summary)) as z.input<typeof ApplyResult>;
-        }),
+      async handler({ body }) {
+        const { plan, summary } = await applyHost(env, file(body.yaml), {
+          ...hostOptions(),
+          config: body.config,
+          prune: body.prune,
+          adopt: body.adopt,
+          dryRun: body.dryRun,
+          wait: body.wait,
+          onEvent(e) {
+            if (e.kind === 'step') {
+              const r = e.result;
+              ctx.hub.publish({
+                kind: 'apply-progress',
+                config: body.config,
+                done: e.done,
+                total: e.total,
+                action: r.item.action,
+                ...(r.item.parent !== undefined && { parent: r.item.parent }),
+                ...(r.uuid !== undefined && { uuid: r.uuid }),
+                ok: r.ok,
+                ...(r.error !== undefined && { error: r.error }),
+              });
+            } else if (e.kind === 'end') {
+              const s = e.summary;
+              ctx.hub.publish({
+                kind: 'apply-finished',
+                config: body.config,
+                created: s.created,
+                removed: s.removed,
+                kept: s.kept,
+                blocked: s.blocked,
+                failed: s.failed,
+              });
+            }
+          },
+        });
+        ctx.view.invalidate();
+        return plain(applyJson(plan, summary)) as z.input<typeof ApplyResult>;
+      },
     }),
     route({
       method: 'GET',
@@ -282,7 +248,7 @@ export function desiredRoutes(ctx: AgentContext): Route[] {
       summary:
         'desired next to actual: what the last apply of each configuration wanted, and what runs',
       response: Status,
-      handler: () => mapped(() => plain(desiredStatus(env))),
+      handler: () => plain(desiredStatus(env)),
     }),
     route({
       method: 'GET',
@@ -295,13 +261,11 @@ export function desiredRoutes(ctx: AgentContext): Route[] {
       query: z.object({ type: SysfsName.optional() }),
       response: Capacity,
       handler: ({ query }) =>
-        mapped(() =>
-          plain(
-            hostCapacity(env, {
-              ...hostOptions(),
-              ...(query.type !== undefined && { type: query.type }),
-            }),
-          ),
+        plain(
+          hostCapacity(env, {
+            ...hostOptions(),
+            ...(query.type !== undefined && { type: query.type }),
+          }),
         ),
     }),
     route({
@@ -310,7 +274,7 @@ export function desiredRoutes(ctx: AgentContext): Route[] {
       tag: 'desired state',
       summary: 'the ownership record: who made each device mdevkit made',
       response: z.object({ owners: z.array(Owner) }),
-      handler: () => mapped(() => ({ owners: ownershipEntries(env) })),
+      handler: () => ({ owners: ownershipEntries(env) }),
     }),
     route({
       method: 'POST',
@@ -321,12 +285,11 @@ export function desiredRoutes(ctx: AgentContext): Route[] {
       params: ParentParams,
       query: z.object({ undo: z.coerce.boolean().default(false) }),
       response: Drain,
-      handler: ({ params, query }) =>
-        mapped(async () => {
-          const r = await drainParent(env, params.parent, { ...hostOptions(), undo: query.undo });
-          ctx.view.invalidate();
-          return plain(r);
-        }),
+      async handler({ params, query }) {
+        const r = await drainParent(env, params.parent, { ...hostOptions(), undo: query.undo });
+        ctx.view.invalidate();
+        return plain(r);
+      },
     }),
   ];
 }

@@ -23,7 +23,7 @@ import { assertMayRemove, forgetOwner, recordOwner } from '../../host/desired/en
 import { toApi, type ApiDevice } from '../device-view.js';
 import { ApiError, during } from '../errors.js';
 import { route, type Route } from '../route.js';
-import { clientOwner, desiredApiError } from './desired.js';
+import { clientOwner } from './desired.js';
 import {
   Aggregation,
   Attribute,
@@ -97,7 +97,7 @@ function encodeCursor(d: ApiDevice): string {
 }
 function decodeCursor(cursor: string): string {
   const text = Buffer.from(cursor, 'base64url').toString();
-  if (!/^[^/]+\/[0-9a-f-]{36}$/.test(text)) throw new ApiError(400, 'EINVAL', 'invalid cursor');
+  if (!/^[^/]+\/[0-9a-f-]{36}$/.test(text)) throw new ApiError('invalid-request', 'invalid cursor');
   return text;
 }
 
@@ -113,15 +113,14 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
     const all = ctx.view.byUuid(uuid).filter((d) => parent === undefined || d.parent === parent);
     if (all.length === 0) {
       const where = parent === undefined ? uuid : `${parent}/${uuid}`;
-      throw new ApiError(404, 'ENOENT', `no mediated device ${where}`, {
+      throw new ApiError('device-unknown', `no mediated device ${where}`, {
         uuid,
         ...(parent === undefined ? {} : { parent }),
       });
     }
     if (all.length > 1) {
       throw new ApiError(
-        409,
-        'EINVAL',
+        'ambiguous',
         `device ${uuid} is defined on several parents; say which with ?parent=`,
         { uuid },
       );
@@ -129,13 +128,9 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
     return all[0]!;
   };
 
-  /** An ownership check or record update, its refusal in the API's error shape. */
+  /** An ownership check or record update (its refusal is a library error: not-owner, 403). */
   const owned = async (fn: () => unknown): Promise<void> => {
-    try {
-      await fn();
-    } catch (err) {
-      throw desiredApiError(err);
-    }
+    await fn();
   };
 
   /** Run a change, then let the view know (also when it failed half-way). */
@@ -234,7 +229,7 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       status: 201,
       async handler({ body: b, req }) {
         if (!b.define && !b.activate) {
-          throw new ApiError(400, 'EINVAL', 'nothing to do: give define or activate (or both)');
+          throw new ApiError('invalid-request', 'nothing to do: give define or activate (or both)');
         }
         const json = jsonDocument(b.type, b.start, b.attrs);
         // The answer is built from what the library returns: re-reading the
@@ -342,8 +337,7 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
         const a = readAggregation(env, uuid);
         if (a !== undefined) return a;
         throw new ApiError(
-          404,
-          'ENOENT',
+          'not-aggregating',
           `device ${uuid} has no ${AGGREGATION_VALUE}: its type does not aggregate`,
           { uuid },
         );

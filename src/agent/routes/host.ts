@@ -42,9 +42,13 @@ export function hostRoutes(ctx: AgentContext): Route[] {
       handler({ params: { parent } }) {
         const p = readParentCapacity(port, parent);
         if (p !== undefined) return p;
-        throw new ApiError(404, 'ENODEV', `no registered mdev parent ${JSON.stringify(parent)}`, {
-          parent,
-        });
+        throw new ApiError(
+          'parent-missing',
+          `no registered mdev parent ${JSON.stringify(parent)}`,
+          {
+            parent,
+          },
+        );
       },
     }),
     route({
@@ -57,7 +61,7 @@ export function hostRoutes(ctx: AgentContext): Route[] {
       handler({ params: { parent, type } }) {
         const t = readTypeCapacity(port, parent, type);
         if (t !== undefined) return t;
-        throw new ApiError(404, 'ENOENT', `parent ${parent} has no mdev type ${type}`, {
+        throw new ApiError('type-unsupported', `parent ${parent} has no mdev type ${type}`, {
           parent,
           type,
         });

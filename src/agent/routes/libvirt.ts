@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import {
-  HostdevError,
   deviceApiOf,
   formatHostdevXml,
   mdevHostdev,
@@ -32,17 +31,9 @@ function options(q: z.infer<typeof HostdevQuery>): HostdevOptions {
   return { display: toBool(q.display), ramfb: toBool(q.ramfb) };
 }
 
-/** HostdevError says what libvirt would refuse; a device that does not exist is a 404. */
+/** What libvirt would refuse is a HostdevError with its code (device-unknown, hostdev-unsupported...). */
 function hostdevOf(ctx: AgentContext, uuid: string, q: z.infer<typeof HostdevQuery>) {
-  try {
-    return mdevHostdev(uuid, deviceApiOf(ctx.env, uuid), options(q));
-  } catch (err) {
-    if (err instanceof HostdevError) {
-      const missing = /neither running nor defined/.test(err.message);
-      throw new ApiError(missing ? 404 : 400, missing ? 'ENODEV' : 'EINVAL', err.message, { uuid });
-    }
-    throw err;
-  }
+  return mdevHostdev(uuid, deviceApiOf(ctx.env, uuid), options(q));
 }
 
 /** libvirt's view of a device (src/libvirt): node device XML, domain <hostdev>, QEMU arguments. */
@@ -72,7 +63,9 @@ export function libvirtRoutes(ctx: AgentContext): Route[] {
       handler({ params: { uuid }, reply }) {
         const dev = findNodeDevice(ctx.env, uuid);
         if (dev === undefined) {
-          throw new ApiError(404, 'ENODEV', `no node device for mediated device ${uuid}`, { uuid });
+          throw new ApiError('device-unknown', `no node device for mediated device ${uuid}`, {
+            uuid,
+          });
         }
         return reply.type(xml).send(formatNodeDeviceXml(dev));
       },

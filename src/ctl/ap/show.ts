@@ -1,5 +1,5 @@
-import { formatIdList } from './ids.js';
-import { type ApHost, apqnKey, apqnName, hostOwns, queueOwners } from './model.js';
+import { formatIdList } from '../../host/ap/ids.js';
+import { type ApHost, apqnKey, apqnName, hostOwns, queueOwners } from '../../host/ap/model.js';
 
 /**
  * `mdevkit ap show`: the host/guest split and every matrix device, drawn as

@@ -17,6 +17,7 @@ import {
   type JsonSource,
 } from '../../host/devices.js';
 import { environmentFrom, type Environment } from '../../host/environment.js';
+import { MdevError, jsonErrorLine } from '../../host/errors.js';
 import type { CommandIo } from '../io.js';
 import { ArgError, ArgExit, commandHelp, parse, type ParsedArgs } from './args.js';
 import { listJson, listText, typesJson, typesText } from './output.js';
@@ -97,7 +98,16 @@ function extractRoot(args: string[]): { args: string[]; root?: string } {
   return root === undefined ? { args: out } : { args: out, root };
 }
 
-export function runMdevctl(io: CommandIo, argv: readonly string[], prog: Prog = 'mdevctl'): number {
+/**
+ * `environment`, when given, replaces the one found from --root or
+ * MDEVCTL_ENV_ROOT (tests run the CLI on an in-process lab's port this way).
+ */
+export function runMdevctl(
+  io: CommandIo,
+  argv: readonly string[],
+  prog: Prog = 'mdevctl',
+  environment?: Environment,
+): number {
   let args = [...argv];
   let root: string | undefined;
   if (prog === 'mdevkit') ({ args, root } = extractRoot(args));
@@ -159,7 +169,7 @@ export function runMdevctl(io: CommandIo, argv: readonly string[], prog: Prog = 
     throw err;
   }
 
-  const env = environmentFrom(io.env, root);
+  const env = environment ?? environmentFrom(io.env, root);
   const hooks: HostHooks = {
     warn: (m) => io.stderr.write(warnLine(m)),
     calloutStderr: (script, text) => io.stderr.write(`${script}: ${text}`),
@@ -178,7 +188,7 @@ export function runMdevctl(io: CommandIo, argv: readonly string[], prog: Prog = 
       !(err instanceof RangeError) &&
       !(err instanceof ReferenceError)
     ) {
-      io.stderr.write(formatError(err));
+      io.stderr.write(jsonErrorLine(io.env, err) ?? formatError(err));
       return 1;
     }
     throw err;
@@ -235,8 +245,10 @@ function dispatch(
       return 0;
     case 'modify': {
       if (o['live'] === true) {
-        if (o['auto'] === true) throw new Error("'auto' cannot be changed on active mdev");
-        if (o['manual'] === true) throw new Error("'manual' cannot be changed on active mdev");
+        if (o['auto'] === true)
+          throw new MdevError('invalid-argument', "'auto' cannot be changed on active mdev");
+        if (o['manual'] === true)
+          throw new MdevError('invalid-argument', "'manual' cannot be changed on active mdev");
         modifyLive(
           env,
           { uuid: uuid!, parent, json: json!, alsoDefined: o['defined'] === true },

@@ -25,6 +25,7 @@
  * it as shared counters, the shape Kubernetes DRA's partitionable devices
  * publish; rules counters cannot say (one type per GPU) stay in `check`.
  */
+import { apqnKey, apqnName, hostOwns } from '../ap/model.js';
 import type {
   ApView,
   Inventory,
@@ -441,7 +442,7 @@ class MatrixState extends GenericState {
   constructor(
     base: GenericState,
     readonly ap: ApView,
-    /** Owner (matrix device UUID) of each queue, by (adapter << 8 | domain). */
+    /** Owner (matrix device UUID) of each queue, by apqnKey. */
     public owners: Map<number, string>,
   ) {
     super(
@@ -460,7 +461,6 @@ class MatrixState extends GenericState {
   }
   checkMatrix(shape: MatrixShape, replacing?: string): Refusal[] {
     const out: Refusal[] = [];
-    const hex = (n: number, w: number): string => n.toString(16).padStart(w, '0');
     for (const a of shape.adapters)
       if (a > this.ap.maxAdapterId)
         out.push({
@@ -476,15 +476,15 @@ class MatrixState extends GenericState {
     if (out.length > 0) return out;
     for (const a of shape.adapters) {
       for (const d of shape.domains) {
-        const q = `${hex(a, 2)}.${hex(d, 4)}`;
-        if (this.ap.apmask[a] === true && this.ap.aqmask[d] === true) {
+        const q = apqnName(a, d);
+        if (hostOwns(this.ap, a, d)) {
           out.push({
             code: 'queue-host',
             reason: `queue ${q} belongs to the host (mdevkit ap reserve --adapters ${a} or --domains ${d} gives it to guests)`,
           });
           continue;
         }
-        const owner = this.owners.get((a << 8) | d);
+        const owner = this.owners.get(apqnKey(a, d));
         if (owner !== undefined && owner !== replacing) {
           out.push({
             code: 'queue-in-use',
@@ -498,7 +498,7 @@ class MatrixState extends GenericState {
   addMatrix(uuid: string, shape: MatrixShape): void {
     for (const [k, o] of this.owners) if (o === uuid) this.owners.delete(k);
     for (const a of shape.adapters)
-      for (const d of shape.domains) this.owners.set((a << 8) | d, uuid);
+      for (const d of shape.domains) this.owners.set(apqnKey(a, d), uuid);
   }
   removeMatrix(uuid: string): void {
     for (const [k, o] of this.owners) if (o === uuid) this.owners.delete(k);
@@ -633,7 +633,7 @@ export function capacityFor(
   if (ap !== undefined && p.types.some((t) => t.deviceApi === 'vfio-ap')) {
     const owners = new Map<number, string>();
     for (const d of ap.devices)
-      for (const a of d.adapters) for (const q of d.domains) owners.set((a << 8) | q, d.uuid);
+      for (const a of d.adapters) for (const q of d.domains) owners.set(apqnKey(a, q), d.uuid);
     return new MatrixState(generic, ap, owners);
   }
   return generic;

@@ -490,6 +490,6 @@ export function assertMayRemove(
     e === undefined
       ? `device ${uuid} was not made by ${owner} (mdevkit has no record of it: another tool made it); force to remove it anyway`
       : `device ${uuid} belongs to ${e.owner}, not ${owner}; force to remove it anyway`,
-    { device: uuid, owner: e?.owner ?? 'unknown' },
+    { uuid, owner: e?.owner ?? 'unknown' },
   );
 }

@@ -1,49 +1,30 @@
 /**
- * Failures of the desired-state engine. Each has a stable `code` that
- * callers (CLI exit codes, the agent's HTTP table) match on, and a
- * structured `context` (file, line, column, field, device, parent, ...);
- * the message is for people and nothing branches on it.
+ * Failures of the desired-state engine: MdevErrors (src/host/errors.ts)
+ * with the engine's own codes from the library's one table, so the CLI and
+ * the agent report them as every other library failure — a stable `code`,
+ * its errno, the objects in `context` (file, line, column, field, config,
+ * uuid, owner, pid) — and nothing branches on the words.
  */
+import { MdevError, type ContextInput } from '../errors.js';
 
 export type DesiredErrorCode =
-  /** The configuration file cannot be read. */
   | 'config-unreadable'
-  /** Not YAML, or YAML whose shape or values the schema refuses. */
   | 'config-invalid'
-  /** `--config NAME` names no configuration in the file. */
   | 'config-unknown'
-  /** A request no parent of this host can ever satisfy (unknown type, aggregation above the type's maximum). */
   | 'request-impossible'
-  /** Another apply holds the host's lock. */
   | 'locked'
-  /** The ownership record cannot be read or written. */
   | 'record-unusable'
-  /** A device is not this owner's, and no force was given. */
   | 'not-owner';
 
-export interface DesiredErrorContext {
-  readonly file?: string;
-  readonly line?: number;
-  readonly column?: number;
-  /** Dotted path of the field in the configuration ("configs.default.entries[1].devices[0].type"). */
-  readonly field?: string;
-  readonly config?: string;
-  readonly device?: string;
-  readonly parent?: string;
-  readonly type?: string;
-  readonly owner?: string;
-  readonly pid?: number;
-  readonly path?: string;
-}
-
-export class DesiredError extends Error {
+export class DesiredError extends MdevError {
   override readonly name = 'DesiredError';
+  declare readonly code: DesiredErrorCode;
   constructor(
-    readonly code: DesiredErrorCode,
+    code: DesiredErrorCode,
     message: string,
-    readonly context: DesiredErrorContext = {},
-    options?: { cause?: unknown },
+    context: ContextInput = {},
+    options: { cause?: unknown } = {},
   ) {
-    super(message, options);
+    super(code, message, { context, ...(options.cause !== undefined && { cause: options.cause }) });
   }
 }

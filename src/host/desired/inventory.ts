@@ -19,6 +19,7 @@ import {
 } from '../devices.js';
 import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../paths.js';
+import { readApHost } from '../ap/model.js';
 import { listParentNames, readParent } from '../sysfs-model.js';
 
 export interface InventoryType {
@@ -61,7 +62,7 @@ export interface InventoryDevice {
   readonly aggregation: number;
 }
 
-/** The AP facts the vfio-ap model needs (the shape of src/ctl/ap's ApHost). */
+/** The AP facts the vfio-ap model needs (a subset of src/host/ap's ApHost). */
 export interface ApView {
   readonly maxAdapterId: number;
   readonly maxDomainId: number;
@@ -89,7 +90,7 @@ export interface Inventory {
 }
 
 export interface InventoryOptions {
-  /** Reads the AP bus (src/ctl/ap's readApHost); omitted: no vfio-ap view. */
+  /** Reads the AP bus; src/host/ap's readApHost unless given. */
   readonly readAp?: (port: SysfsPort) => ApView;
   /** Active devices only, no definitions read (capacity needs no more: metrics). */
   readonly activeOnly?: boolean;
@@ -247,8 +248,6 @@ export function readInventory(env: Environment, options: InventoryOptions = {}):
             : 0,
   );
   let ap: ApView | undefined;
-  if (options.readAp !== undefined && port.kind('/sys/bus/ap') !== null) {
-    ap = options.readAp(port);
-  }
+  if (port.kind('/sys/bus/ap') !== null) ap = (options.readAp ?? readApHost)(port);
   return { parents, devices, ap, invalidDefinitions: invalid };
 }

@@ -1,7 +1,7 @@
 /** The names in a request (UUID, parent), checked before anything is read or written. */
 import { checkComponent } from '../paths.js';
 import { parseUuid } from '../uuid-forms.js';
-import { MdevError } from './errors.js';
+import { MdevError } from '../errors.js';
 
 /** A random v4 UUID from the global Web Crypto (loaded on first use, not at start-up). */
 export const newUuid = (): string => globalThis.crypto.randomUUID();
@@ -9,7 +9,11 @@ export const newUuid = (): string => globalThis.crypto.randomUUID();
 /** A UUID argument in any spelling mdevctl accepts, canonical; anything else is refused. */
 export function uuidArg(uuid: string): string {
   const u = parseUuid(uuid);
-  if (u === undefined) throw new MdevError('INVALID_NAME', `Invalid UUID ${JSON.stringify(uuid)}`);
+  if (u === undefined) {
+    throw new MdevError('invalid-name', `Invalid UUID ${JSON.stringify(uuid)}`, {
+      context: { value: uuid },
+    });
+  }
   return u;
 }
 
@@ -31,8 +35,9 @@ export function parentArg(parent: string | undefined): string | undefined {
     return checkComponent(parent, 'parent');
   } catch {
     throw new MdevError(
-      'INVALID_NAME',
+      'invalid-name',
       `Refusing parent name ${JSON.stringify(parent)}: it must be one path component (no "/", NUL, "." or "..")`,
+      { context: { parent } },
     );
   }
 }

@@ -16,7 +16,7 @@ import {
   toDraft,
   type Draft,
 } from './draft.js';
-import { MdevError } from './errors.js';
+import { MdevError } from '../errors.js';
 import { getDefinedDevice, listDefinedDevices } from './listing.js';
 import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
 
@@ -43,20 +43,21 @@ export function defineDevice(
   if (req.json !== undefined) {
     if (req.type !== undefined) {
       throw new MdevError(
-        'CONFLICT',
+        'invalid-argument',
         `Device type cannot be specified separately from "${req.json.name}"`,
       );
     }
     if (req.parent === undefined) {
       throw new MdevError(
-        'NO_PARENT',
+        'invalid-argument',
         `Parent device required to define device via "${req.json.name}"`,
       );
     }
     if (listDefinedDevices(env, { uuid: d.uuid, parent: req.parent }, hooks).size > 0) {
       throw new MdevError(
-        'ALREADY_DEFINED',
+        'already-defined',
         `Cowardly refusing to overwrite existing config for ${req.parent}/${d.uuid}`,
+        { context: { uuid: d.uuid, parent: req.parent } },
       );
     }
     applyJson(d, req.parent, req.json, hooks);
@@ -64,16 +65,23 @@ export function defineDevice(
     if (req.uuid !== undefined) {
       loadFromSysfs(env.port, d);
       if (req.parent === undefined && (!d.active || req.type !== undefined)) {
-        throw new MdevError('NO_PARENT', 'No parent specified');
+        throw new MdevError('invalid-argument', 'No parent specified', {
+          context: { uuid: d.uuid },
+        });
       }
     }
     d.start = req.auto === true ? 'auto' : 'manual';
     if (req.parent !== undefined) d.parent = req.parent;
     if (req.type !== undefined) d.type = req.type;
-    if (d.parent === undefined) throw new MdevError('NO_PARENT', 'No parent specified');
-    if (d.type === undefined) throw new MdevError('NO_TYPE', 'No type specified');
+    const context = { uuid: d.uuid, parent: d.parent, type: d.type };
+    if (d.parent === undefined)
+      throw new MdevError('invalid-argument', 'No parent specified', { context });
+    if (d.type === undefined)
+      throw new MdevError('invalid-argument', 'No type specified', { context });
     if (isDefined(env, d)) {
-      throw new MdevError('ALREADY_DEFINED', `Device ${d.uuid} on ${d.parent} already defined`);
+      throw new MdevError('already-defined', `Device ${d.uuid} on ${d.parent} already defined`, {
+        context,
+      });
     }
   }
   if (d.active) {
@@ -90,13 +98,16 @@ function storeConfig(env: Environment, d: Draft): void {
   try {
     writeConfig(env.configDir, d.parent!, d.uuid, configOf(d));
   } catch (err) {
-    throw new MdevError('IO', `Failed to write config for device ${d.uuid}`, { cause: err });
+    throw MdevError.causedBy(err, `Failed to write config for device ${d.uuid}`, {
+      uuid: d.uuid,
+      parent: d.parent,
+    });
   }
 }
 
 /**
  * Remove the definitions of `uuid` (on every parent unless `parent` is
- * given). Returns the removed definitions; throws NOT_DEFINED when none matched.
+ * given). Returns the removed definitions; throws `not-defined` when none matched.
  */
 export function undefineDevice(
   env: Environment,
@@ -107,7 +118,11 @@ export function undefineDevice(
   uuid = uuidArg(uuid);
   parentArg(parent);
   const devs = listDefinedDevices(env, { uuid, parent }, hooks);
-  if (devs.size === 0) throw new MdevError('NOT_DEFINED', 'No devices match the specified uuid');
+  if (devs.size === 0) {
+    throw new MdevError('not-defined', 'No devices match the specified uuid', {
+      context: { uuid, parent },
+    });
+  }
   const removed: MdevDevice[] = [];
   for (const list of devs.values()) {
     for (const dev of list) {
@@ -148,7 +163,11 @@ export function modifyDevice(
   if (req.json !== undefined) {
     // As mdevctl 1.3: the document is the whole new definition, stored as is.
     if (req.parent === undefined) {
-      throw new MdevError('NO_PARENT', 'Parent device required to modify device via json file');
+      throw new MdevError(
+        'invalid-argument',
+        'Parent device required to modify device via json file',
+        { context: { uuid: req.uuid } },
+      );
     }
     d = draft(req.uuid);
     applyJson(d, req.parent, req.json, hooks);
@@ -159,14 +178,19 @@ export function modifyDevice(
   if (req.start !== undefined) d.start = req.start;
   if (req.addAttr !== undefined) {
     const at = req.index ?? d.attrs.length;
-    if (at > d.attrs.length)
-      throw new MdevError('INVALID_INDEX', `Attribute index ${at} is invalid`);
+    if (at > d.attrs.length) {
+      throw new MdevError('invalid-index', `Attribute index ${at} is invalid`, {
+        context: { uuid: d.uuid, parent: d.parent, index: at },
+      });
+    }
     d.attrs.splice(at, 0, { name: req.addAttr.name, value: req.addAttr.value });
   } else if (req.delAttr === true) {
     if (req.index === undefined) d.attrs.pop();
     else if (req.index >= d.attrs.length) {
       // mdevctl 1.2.0 accepts index == length here and then panics
-      throw new MdevError('INVALID_INDEX', `Attribute index ${req.index} is invalid`);
+      throw new MdevError('invalid-index', `Attribute index ${req.index} is invalid`, {
+        context: { uuid: d.uuid, parent: d.parent, index: req.index },
+      });
     } else d.attrs.splice(req.index, 1);
   }
   invoke(env, 'modify', d, hooks, () => storeConfig(env, d));
@@ -199,24 +223,25 @@ export function modifyLive(
   loadFromSysfs(env.port, running);
   if (!running.active) {
     const what = parent === undefined ? uuid : `${parent}/${uuid}`;
-    throw new MdevError('NOT_ACTIVE', `Mediated device ${what} is not active`);
+    throw new MdevError('not-active', `Mediated device ${what} is not active`, {
+      context: { uuid, parent },
+    });
   }
   const next = draft(uuid);
   next.active = true;
   applyJson(next, running.parent!, req.json, hooks);
+  const context = { uuid, parent: running.parent, type: running.type };
   if (next.type !== running.type)
-    throw new MdevError('CONFLICT', "'type' cannot be changed on active mdev");
+    throw new MdevError('type-mismatch', "'type' cannot be changed on active mdev", { context });
   if (req.alsoDefined === true) {
     const def = getDefinedDevice(env, uuid, running.parent, hooks);
     if (def.type !== next.type) {
-      throw new MdevError('CONFLICT', "'type' of active and defined mdev does not match");
+      throw new MdevError('type-mismatch', "'type' of active and defined mdev does not match", {
+        context,
+      });
     }
   }
-  try {
-    invokeLiveModify(env, calloutView(next)!, hooks.calloutStderr ?? (() => {}));
-  } catch (err) {
-    throw new MdevError('CALLOUT', (err as Error).message);
-  }
+  invokeLiveModify(env, calloutView(next)!, hooks.calloutStderr ?? (() => {}));
   if (req.alsoDefined === true) invoke(env, 'modify', next, hooks, () => storeConfig(env, next));
   return freeze(next, isDefined(env, next));
 }

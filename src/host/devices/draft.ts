@@ -15,7 +15,7 @@ import {
 } from '../config-store.js';
 import type { Environment } from '../environment.js';
 import { probeActive, type TypeDevicesIndex } from '../sysfs-model.js';
-import { MdevError } from './errors.js';
+import { MdevError } from '../errors.js';
 import type { HostHooks, JsonSource, MdevDevice } from './types.js';
 
 /** The mutable record the operations work on (mdevctl's MDev). */
@@ -149,14 +149,7 @@ export function invoke<T>(
   op: () => T,
 ): T {
   const sink = hooks.calloutStderr ?? (() => {});
-  try {
-    return withCallouts(env, action, () => calloutView(d), sink, op, hooks.force ?? false);
-  } catch (err) {
-    if (err instanceof Error && err.name === 'CalloutError') {
-      throw new MdevError('CALLOUT', err.message);
-    }
-    throw err;
-  }
+  return withCallouts(env, action, () => calloutView(d), sink, op, hooks.force ?? false);
 }
 
 /** Attributes reported by callouts for an active device, applied as mdevctl's add_attributes. */
@@ -164,7 +157,11 @@ export function addAttributes(d: Draft, value: unknown): void {
   if (value === undefined || value === null) return;
   const partial = readConfigValue({ mdev_type: '', start: '', attrs: value });
   d.attrs.push(...partial.attrs);
-  if (partial.error !== undefined) throw new MdevError('INVALID_ATTRIBUTE', partial.error);
+  if (partial.error !== undefined) {
+    throw new MdevError('callout-failed', partial.error, {
+      context: { uuid: d.uuid, parent: d.parent, type: d.type },
+    });
+  }
 }
 
 export function sortDevices<T extends { uuid: string }>(map: Map<string, T[]>): Map<string, T[]> {
@@ -193,13 +190,14 @@ export function readJsonSource(src: JsonSource): unknown {
   try {
     text = src.read();
   } catch (err) {
-    throw new MdevError('IO', `Unable to read jsonfile "${src.name}"`, { cause: err });
+    throw MdevError.causedBy(err, `Unable to read jsonfile "${src.name}"`, { path: src.name });
   }
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new MdevError('INVALID_CONFIG', `Invalid JSON in "${src.name}"`, {
+    throw new MdevError('invalid-config', `Invalid JSON in "${src.name}"`, {
       cause: new Error((err as Error).message),
+      context: { path: src.name },
     });
   }
 }
@@ -209,8 +207,9 @@ export function applyJson(d: Draft, parent: string, src: JsonSource, hooks: Host
   try {
     loadFromJson(d, parent, json, hooks);
   } catch (err) {
-    throw new MdevError('INVALID_CONFIG', `Invalid device definition in "${src.name}"`, {
+    throw new MdevError('invalid-config', `Invalid device definition in "${src.name}"`, {
       cause: err,
+      context: { path: src.name, uuid: d.uuid, parent },
     });
   }
 }

@@ -1,40 +1,13 @@
 /**
- * The host library's errors: `MdevError` with a stable `code`, and
- * `AttributeWriteError` for an attribute the kernel refused during start.
+ * The device operations' own error shape: `AttributeWriteError` for an
+ * attribute the kernel (or the library's checks) refused during start. Its
+ * code is the kernel's errno for the write ("EADDRINUSE" when vfio_ap says a
+ * queue is taken), `attribute-missing` when the device has no such file, or
+ * `invalid-name` when the name would lead outside the device. Everything
+ * else is a plain `MdevError` (src/host/errors.ts).
  */
-import { ErrnoError, isErrnoCode, strerror } from '../../common/errno.js';
-
-export type MdevErrorCode =
-  | 'ENVIRONMENT'
-  | 'INVALID_CONFIG'
-  | 'NOT_DEFINED'
-  | 'ALREADY_DEFINED'
-  | 'AMBIGUOUS'
-  | 'UNDERSPECIFIED'
-  | 'CONFLICT'
-  | 'NO_PARENT'
-  | 'NO_TYPE'
-  | 'NO_INSTANCES'
-  | 'ALREADY_ACTIVE'
-  | 'NOT_ACTIVE'
-  | 'INVALID_INDEX'
-  | 'INVALID_ATTRIBUTE'
-  | 'SYSFS'
-  | 'IO'
-  | 'CALLOUT'
-  | 'INVALID_NAME';
-
-/** A failure of a host operation, in words; `cause` carries the underlying error. */
-export class MdevError extends Error {
-  override readonly name: string = 'MdevError';
-  constructor(
-    readonly code: MdevErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
+import { errnoCodeIn, strerror } from '../../common/errno.js';
+import { MdevError, codeOf, type HostErrorCode } from '../errors.js';
 
 /**
  * Writing an attribute of a just-created device failed (mdevctl#115): which
@@ -44,6 +17,7 @@ export class MdevError extends Error {
 export class AttributeWriteError extends MdevError {
   override readonly name = 'AttributeWriteError';
   constructor(
+    code: HostErrorCode,
     readonly uuid: string,
     readonly parent: string,
     readonly type: string,
@@ -58,17 +32,46 @@ export class AttributeWriteError extends MdevError {
         ? 'the device was removed again'
         : `removing the device again failed too (${describeError(removeError)})`;
     super(
-      'INVALID_ATTRIBUTE',
+      code,
       `Failed to set attribute '${attribute}' of mdev ${uuid} (parent ${parent}, type ${type}): ` +
         `writing ${JSON.stringify(value)} to ${file}: ${reason}; ${removal}`,
+      { context: { uuid, parent, type, attribute, value, file } },
+    );
+  }
+
+  /** The failure of one write (an errno, or a refused name) as this error. */
+  static of(
+    failure: unknown,
+    fields: {
+      uuid: string;
+      parent: string;
+      type: string;
+      attribute: string;
+      value: string;
+      file: string;
+    },
+    removeError: unknown,
+  ): AttributeWriteError {
+    const code = codeOf(failure);
+    if (code === undefined) throw failure; // a bug, not a refusal
+    const f = fields;
+    return new AttributeWriteError(
+      code,
+      f.uuid,
+      f.parent,
+      f.type,
+      f.attribute,
+      f.value,
+      f.file,
+      describeError(failure),
+      removeError,
     );
   }
 }
 
 /** "Invalid argument (EINVAL)" for errno errors, the message otherwise. */
 export function describeError(err: unknown): string {
-  if (err instanceof ErrnoError) return `${strerror(err.code)} (${err.code})`;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (isErrnoCode(code)) return `${strerror(code)} (${code})`;
+  const errno = err instanceof MdevError ? undefined : errnoCodeIn(err);
+  if (errno !== undefined) return `${strerror(errno)} (${errno})`;
   return err instanceof Error ? err.message : String(err);
 }

@@ -15,7 +15,8 @@ import {
   toDraft,
   type Draft,
 } from './draft.js';
-import { AttributeWriteError, MdevError, describeError } from './errors.js';
+import { MdevError } from '../errors.js';
+import { AttributeWriteError } from './errors.js';
 import { definedCount, listDefinedDevices } from './listing.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
 import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
@@ -34,17 +35,24 @@ function resolveStart(env: Environment, req: StartRequest, hooks: HostHooks): Dr
   if (req.json !== undefined) {
     const json = readJsonSource(req.json);
     if (req.type !== undefined) {
-      throw new MdevError('CONFLICT', 'Device type cannot be specified separately from json file');
+      throw new MdevError(
+        'invalid-argument',
+        'Device type cannot be specified separately from json file',
+      );
     }
     if (req.parent === undefined) {
-      throw new MdevError('NO_PARENT', 'Parent device required to start device via json file');
+      throw new MdevError(
+        'invalid-argument',
+        'Parent device required to start device via json file',
+      );
     }
     const d = draft(req.uuid ?? newUuid());
     try {
       loadFromJson(d, req.parent, json, hooks);
     } catch (err) {
-      throw new MdevError('INVALID_CONFIG', `Invalid device definition in "${req.json.name}"`, {
+      throw new MdevError('invalid-config', `Invalid device definition in "${req.json.name}"`, {
         cause: err,
+        context: { path: req.json.name, uuid: d.uuid, parent: req.parent },
       });
     }
     return d;
@@ -55,16 +63,18 @@ function resolveStart(env: Environment, req: StartRequest, hooks: HostHooks): Dr
     const n = definedCount(devs);
     if (n > 1) {
       throw new MdevError(
-        'AMBIGUOUS',
+        'ambiguous',
         `Multiple definitions found for device ${req.uuid}. Please specify a parent.`,
+        { context: { uuid: req.uuid } },
       );
     }
     if (n === 1) {
       const def = [...devs.values()][0]![0]!;
       if (req.type !== undefined && req.type !== def.type) {
         throw new MdevError(
-          'CONFLICT',
+          'type-mismatch',
           `Device ${def.uuid} already exists on parent ${def.parent} with type ${def.type}`,
+          { context: { uuid: def.uuid, parent: def.parent, type: def.type } },
         );
       }
       d = toDraft(def);
@@ -75,11 +85,12 @@ function resolveStart(env: Environment, req: StartRequest, hooks: HostHooks): Dr
     d.parent = req.parent;
     d.type = req.type;
   }
+  const context = { uuid: d.uuid, parent: d.parent, type: d.type };
   if (d.type !== undefined && d.parent === undefined) {
-    throw new MdevError('UNDERSPECIFIED', "can't provide type without parent");
+    throw new MdevError('invalid-argument', "can't provide type without parent", { context });
   }
   if (d.type === undefined || d.parent === undefined) {
-    throw new MdevError('UNDERSPECIFIED', 'Device is insufficiently specified');
+    throw new MdevError('invalid-argument', 'Device is insufficiently specified', { context });
   }
   return d;
 }
@@ -96,11 +107,14 @@ function findParentDir(port: SysfsPort, parent: string): string {
   const similar = names.find((n) => n.toLowerCase() === parent.toLowerCase());
   if (similar !== undefined) {
     throw new MdevError(
-      'NO_PARENT',
+      'parent-missing',
       `Unable to find parent device '${parent}'. Did you mean '${similar}'?`,
+      { context: { parent } },
     );
   }
-  throw new MdevError('NO_PARENT', `Unable to find parent device '${parent}'`);
+  throw new MdevError('parent-missing', `Unable to find parent device '${parent}'`, {
+    context: { parent },
+  });
 }
 
 /** Write "1" to the device's remove file. */
@@ -108,7 +122,7 @@ function removeActive(port: SysfsPort, uuid: string): void {
   try {
     port.write(`${MDEV_BUS_DEVICES}/${uuid}/remove`, '1');
   } catch (err) {
-    throw new MdevError('NOT_ACTIVE', `Error removing device ${uuid}`, { cause: err });
+    throw MdevError.causedBy(err, `Error removing device ${uuid}`, { uuid }, 'not-active');
   }
 }
 
@@ -123,8 +137,9 @@ function createAndConfigure(env: Environment, d: Draft): void {
       checkAttributeName(a.name);
     } catch (err) {
       throw new MdevError(
-        'INVALID_ATTRIBUTE',
+        'invalid-name',
         `Refusing attribute of mdev ${d.uuid}: ${(err as Error).message}`,
+        { context: { uuid: d.uuid, parent, type, attribute: a.name } },
       );
     }
   }
@@ -135,52 +150,63 @@ function createAndConfigure(env: Environment, d: Draft): void {
     existing = undefined;
   }
   if (existing !== undefined) {
+    const context = { uuid: d.uuid, parent: existing.parent, type: existing.type };
     if (existing.parent !== parent)
-      throw new MdevError('ALREADY_ACTIVE', 'Device exists under different parent');
+      throw new MdevError('already-active', 'Device exists under different parent', { context });
     if (existing.type !== type)
-      throw new MdevError('ALREADY_ACTIVE', 'Device exists with different type');
-    throw new MdevError('ALREADY_ACTIVE', 'Device already exists');
+      throw new MdevError('already-active', 'Device exists with different type', { context });
+    throw new MdevError('already-active', 'Device already exists', { context });
   }
+  const context = { uuid: d.uuid, parent, type };
   const parentDir = findParentDir(port, parent);
   const typesDir = `${parentDir}/mdev_supported_types`;
   if (!isSysfsDir(port, typesDir)) {
     throw new MdevError(
-      'NO_PARENT',
+      'parent-missing',
       `Parent ${parent} is not currently registered for mdev support`,
+      { context },
     );
   }
   const typeDir = `${typesDir}/${type}`;
   if (type.includes('/') || type === '..' || type === '.' || !isSysfsDir(port, typeDir)) {
-    throw new MdevError('NO_TYPE', `Parent ${parent} does not support mdev type ${type}`);
+    throw new MdevError('type-unsupported', `Parent ${parent} does not support mdev type ${type}`, {
+      context,
+    });
   }
   let availText: string;
   try {
     availText = port.read(`${typeDir}/available_instances`);
   } catch (err) {
-    throw sysfsError(`Unable to read ${typeDir}/available_instances`, err);
+    throw sysfsError(`Unable to read ${typeDir}/available_instances`, err, context);
   }
   if (parseI32(availText, `${typeDir}/available_instances`) === 0) {
-    throw new MdevError('NO_INSTANCES', `No available instances of ${type} on ${parent}`);
+    // As mdevctl: refused without asking the kernel (no write to create).
+    throw new MdevError('no-instances', `No available instances of ${type} on ${parent}`, {
+      context,
+    });
   }
+  const create = `${typeDir}/create`;
   try {
-    port.write(`${typeDir}/create`, d.uuid);
+    port.write(create, d.uuid);
   } catch (err) {
-    throw new MdevError('SYSFS', `Failed to create mdev ${d.uuid}, type ${type} on ${parent}`, {
-      cause: err,
+    throw MdevError.causedBy(err, `Failed to create mdev ${d.uuid}, type ${type} on ${parent}`, {
+      ...context,
+      file: create,
     });
   }
   d.active = true;
   for (const a of d.attrs) {
     let file = `${MDEV_BUS_DEVICES}/${d.uuid}/${a.name}`;
-    let reason: string | undefined;
+    let failure: unknown;
     try {
       file = deviceAttributePath(port, d.uuid, a.name);
-      if (!existsInSysfs(port, file)) reason = 'the device has no such attribute file';
-      else port.write(file, a.value);
+      if (!existsInSysfs(port, file)) {
+        failure = new MdevError('attribute-missing', 'the device has no such attribute file');
+      } else port.write(file, a.value);
     } catch (err) {
-      reason = describeError(err);
+      failure = err;
     }
-    if (reason === undefined) continue;
+    if (failure === undefined) continue;
     let removeError: unknown;
     try {
       removeActive(port, d.uuid);
@@ -188,7 +214,8 @@ function createAndConfigure(env: Environment, d: Draft): void {
     } catch (err) {
       removeError = (err as Error).cause ?? err;
     }
-    throw new AttributeWriteError(d.uuid, parent, type, a.name, a.value, file, reason, removeError);
+    const fields = { uuid: d.uuid, parent, type, attribute: a.name, value: a.value, file };
+    throw AttributeWriteError.of(failure, fields, removeError);
   }
 }
 

@@ -20,7 +20,8 @@ import {
   readSmallFile,
   sortDevices,
 } from './draft.js';
-import { MdevError, describeError } from './errors.js';
+import { MdevError } from '../errors.js';
+import { describeError } from './errors.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
 import {
   noHooks,
@@ -113,7 +114,9 @@ export function listActiveDevices(
       }
     }
     if (d.parent === undefined) {
-      throw new MdevError('SYSFS', `Device ${uuid} is missing a parent`);
+      throw new MdevError('sysfs-malformed', `Device ${uuid} is missing a parent`, {
+        context: { uuid },
+      });
     }
     let list = out.get(d.parent);
     if (list === undefined) out.set(d.parent, (list = []));
@@ -150,7 +153,7 @@ export function listDefinedDevices(
   try {
     parents = fs.readdirSync(env.configDir, { withFileTypes: true });
   } catch (err) {
-    throw new MdevError('IO', `Unable to read ${env.configDir}`, { cause: err });
+    throw MdevError.causedBy(err, `Unable to read ${env.configDir}`, { path: env.configDir });
   }
   for (const pent of parents) {
     const parent = pent.name;
@@ -202,7 +205,10 @@ export function listDefinedDevices(
       try {
         loadFromJson(d, parent, parseJsonText(text, path), hooks, path);
       } catch (err) {
-        const error = new MdevError('INVALID_CONFIG', `Invalid definition ${path}`, { cause: err });
+        const error = new MdevError('invalid-config', `Invalid definition ${path}`, {
+          cause: err,
+          context: { path, uuid, parent },
+        });
         if (hooks.invalidDefinition === undefined) throw error;
         hooks.invalidDefinition(path, error);
         continue;
@@ -241,21 +247,30 @@ export function listTypes(env: Environment, parent?: string): Map<string, MdevTy
     try {
       ids = port.list(typesDir);
     } catch (err) {
-      throw sysfsError(`Unable to read the types of parent ${p} (${typesDir})`, err);
+      throw sysfsError(`Unable to read the types of parent ${p} (${typesDir})`, err, {
+        parent: p,
+      });
     }
     const types: MdevTypeEntry[] = [];
     for (const id of ids) {
       const dir = `${typesDir}/${id}`;
       if (!isSysfsDir(port, dir)) {
         if (port.kind(dir) === null)
-          throw sysfsError(`Unable to read ${dir}`, new ErrnoError('ENOENT'));
+          throw sysfsError(`Unable to read ${dir}`, new ErrnoError('ENOENT'), {
+            parent: p,
+            type: id,
+          });
         continue;
       }
       const read = (attr: string): string => {
         try {
           return port.read(`${dir}/${attr}`);
         } catch (err) {
-          throw sysfsError(`Unable to read ${dir}/${attr}`, err);
+          throw sysfsError(`Unable to read ${dir}/${attr}`, err, {
+            parent: p,
+            type: id,
+            file: `${dir}/${attr}`,
+          });
         }
       };
       const readIfPresent = (attr: string): string =>
@@ -294,18 +309,23 @@ export function getDefinedDevice(
   const devs = listDefinedDevices(env, { uuid, parent }, hooks);
   if (devs.size === 0) {
     const what = parent === undefined ? uuid : `${parent}/${uuid}`;
-    throw new MdevError('NOT_DEFINED', `Mediated device ${what} is not defined`);
+    throw new MdevError('not-defined', `Mediated device ${what} is not defined`, {
+      context: { uuid, parent },
+    });
   }
   if (devs.size > 1) {
     throw new MdevError(
-      'AMBIGUOUS',
+      'ambiguous',
       parent === undefined
         ? `Multiple definitions found for ${uuid}, specify a parent`
         : `Multiple definitions found for ${parent}/${uuid}`,
+      { context: { uuid, parent } },
     );
   }
   const [p, list] = [...devs][0]!;
   if (list.length > 1)
-    throw new MdevError('AMBIGUOUS', `Multiple definitions found for ${p}/${uuid}`);
+    throw new MdevError('ambiguous', `Multiple definitions found for ${p}/${uuid}`, {
+      context: { uuid, parent: p },
+    });
   return list[0]!;
 }

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { Environment } from '../environment.js';
-import { MdevError } from './errors.js';
+import { MdevError } from '../errors.js';
 
 /** mdevctl refuses to run without these directories (a packaging error). */
 export function selfCheck(env: Environment): void {
@@ -10,8 +10,9 @@ export function selfCheck(env: Environment): void {
   for (const dir of required) {
     if (!fs.existsSync(dir)) {
       throw new MdevError(
-        'ENVIRONMENT',
+        'environment',
         `Required directory "${dir}" doesn't exist. This may indicate a packaging or installation error`,
+        { context: { path: dir } },
       );
     }
   }

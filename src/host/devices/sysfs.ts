@@ -1,6 +1,6 @@
 /** Small sysfs helpers of the operations: existence as mdevctl tests it, numbers as Rust parses them. */
 import type { SysfsPort } from '../../port/sysfs-port.js';
-import { MdevError } from './errors.js';
+import { MdevError, type ContextInput } from '../errors.js';
 
 /** Path::exists: present, following a final link. One lstat unless it is a link. */
 export function existsInSysfs(port: SysfsPort, path: string): boolean {
@@ -26,8 +26,9 @@ export function isSysfsDir(port: SysfsPort, path: string): boolean {
   }
 }
 
-export function sysfsError(message: string, err: unknown): MdevError {
-  return new MdevError('SYSFS', message, { cause: err });
+/** A sysfs access failed: the code is the kernel's errno. */
+export function sysfsError(message: string, err: unknown, context?: ContextInput): MdevError {
+  return MdevError.causedBy(err, message, context);
 }
 
 /** Parse an i32 as Rust's str::parse does (after trim). */
@@ -35,7 +36,11 @@ export function parseI32(text: string, file: string): number {
   const t = text.trim();
   const n = /^[+-]?\d+$/.test(t) ? Number(t) : Number.NaN;
   if (!Number.isSafeInteger(n) || n > 2147483647 || n < -2147483648) {
-    throw new MdevError('SYSFS', `Unable to parse ${JSON.stringify(t)} in ${file} as a number`);
+    throw new MdevError(
+      'sysfs-malformed',
+      `Unable to parse ${JSON.stringify(t)} in ${file} as a number`,
+      { context: { file, value: t } },
+    );
   }
   return n;
 }

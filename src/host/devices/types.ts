@@ -1,6 +1,6 @@
 /** The data the host library's operations take and return. */
 import type { MdevAttribute, StartMode } from '../config-store.js';
-import type { MdevError } from './errors.js';
+import type { MdevError } from '../errors.js';
 
 /** A device as mdevctl sees it: a definition, an active device, or both. */
 export interface MdevDevice {

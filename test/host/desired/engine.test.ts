@@ -466,7 +466,7 @@ test('impossible requests are errors naming file and field; nothing is changed',
       assert.ok(err instanceof DesiredError);
       assert.equal(err.code, 'request-impossible');
       assert.equal(err.context.field, `configs.default.entries[0].${field}`);
-      assert.equal(err.context.line, 7);
+      assert.equal(err.context.line, '7');
       assert.match(err.message, message);
       assert.ok(err.message.startsWith(`${file.file}:7:`), err.message);
       return true;

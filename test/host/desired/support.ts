@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readApHost } from '../../../src/ctl/ap/model.js';
 import { applyHost, planHost, type ApplyHostOptions } from '../../../src/host/desired/engine.js';
 import { parseConfigText, type ConfigFile } from '../../../src/host/desired/config.js';
 import type { Plan, PlanAction } from '../../../src/host/desired/plan.js';
@@ -38,11 +37,11 @@ export function plan(
   lab: Lab,
   opts: ApplyHostOptions = {},
 ): Plan {
-  return planHost(env, file, { readAp: readApHost, inUse: labInUse(lab), ...opts }).plan;
+  return planHost(env, file, { inUse: labInUse(lab), ...opts }).plan;
 }
 
 export function apply(env: Environment, file: ConfigFile, lab: Lab, opts: ApplyHostOptions = {}) {
-  return applyHost(env, file, { readAp: readApHost, inUse: labInUse(lab), ...opts });
+  return applyHost(env, file, { inUse: labInUse(lab), ...opts });
 }
 
 export function count(p: Plan, action: PlanAction): number {

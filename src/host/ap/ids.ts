@@ -4,9 +4,14 @@
  * separated by commas (spaces around them are fine). The result is sorted
  * and without repeats. Mistakes are reported with the entry at fault.
  */
+import { MdevError } from '../errors.js';
 
-export class ApListError extends Error {
+/** An id list that cannot be read (code `invalid-id-list`); the message names the entry at fault. */
+export class ApListError extends MdevError {
   override readonly name = 'ApListError';
+  constructor(message: string, value: string) {
+    super('invalid-id-list', message, { context: { value } });
+  }
 }
 
 export interface IdListRules {
@@ -22,6 +27,7 @@ function parseNumber(text: string, entry: string, rules: IdListRules): number {
   if (!NUMBER.test(text)) {
     throw new ApListError(
       `${rules.what} list: '${entry}' is not a number (use decimal like 71, hex like 0x47, or a range like 10-12)`,
+      entry,
     );
   }
   // A leading zero means decimal here ("05" is 5), unlike the kernel's octal:
@@ -34,6 +40,7 @@ function parseNumber(text: string, entry: string, rules: IdListRules): number {
   if (n > max) {
     throw new ApListError(
       `${rules.what} list: ${text} is above the highest ${rules.what} id, ${max} (0x${max.toString(16)})`,
+      entry,
     );
   }
   return n;
@@ -44,6 +51,7 @@ export function parseIdList(text: string, rules: IdListRules): number[] {
   if (text.trim() === '' || entries.some((e) => e === '')) {
     throw new ApListError(
       `${rules.what} list: '${text}' has an empty entry (write ids like 5,0x47,10-12)`,
+      text,
     );
   }
   const ids = new Set<number>();
@@ -55,7 +63,9 @@ export function parseIdList(text: string, rules: IdListRules): number[] {
     }
     const lo = parseNumber(entry.slice(0, dash).trim(), entry, rules);
     const hi = parseNumber(entry.slice(dash + 1).trim(), entry, rules);
-    if (hi < lo) throw new ApListError(`${rules.what} list: range '${entry}' runs backwards`);
+    if (hi < lo) {
+      throw new ApListError(`${rules.what} list: range '${entry}' runs backwards`, entry);
+    }
     for (let i = lo; i <= hi; i++) ids.add(i);
   }
   return [...ids].sort((a, b) => a - b);

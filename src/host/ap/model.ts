@@ -1,5 +1,6 @@
 import { ErrnoError } from '../../common/errno.js';
 import type { SysfsPort } from '../../port/sysfs-port.js';
+import { MdevError } from '../errors.js';
 
 /**
  * The host's AP state read through sysfs files only: the bus's maxima and
@@ -15,13 +16,6 @@ export const MATRIX_TYPE = 'vfio_ap-passthrough';
 export const MATRIX_TYPE_DIR = `${MATRIX_PARENT}/mdev_supported_types/${MATRIX_TYPE}`;
 export const MDEV_DEVICES = '/sys/bus/mdev/devices';
 const BITS = 256;
-
-/** Something about the host stops an AP command (not the user's typing). */
-export class ApError extends Error {
-  override readonly name = 'ApError';
-  /** Lets the CLI's error reporting print it as a one-line failure. */
-  readonly code = 'EAPREFUSED';
-}
 
 export interface ApAdapter {
   readonly id: number;
@@ -76,7 +70,11 @@ const chomp = (s: string): string => s.replace(/\n$/, '');
 /** A mask as sysfs shows it ("0x" + hex, bit 0 leftmost) to one boolean per id. */
 export function parseMaskText(text: string, where: string): boolean[] {
   const m = /^0x([0-9a-fA-F]{1,64})$/.exec(chomp(text).trim());
-  if (m === null) throw new ApError(`${where}: '${chomp(text)}' is not an AP mask`);
+  if (m === null) {
+    throw new MdevError('sysfs-malformed', `${where}: '${chomp(text)}' is not an AP mask`, {
+      context: { file: where, value: chomp(text) },
+    });
+  }
   const bits = new Array<boolean>(BITS).fill(false);
   const digits = m[1]!;
   for (let i = 0; i < digits.length; i++) {
@@ -139,8 +137,13 @@ export function readMatrixConfig(port: SysfsPort, uuid: string): MatrixConfig {
   const apConfig = readIfExists(port, `${dir}/ap_config`);
   if (apConfig !== undefined) {
     const parts = chomp(apConfig).split(',');
-    if (parts.length !== 3)
-      throw new ApError(`${dir}/ap_config: unexpected contents '${chomp(apConfig)}'`);
+    if (parts.length !== 3) {
+      throw new MdevError(
+        'sysfs-malformed',
+        `${dir}/ap_config: unexpected contents '${chomp(apConfig)}'`,
+        { context: { uuid, file: `${dir}/ap_config`, value: chomp(apConfig) } },
+      );
+    }
     const [apm, aqm, adm] = parts.map((p) => idsOfMask(parseMaskText(p, `${dir}/ap_config`)));
     return { adapters: apm!, domains: aqm!, controlDomains: adm! };
   }
@@ -153,16 +156,23 @@ export function readMatrixConfig(port: SysfsPort, uuid: string): MatrixConfig {
   return { adapters: m.adapters, domains: m.domains, controlDomains: cdoms };
 }
 
-/** Is this mdev a vfio_ap matrix device? Throws ApError with the reason when it is not. */
+/**
+ * Is this mdev a vfio_ap matrix device? Throws `not-active` when no such
+ * device runs, `not-matrix-device` when it has another type.
+ */
 export function requireMatrixDevice(port: SysfsPort, uuid: string): void {
   const dir = `${MDEV_DEVICES}/${uuid}`;
   if (port.kind(dir) === null) {
-    throw new ApError(`no mediated device ${uuid} is active (looked for ${dir})`);
+    throw new MdevError('not-active', `no mediated device ${uuid} is active (looked for ${dir})`, {
+      context: { uuid },
+    });
   }
   const type = port.realpath(`${dir}/mdev_type`).split('/').at(-1);
   if (type !== MATRIX_TYPE) {
-    throw new ApError(
+    throw new MdevError(
+      'not-matrix-device',
       `mediated device ${uuid} is of type ${type ?? '?'}, not a vfio_ap matrix device (${MATRIX_TYPE})`,
+      { context: { uuid, type } },
     );
   }
 }
@@ -174,13 +184,19 @@ export function matrixDeviceUuids(port: SysfsPort): string[] {
 
 export function readApHost(port: SysfsPort): ApHost {
   if (port.kind(AP_BUS) === null) {
-    throw new ApError(
+    throw new MdevError(
+      'not-ap-host',
       `no AP bus at ${AP_BUS} (${port.description}): this is not an s390 host with crypto adapters`,
+      { context: { path: AP_BUS } },
     );
   }
   const num = (file: string): number => {
     const v = Number.parseInt(chomp(port.read(`${AP_BUS}/${file}`)), 10);
-    if (Number.isNaN(v)) throw new ApError(`${AP_BUS}/${file}: not a number`);
+    if (Number.isNaN(v)) {
+      throw new MdevError('sysfs-malformed', `${AP_BUS}/${file}: not a number`, {
+        context: { file: `${AP_BUS}/${file}` },
+      });
+    }
     return v;
   };
   const mask = (file: string): boolean[] =>
