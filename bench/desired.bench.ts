@@ -41,7 +41,11 @@ function stats(xs: number[]): { median: number; best: number } {
   return { median: s[s.length >> 1]!, best: s[0]! };
 }
 
+/** Collect garbage first (run-bench passes --expose-gc): each figure pays for its own garbage only. */
+const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
+
 async function timeMs(fn: () => unknown): Promise<number> {
+  gc();
   const t0 = process.hrtime.bigint();
   await fn();
   return Number(process.hrtime.bigint() - t0) / 1e6;
@@ -107,7 +111,7 @@ let inv = readInventory(envPlan);
 for (let i = 0; i < 5; i++) readTimes.push(await timeMs(() => (inv = readInventory(envPlan))));
 const planTimes: number[] = [];
 let planned = computePlan(planFile, planConfig, inv, new Map(), { owner: 'config:default' });
-for (let i = 0; i < 10; i++) {
+for (let i = 0; i < 20; i++) {
   planTimes.push(
     await timeMs(
       () =>

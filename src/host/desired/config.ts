@@ -497,9 +497,21 @@ export function selectConfig(file: ConfigFile, name: string = DEFAULT_CONFIG_NAM
   );
 }
 
+const globs = new Map<string, RegExp>();
+
 /** fnmatch-style glob (*, ?, [...]) over one name. */
 export function globMatch(pattern: string, name: string): boolean {
   if (!/[*?[]/.test(pattern)) return pattern === name;
+  let compiled = globs.get(pattern);
+  if (compiled === undefined) {
+    compiled = globRegExp(pattern);
+    if (globs.size > 1024) globs.clear();
+    globs.set(pattern, compiled);
+  }
+  return compiled.test(name);
+}
+
+function globRegExp(pattern: string): RegExp {
   let re = '^';
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i]!;
@@ -516,5 +528,5 @@ export function globMatch(pattern: string, name: string): boolean {
       }
     } else re += c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   }
-  return new RegExp(re + '$').test(name);
+  return new RegExp(re + '$');
 }

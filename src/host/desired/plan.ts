@@ -602,16 +602,27 @@ export function computePlan(
   });
   const reqByField = new Map(prepared.map((p) => [p.req.field, p.req]));
   const placed = place(requests, { states: placementStates, policy: config.policy, affinity });
+  // Thousands of creates share a few specs and reasons: one object each.
+  const specs = new Map<string, { spec: DeviceSpec; reason: string }>();
   for (const a of placed.assignments) {
-    const req = reqByField.get(a.request)!;
+    const k = `${a.request}\0${a.type}`;
+    let shared = specs.get(k);
+    if (shared === undefined) {
+      const req = reqByField.get(a.request)!;
+      shared = {
+        spec: { type: a.type, start: req.start, attrs: desiredAttrs(req) },
+        reason: `wanted by ${a.request}`,
+      };
+      specs.set(k, shared);
+    }
     items.push({
       action: 'create',
       parent: a.parent,
       type: a.type,
       field: a.request,
-      spec: { type: a.type, start: req.start, attrs: desiredAttrs(req) },
+      spec: shared.spec,
       writeDefinition: true,
-      reason: `wanted by ${a.request}`,
+      reason: shared.reason,
     });
   }
   for (const s of placed.shortfalls) {
@@ -691,17 +702,20 @@ export function computePlan(
   }
 
   const rank = new Map(ACTION_ORDER.map((a, i) => [a, i]));
-  const key = (i: PlanItem): string =>
-    `${i.parent ?? ''}\0${i.type ?? ''}\0${i.uuid ?? ''}\0${i.field ?? ''}`;
-  const sorted = items
-    .map((item, n) => ({ item, n, k: key(item) }))
-    .sort((a, b) => {
-      const r = rank.get(a.item.action)! - rank.get(b.item.action)!;
-      if (r !== 0) return r;
-      if (a.k !== b.k) return a.k < b.k ? -1 : 1;
-      return a.n - b.n;
-    })
-    .map((x) => x.item);
+  const cmp = (x: string | undefined, y: string | undefined): number => {
+    const a = x ?? '';
+    const b = y ?? '';
+    return a < b ? -1 : a > b ? 1 : 0;
+  };
+  // Stable (Array.prototype.sort is): equal items keep the order they were made in.
+  const sorted = items.sort(
+    (a, b) =>
+      rank.get(a.action)! - rank.get(b.action)! ||
+      cmp(a.parent, b.parent) ||
+      cmp(a.type, b.type) ||
+      cmp(a.uuid, b.uuid) ||
+      cmp(a.field, b.field),
+  );
   const counts = Object.fromEntries(ACTION_ORDER.map((a) => [a, 0])) as Record<PlanAction, number>;
   for (const i of sorted) counts[i.action]++;
   return {
