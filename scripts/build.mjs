@@ -12,7 +12,8 @@ import { buildMdevctlExecutable } from './compile-mdevctl.mjs';
 fs.rmSync('dist', { recursive: true, force: true });
 
 await build({
-  entryPoints: { mdevkit: 'src/cli/entry.ts' },
+  // The agent's operations worker (src/agent/operations.ts) is a module of its own.
+  entryPoints: { mdevkit: 'src/cli/entry.ts', 'agent-ops-worker': 'src/agent/ops-worker.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
   splitting: true,

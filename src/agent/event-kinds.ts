@@ -49,6 +49,16 @@ export type HostEvent =
       readonly kept: number;
       readonly blocked: number;
       readonly failed: number;
+    }
+  /**
+   * A definition file cannot be read as one and is left out of the
+   * listing (reported once; the file is never quoted).
+   */
+  | {
+      readonly kind: 'definition-skipped';
+      readonly uuid: string;
+      readonly parent: string;
+      readonly reason: string;
     };
 
 export type HostEventKind = HostEvent['kind'];
@@ -66,6 +76,7 @@ const KINDS: Record<HostEventKind, true> = {
   'matrix-changed': true,
   'apply-progress': true,
   'apply-finished': true,
+  'definition-skipped': true,
 };
 
 /** Every kind of host event, in the order the API documents them. */

@@ -6,21 +6,10 @@ import {
   readAggregation,
   setAggregation,
 } from '../../host/aggregation.js';
-import { formatConfig } from '../../host/config-store.js';
-import {
-  defineDevice,
-  getDefinedDevice,
-  modifyDevice,
-  startDevice,
-  stopDevice,
-  undefineDevice,
-  type JsonSource,
-  type MdevAttribute,
-  type MdevDevice,
-  type StartMode,
-} from '../../host/devices.js';
+import { deleteConfig } from '../../host/config-store.js';
+import { getDefinedDevice } from '../../host/devices.js';
 import { assertMayRemove, forgetOwner, recordOwner } from '../../host/desired/engine.js';
-import { toApi, type ApiDevice } from '../device-view.js';
+import { toApi, type ApiDevice, type SkippedDefinition } from '../device-view.js';
 import { ApiError, during } from '../errors.js';
 import { route, type Route } from '../route.js';
 import { clientOwner } from './desired.js';
@@ -41,12 +30,6 @@ import type { AgentContext } from '../server.js';
  * The mdevctl operations over src/host/devices.ts, and aggregation over
  * src/host/aggregation.ts: parse, call, answer.
  */
-
-/** A definition's content handed to the host library as mdevctl's --jsonfile would be. */
-function jsonDocument(type: string, start: StartMode, attrs: readonly MdevAttribute[]): JsonSource {
-  const doc = formatConfig({ mdevType: type, start, attrs });
-  return { name: 'the request body', read: () => doc };
-}
 
 const CreateBody = z.object({
   uuid: Uuid.optional().describe('made up when absent'),
@@ -132,11 +115,36 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
   const owned = async (fn: () => unknown): Promise<void> => {
     await fn();
   };
+  /**
+   * Remove the definition files of `uuid` (on `parent`) that the listing
+   * skipped as unreadable; returns how many. The library refuses to read
+   * them (as mdevctl does), and no callout can be told about a device
+   * whose type is unknown, so the agent removes the file itself: removing
+   * a broken definition is how an operator repairs the listing.
+   */
+  const removeSkipped = (uuid: string, parent: string | undefined): number => {
+    const broken = ctx.view
+      .skipped()
+      .filter((s) => s.uuid === uuid && (parent === undefined || s.parent === parent));
+    for (const s of broken) deleteConfig(env.configDir, s.parent, s.uuid);
+    if (broken.length > 0) ctx.view.invalidate(uuid);
+    return broken.length;
+  };
+  const definedHere = (uuid: string, parent: string | undefined): boolean =>
+    ctx.view.byUuid(uuid).some((d) => d.defined && (parent === undefined || d.parent === parent));
 
   /** Run a change, then let the view know (also when it failed half-way). */
   const changing = <T>(uuid: string | undefined, fn: () => T): T => {
     try {
       return fn();
+    } finally {
+      ctx.view.invalidate(uuid);
+    }
+  };
+  /** The same for a write run by ctx.ops (in the operations worker when it may wait). */
+  const changingLater = async <T>(uuid: string | undefined, p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
     } finally {
       ctx.view.invalidate(uuid);
     }
@@ -190,9 +198,15 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
         start = lo;
       }
       const page = filtered.slice(start, start + limit);
-      const body: { total: number; devices: ApiDevice[]; next?: string } = {
+      const body: {
+        total: number;
+        devices: ApiDevice[];
+        next?: string;
+        skipped: readonly SkippedDefinition[];
+      } = {
         total: filtered.length,
         devices: page,
+        skipped: ctx.view.skipped(),
       };
       if (start + limit < filtered.length) body.next = encodeCursor(page[page.length - 1]!);
       // Serialized here: the entries are plain data the view built, and
@@ -231,20 +245,9 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
         if (!b.define && !b.activate) {
           throw new ApiError('invalid-request', 'nothing to do: give define or activate (or both)');
         }
-        const json = jsonDocument(b.type, b.start, b.attrs);
         // The answer is built from what the library returns: re-reading the
         // merged list after each create would cost O(devices) per request.
-        const made = changing(b.uuid, (): ApiDevice => {
-          if (!b.define) return toApi(startDevice(env, { uuid: b.uuid, parent: b.parent, json }));
-          const made: MdevDevice = defineDevice(env, { uuid: b.uuid, parent: b.parent, json });
-          if (!b.activate) return toApi(made);
-          try {
-            return toApi(startDevice(env, { uuid: made.uuid, parent: b.parent }));
-          } catch (err) {
-            undefineDevice(env, made.uuid, b.parent); // pairs with the define above
-            throw err;
-          }
-        });
+        const made = toApi(await changingLater(b.uuid, ctx.ops.run('create', b)));
         // Ours from now on: only this client (or a force) removes it.
         await owned(() => recordOwner(env, made, clientOwner(req)));
         return made;
@@ -261,10 +264,14 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       response: Device,
       handler({ params: { uuid }, body: b }) {
         const cur = getDefinedDevice(env, uuid, b.parent);
-        const json = jsonDocument(b.type ?? cur.type, b.start ?? cur.start, b.attrs ?? cur.attrs);
-        return changing(undefined, () =>
-          toApi(modifyDevice(env, { uuid, parent: cur.parent, json })),
-        );
+        const args = {
+          uuid,
+          parent: cur.parent,
+          type: b.type ?? cur.type,
+          start: b.start ?? cur.start,
+          attrs: b.attrs ?? cur.attrs,
+        };
+        return changingLater(undefined, ctx.ops.run('modify', args)).then(toApi);
       },
     }),
     route({
@@ -277,7 +284,7 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       body: StartBody,
       response: Device,
       handler: ({ params: { uuid }, body }) =>
-        changing(uuid, () => toApi(startDevice(env, { uuid, parent: body?.parent }))),
+        changingLater(uuid, ctx.ops.run('start', { uuid, parent: body?.parent })).then(toApi),
     }),
     route({
       method: 'POST',
@@ -289,8 +296,10 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       query: RemoveQuery,
       status: 204,
       async handler({ params: { uuid }, query, req }) {
-        await owned(() => assertMayRemove(env, uuid, clientOwner(req), query.force));
-        changing(uuid, () => stopDevice(env, uuid));
+        // No such device: the library's answer (404) says so, not ownership.
+        if (ctx.view.byUuid(uuid).length > 0)
+          await owned(() => assertMayRemove(env, uuid, clientOwner(req), query.force));
+        await changingLater(uuid, ctx.ops.run('stop', { uuid }));
       },
     }),
     route({
@@ -303,8 +312,14 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       query: RemoveQuery,
       status: 204,
       async handler({ params, query, req }) {
-        await owned(() => assertMayRemove(env, params.uuid, clientOwner(req), query.force));
-        changing(undefined, () => void undefineDevice(env, params.uuid, query.parent));
+        const repaired = removeSkipped(params.uuid, query.parent);
+        if (repaired > 0 && !definedHere(params.uuid, query.parent)) return;
+        if (definedHere(params.uuid, query.parent))
+          await owned(() => assertMayRemove(env, params.uuid, clientOwner(req), query.force));
+        await changingLater(
+          undefined,
+          ctx.ops.run('undefine', { uuid: params.uuid, parent: query.parent }),
+        );
       },
     }),
     route({
@@ -317,12 +332,15 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       query: RemoveQuery,
       status: 204,
       async handler({ params, query, req }) {
+        if (
+          removeSkipped(params.uuid, query.parent) > 0 &&
+          ctx.view.byUuid(params.uuid).length === 0
+        )
+          return;
         const d = one(params.uuid, query.parent);
         await owned(() => assertMayRemove(env, d.uuid, clientOwner(req), query.force));
-        changing(d.uuid, () => {
-          if (d.active) stopDevice(env, d.uuid);
-          if (d.defined) undefineDevice(env, d.uuid, d.parent);
-        });
+        const args = { uuid: d.uuid, parent: d.parent, active: d.active, defined: d.defined };
+        await changingLater(d.uuid, ctx.ops.run('remove', args));
         await owned(() => forgetOwner(env, d.uuid));
       },
     }),

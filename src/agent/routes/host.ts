@@ -15,6 +15,7 @@ export function hostRoutes(ctx: AgentContext): Route[] {
       method: 'GET',
       path: '/healthz',
       outsideApi: true,
+      public: true,
       tag: 'agent',
       summary: 'liveness',
       response: Health,
@@ -88,7 +89,9 @@ export function registerMetrics(app: ApiApp, ctx: AgentContext): void {
     let defined = 0;
     for (const d of ctx.view.all()) if (d.defined) defined++;
     const text =
-      ctx.metrics.render(capacity, defined) + desiredMetricsLines(ctx.env).join('\n') + '\n';
+      ctx.metrics.render(capacity, defined, ctx.view.skipped().length) +
+      desiredMetricsLines(ctx.env).join('\n') +
+      '\n';
     return reply.type(METRICS_CONTENT_TYPE).send(text);
   });
 }

@@ -31,6 +31,19 @@ import {
   type MdevTypeEntry,
 } from './types.js';
 
+/**
+ * What a link in the config dir leads to, or undefined when it leads
+ * nowhere: dangling, a loop (ELOOP), no permission. No file there may make
+ * a listing fail.
+ */
+function statIfReachable(path: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Below this many devices the index costs more readdirs than it saves readlinks. */
 const TYPE_INDEX_THRESHOLD = 256;
 
@@ -161,11 +174,7 @@ export function listDefinedDevices(
     if (filter.parent !== undefined && filter.parent !== parent) continue;
     const parentDir = nodePath.join(env.configDir, parent);
     if (!pent.isDirectory()) {
-      if (
-        !pent.isSymbolicLink() ||
-        !fs.statSync(parentDir, { throwIfNoEntry: false })?.isDirectory()
-      )
-        continue;
+      if (!pent.isSymbolicLink() || !statIfReachable(parentDir)?.isDirectory()) continue;
     }
     let children: fs.Dirent[];
     try {
@@ -180,7 +189,7 @@ export function listDefinedDevices(
       const path = `${parentDir}/${child.name}`;
       if (!child.isFile()) {
         if (!child.isSymbolicLink()) continue;
-        const st = fs.statSync(path, { throwIfNoEntry: false });
+        const st = statIfReachable(path);
         if (st === undefined) {
           hooks.warn?.(`unable to access file "${path}": No such file or directory`);
           continue;
