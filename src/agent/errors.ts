@@ -130,6 +130,13 @@ export const HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   'vf-in-use': 409,
   'foreign-vgpu': 403,
   'vgpu-refused': 409,
+  'config-unreadable': 400,
+  'config-invalid': 400,
+  'config-unknown': 400,
+  'request-impossible': 400,
+  locked: 409,
+  'record-unusable': 500,
+  'not-owner': 403,
   // the agent's
   'origin-refused': 403,
   'uri-too-long': 414,

@@ -26,6 +26,7 @@ import { hostRoutes, registerMetrics } from './routes/host.js';
 import { libvirtRoutes } from './routes/libvirt.js';
 import { vfVgpuRoutes } from './routes/vf-vgpus.js';
 import { registerWebRoutes } from './routes/web.js';
+import { desiredRoutes } from './routes/desired.js';
 import { DeviceView } from './device-view.js';
 import { Operations, type WorkerPlan } from './operations.js';
 import { MAX_PARAM_LENGTH, clientErrorHandler, frameworkErrors, installGuards } from './guard.js';
@@ -60,6 +61,11 @@ export interface AgentOptions {
   readonly logger?: boolean;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
+  /**
+   * Who holds a device open (sysfs does not say): the lab's VMs, or this
+   * machine's /dev/vfio users. Plans report such devices as blocked.
+   */
+  readonly inUse?: (uuid: string) => string | undefined;
   /**
    * Where writes that may wait (callouts, blocking sysfs stores) run off
    * the event loop (operations.ts); without it every write runs inline.
@@ -256,6 +262,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     ...libvirtRoutes(context),
     ...apRoutes(context),
     ...vfVgpuRoutes(context),
+    ...desiredRoutes(context),
     ...eventRoutes(context),
   ]);
   registerMetrics(app, context);

@@ -179,6 +179,28 @@ export const LIBRARY_ERRORS = {
     errno: 'EIO',
     meaning: 'the driver refused the vGPU for a reason sysfs does not show (see the kernel log)',
   },
+  // ---- desired state (src/host/desired)
+  'config-unreadable': { errno: 'ENOENT', meaning: 'the host configuration file cannot be read' },
+  'config-invalid': {
+    errno: 'EINVAL',
+    meaning:
+      'the host configuration is not YAML, or a field is unknown, of the wrong type, or a hostile name',
+  },
+  'config-unknown': {
+    errno: 'ENOENT',
+    meaning: 'the file has no configuration of the name asked for',
+  },
+  'request-impossible': {
+    errno: 'EINVAL',
+    meaning:
+      'a request no parent it selects could ever satisfy (a type none has, aggregation on a type that does not aggregate)',
+  },
+  locked: { errno: 'EBUSY', meaning: 'another apply holds the host (its pid and owner are named)' },
+  'record-unusable': { errno: 'EIO', meaning: 'the ownership record cannot be read or written' },
+  'not-owner': {
+    errno: 'EPERM',
+    meaning: 'the device was made by another owner (or by another tool); force to remove it anyway',
+  },
 } as const satisfies Record<string, { errno: ErrnoCode; meaning: string }>;
 
 export type LibraryErrorCode = keyof typeof LIBRARY_ERRORS;
@@ -215,7 +237,12 @@ export type ErrorContextKey =
   | 'max'
   | 'gpu'
   | 'vf'
-  | 'holder';
+  | 'holder'
+  | 'line'
+  | 'column'
+  | 'field'
+  | 'config'
+  | 'pid';
 
 export type ErrorContext = Readonly<Partial<Record<ErrorContextKey, string>>>;
 

@@ -255,6 +255,10 @@ describe('the dashboard in headless Chromium', () => {
       'GET /api/v1/devices?limit=500',
       'GET /api/v1/ap/matrix',
       'GET /api/v1/vf-vgpus',
+      // the desired-state view: three lists, whatever the number of devices
+      'GET /api/v1/desired/status',
+      'GET /api/v1/desired/capacity',
+      'GET /api/v1/owners',
     ]);
     assert.deepEqual(
       requests.filter((q) => !lists.has(q)),

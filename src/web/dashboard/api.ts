@@ -12,6 +12,7 @@ import type {
   TypeInfo,
 } from '../../agent/schemas.js';
 import type { VgpuCreateBody, VgpuListing } from '../../agent/routes/vf-vgpus.js';
+import type { Capacity, Owner, Status } from '../../agent/routes/desired.js';
 import { token } from './token.js';
 
 export type Parent = z.infer<typeof ParentInfo>;
@@ -23,6 +24,9 @@ export type HealthInfo = z.infer<typeof Health>;
 export type VfListing = z.infer<typeof VgpuListing>;
 export type VfGpu = VfListing['gpus'][number];
 export type VfVgpu = VfListing['vgpus'][number];
+export type DesiredStatus = z.infer<typeof Status>;
+export type HostCapacity = z.infer<typeof Capacity>;
+export type OwnerEntry = z.infer<typeof Owner>;
 type ErrorInfo = z.infer<typeof ErrorBody>['error'];
 
 export const API = '/api/v1';
@@ -89,8 +93,14 @@ export const api = {
   }): Promise<ApiDevice> => request('POST', '/devices', body),
   start: (d: ApiDevice): Promise<ApiDevice> =>
     request('POST', `/devices/${d.uuid}/start`, { parent: d.parent }),
-  stop: (d: ApiDevice): Promise<null> => request('POST', `/devices/${d.uuid}/stop`),
-  remove: (d: ApiDevice): Promise<null> => request('DELETE', `/devices/${d.uuid}${q(d.parent)}`),
+  stop: (d: ApiDevice, force = false): Promise<null> =>
+    request('POST', `/devices/${d.uuid}/stop${force ? '?force=true' : ''}`),
+  remove: (d: ApiDevice, force = false): Promise<null> =>
+    request('DELETE', `/devices/${d.uuid}${q(d.parent)}${force ? '&force=true' : ''}`),
+  desiredStatus: (): Promise<DesiredStatus> => request('GET', '/desired/status'),
+  capacity: (): Promise<HostCapacity> => request('GET', '/desired/capacity'),
+  owners: async (): Promise<OwnerEntry[]> =>
+    (await request<{ owners: OwnerEntry[] }>('GET', '/owners')).owners,
   setAggregation: (d: ApiDevice, value: number): Promise<unknown> =>
     request('PUT', `/devices/${d.uuid}/aggregation${q(d.parent)}`, { value }),
   apChange: (

@@ -8,7 +8,16 @@ import { chosenType, renderParents } from './capacity.js';
 import { renderDevices } from './devices.js';
 import { byId, toast } from './dom.js';
 import { connectEvents } from './event-stream.js';
-import { act, loadAp, loadDevices, loadParents, loadVgpus, onReloaded } from './store.js';
+import { renderDesired } from './desired.js';
+import {
+  act,
+  loadAp,
+  loadDesired,
+  loadDevices,
+  loadParents,
+  loadVgpus,
+  onReloaded,
+} from './store.js';
 import { saveToken, takeTokenFromFragment, token } from './token.js';
 import { renderVgpus, wireVgpuForm } from './vgpus.js';
 
@@ -17,6 +26,7 @@ function render(): void {
   renderDevices();
   renderVgpus();
   renderAp();
+  renderDesired();
 }
 
 function wireForms(): void {
@@ -53,7 +63,7 @@ async function start(): Promise<void> {
   } catch {
     // the header keeps "connecting…"; the loads below say what failed
   }
-  await Promise.all([loadParents(), loadDevices(), loadVgpus(), loadAp()]);
+  await Promise.all([loadParents(), loadDevices(), loadVgpus(), loadAp(), loadDesired()]);
   onReloaded(render);
   render();
   connectEvents();

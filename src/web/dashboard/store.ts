@@ -7,6 +7,8 @@ import {
   api,
   ApiRequestError,
   type ApiDevice,
+  type DesiredStatus,
+  type HostCapacity,
   type Matrix,
   type Parent,
   type VfListing,
@@ -25,6 +27,10 @@ export interface DashboardState {
   ap: Matrix | null;
   /** NVIDIA's SR-IOV GPUs and their VF vGPUs (empty lists on a host without). */
   vgpus: VfListing;
+  /** Desired (as last applied) next to actual, capacity by the vendors' rules, owners by UUID. */
+  desired: DesiredStatus | null;
+  capacity: HostCapacity | null;
+  owners: Map<string, string>;
 }
 
 export const state: DashboardState = {
@@ -33,10 +39,30 @@ export const state: DashboardState = {
   total: 0,
   ap: null,
   vgpus: { gpus: [], vgpus: [], invalidDefinitions: [] },
+  desired: null,
+  capacity: null,
+  owners: new Map(),
 };
 
 export async function loadVgpus(): Promise<void> {
   state.vgpus = await api.vfVgpus();
+}
+
+/** The desired-state view's data; an agent without those endpoints leaves it empty. */
+export async function loadDesired(): Promise<void> {
+  try {
+    const [desired, capacity, owners] = await Promise.all([
+      api.desiredStatus(),
+      api.capacity(),
+      api.owners(),
+    ]);
+    state.desired = desired;
+    state.capacity = capacity;
+    state.owners = new Map(owners.map((o) => [o.uuid, o.owner]));
+  } catch {
+    state.desired = null;
+    state.capacity = null;
+  }
 }
 
 export async function loadParents(): Promise<void> {
@@ -75,7 +101,13 @@ export function scheduleReload(withAp: boolean): void {
     reloadTimer = undefined;
     const ap = reloadAp;
     reloadAp = false;
-    Promise.all([loadParents(), loadDevices(), loadVgpus(), ap ? loadAp() : undefined])
+    Promise.all([
+      loadParents(),
+      loadDevices(),
+      loadVgpus(),
+      loadDesired(),
+      ap ? loadAp() : undefined,
+    ])
       .then(() => render())
       .catch((err: unknown) => toast(`could not reload: ${String(err)}`, true));
   }, REDRAW_DELAY_MS);
