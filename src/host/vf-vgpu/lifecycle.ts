@@ -454,7 +454,7 @@ function explainWrite(
   def: VfVgpuDefinition,
   slot: VfSlot,
   label: string,
-  what: 'make' | 'destroy',
+  what: 'make' | 'destroy' | 'change',
 ): VfVgpuError {
   if (!(err instanceof ErrnoError)) throw err;
   const ctx = { gpu: gpu.address, vf: slot.address, uuid: def.uuid, type: def.typeId };
@@ -660,3 +660,38 @@ export function definitionOfVf(env: Environment, vfAddress: string): VfVgpuDefin
 }
 
 export { findDefinition, listDefinitions, type VfVgpuDefinition } from './store.js';
+
+// ---- changes of a definition ----------------------------------------------------
+
+export interface ModifyRequest {
+  readonly start?: VfStartMode;
+  /** New vgpu_params ('' clears): stored, and written to the vGPU when it exists. */
+  readonly params?: string;
+}
+
+/**
+ * Change a definition's start mode or vgpu_params. New parameters go to
+ * the running vGPU too (the driver applies them when a VM next opens it;
+ * EBUSY while one has it open — then nothing changes); then the
+ * definition is rewritten.
+ */
+export function modifyVgpu(env: Environment, uuid: string, req: ModifyRequest): VfVgpuDefinition {
+  const def = requireDefinition(env, uuid);
+  const params = req.params === undefined ? def.params : checkParams(req.params);
+  if (params !== def.params) {
+    const gpu = readVfGpu(env.port, def.gpu);
+    const slot = gpu?.vfs.find((v) => v.index === def.vf);
+    if (gpu !== undefined && slot !== undefined && slot.typeId === def.typeId) {
+      const file = `${PCI_DEVICES}/${slot.address}/nvidia/vgpu_params`;
+      try {
+        env.port.write(file, params === '' ? ' \n' : `${params}\n`);
+      } catch (err) {
+        const label = shortTypeName(def.typeName ?? typeKey(def.typeId));
+        throw explainWrite(env, err, gpu, def, slot, label, 'change');
+      }
+    }
+  }
+  const next: VfVgpuDefinition = { ...def, start: req.start ?? def.start, params };
+  writeDefinition(env, next);
+  return next;
+}
