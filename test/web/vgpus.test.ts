@@ -12,7 +12,7 @@ import { tmpDir } from '../support/tmp.js';
 
 /**
  * Issue 16's "done": on the live lab a person enables VFs, puts four vGPUs
- * of one size on the L40S, sees them in the dashboard (and changes them
+ * of one size on the L40S with one `mdevkit apply`, sees them in the dashboard (and changes them
  * there), gets the hostdev XML and QEMU arguments of one, and has them come
  * back after `lab reboot` — every step as a user takes it: bin/mdevkit,
  * a FUSE-served lab, `mdevkit agent --root`, Chromium.
@@ -52,13 +52,37 @@ describe('NVIDIA VF vGPUs on the lab, end to end', () => {
     const on = runMdevkit(['lab', 'sriov-manage', '-e', 'ALL', '--boot', '--lab', lab!.dir]);
     assert.equal(on.status, 0, on.stderr);
     assert.equal(on.stdout, `Enabling VFs on ${GPU}\n`);
-    // 2. Four vGPUs of 12 GB; a fifth of another size is refused in words.
-    for (let i = 0; i < 4; i++) {
-      const c = run('vf', 'create', '--gpu', GPU, '--type', 'L40S-12Q', '--auto');
-      assert.equal(c.status, 0, c.stderr);
-    }
+    // 2. Four vGPUs of 12 GB with one apply of a desired state; a size
+    //    that does not fit is refused in words (by apply's plan and by vf create).
+    const config = nodePath.join(stateDir, 'host.yaml');
+    fs.writeFileSync(
+      config,
+      [
+        'version: 1',
+        'configs:',
+        '  default:',
+        '    entries:',
+        `      - parents: '${GPU}'`,
+        '        devices:',
+        '          - { type: L40S-12Q, count: 4 }',
+        '',
+      ].join('\n'),
+    );
+    const applied = run('apply', '-f', config);
+    assert.equal(applied.status, 0, applied.stderr);
+    assert.equal(
+      applied.stdout,
+      'Applied "default": 4 created, 0 removed, 0 modified, 0 started, 0 adopted, 0 kept.\n',
+    );
     const four = active();
     assert.equal(four.length, 4);
+    const listed = run('vf', 'list');
+    assert.equal(listed.stdout.match(/ L40S-12Q /g)?.length, 4, listed.stdout);
+    const again = run('apply', '-f', config);
+    assert.match(again.stdout, / 0 created, .* 4 kept\.$/m);
+    fs.appendFileSync(config, '          - { type: L40S-24Q, count: 1 }\n');
+    const bigger = run('plan', '-f', config);
+    assert.match(bigger.stdout, /L40S-24Q does not fit: this GPU runs 12 GB types/);
     const no = run('vf', 'create', '--gpu', GPU, '--type', 'L40S-24Q');
     assert.equal(no.stderr, 'mdevkit: L40S-24Q does not fit: this GPU runs 12 GB types\n');
 
@@ -94,6 +118,11 @@ describe('NVIDIA VF vGPUs on the lab, end to end', () => {
     for (const uuid of four) await page.waitForSelector(`.vgpu[data-uuid="${uuid}"]`);
     assert.match(await page.innerText(`.vgpu[data-uuid="${four[0]}"]`), /active/);
     assert.match(await page.innerText(`.vgpu[data-uuid="${four[0]}"]`), /NVIDIA L40S-12Q/);
+    assert.match(await page.innerText(`.vgpu[data-uuid="${four[0]}"]`), /config:default/);
+    // The desired-state view: what "default" wants on the GPU, all running.
+    await page.waitForSelector('#desired-section:not([hidden])');
+    const wanted = await page.innerText(`#desired tr[data-config="default"]`);
+    assert.match(wanted, new RegExp(`${GPU}\\s+nvidia-1153\\s+4\\s+4`));
     // The hostdev XML and QEMU arguments of one, in the page.
     await page.click(`.vgpu[data-uuid="${four[0]}"] button:has-text("hostdev")`);
     const pre = `.vgpu[data-uuid="${four[0]}"] pre.hostdev`;
@@ -101,7 +130,7 @@ describe('NVIDIA VF vGPUs on the lab, end to end', () => {
     assert.match(await page.innerText(pre), /<hostdev mode='subsystem' type='pci' managed='no'>/);
     assert.match(await page.innerText(pre), new RegExp(`-uuid ${four[0]} -device vfio-pci,host=`));
     await page.screenshot({ path: nodePath.join(ARTIFACTS, 'vf-vgpus.png'), fullPage: true });
-    // Remove one (made by user:root, not the dashboard: the page asks first).
+    // Remove one (made by config:default, not the dashboard: the page asks first).
     page.once('dialog', (d) => void d.accept());
     await page.click(`.vgpu[data-uuid="${four[3]}"] button:has-text("remove")`);
     await page.waitForSelector(`${card}[data-vgpus="3"]`);
