@@ -7,9 +7,11 @@
  * brings everything back and the next apply changes nothing.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { drainParent, hostCapacity } from '../../../src/host/desired/engine.js';
-import type { Environment } from '../../../src/host/environment.js';
+import { environmentAt, type Environment } from '../../../src/host/environment.js';
 import {
   VfAutostart,
   createVgpu,
@@ -17,7 +19,9 @@ import {
   readVgpuInventory,
 } from '../../../src/host/vf-vgpu.js';
 import type { Lab } from '../../../src/sim/lab.js';
+import { writeSnapshot } from '../../../src/sim/sysfs/snapshot.js';
 import { labWith } from '../../support/labs.js';
+import { tmpDir } from '../../support/tmp.js';
 import { apply, configFile, count, labHost, plan } from './support.js';
 
 const GPU = '0000:41:00.0';
@@ -213,5 +217,60 @@ configs:
     const after = await applied(env, file, lab);
     assert.equal(after.kept, 4);
     assert.equal(after.created + after.started, 0);
+  });
+
+  it('placement: a framebuffer floor picks the size, spread balances GPUs, fill fills each', () => {
+    const { lab, env } = l40s({ gpus: [GPU, '0000:c1:00.0'] });
+    lab.sriovManage(true, 'ALL');
+    const where = (yaml: string): string[] =>
+      plan(env, configFile(yaml), lab)
+        .items.filter((i) => i.action === 'create')
+        .map((i) => `${i.parent} ${i.type}`);
+    assert.deepEqual(
+      where(`version: 1
+configs:
+  default:
+    policy: spread
+    entries:
+      - parents: { vendorDevice: '10de:26b9' }
+        devices: [{ select: { minFramebuffer: 20G }, count: 4 }]
+`),
+      [
+        `${GPU} nvidia-1155`,
+        `${GPU} nvidia-1155`,
+        '0000:c1:00.0 nvidia-1155',
+        '0000:c1:00.0 nvidia-1155',
+      ],
+    );
+    const fill = where(`version: 1
+configs:
+  default:
+    entries:
+      - parents: { vendorDevice: '10de:26b9' }
+        devices: [{ type: L40S-12Q, count: fill }]
+`);
+    assert.equal(fill.length, 8);
+    assert.equal(fill.filter((w) => w === `${GPU} nvidia-1153`).length, 4);
+  });
+
+  it('plans the same on a snapshot of the lab as on the lab', async () => {
+    const { lab, env } = l40s();
+    lab.sriovManage(true, 'ALL');
+    await applied(env, configFile(fourOf('L40S-12Q').replace('count: 4', 'count: 3')), lab);
+    createVgpu(env, { gpu: GPU, type: 'L40S-12Q', owner: 'user:alice' });
+    const snap = tmpDir('mdevkit-desired-vf-snap-');
+    writeSnapshot(lab.kernel.tree, snap);
+    fs.cpSync(path.dirname(env.configDir), path.join(snap, 'etc'), { recursive: true });
+    const onSnapshot = environmentAt(snap);
+    const file = configFile(fourOf('L40S-12Q').replace('count: 4', 'count: 2'));
+    const summary = (e: Environment) =>
+      plan(e, file, lab, { prune: true }).items.map(
+        (i) => `${i.action} ${i.uuid ?? ''} ${i.reason}`,
+      );
+    const here = summary(env);
+    assert.deepEqual(summary(onSnapshot), here);
+    assert.equal(here.filter((l) => l.startsWith('remove ')).length, 1);
+    assert.equal(here.filter((l) => l.startsWith('keep ')).length, 2);
+    assert.equal(here.filter((l) => l.startsWith('foreign ')).length, 1);
   });
 });
