@@ -20,6 +20,7 @@ import { tmpDir } from '../support/tmp.js';
 
 const ARTIFACTS = new URL('../../.artifacts/web/', import.meta.url).pathname;
 const GPU = '0000:41:00.0';
+const EXAMPLE = new URL('../../examples/vf-vgpus.yaml', import.meta.url).pathname;
 const NEEDS = { ...FUSE_NEEDS, chromium: hasChromium };
 
 describe('NVIDIA VF vGPUs on the lab, end to end', () => {
@@ -48,26 +49,18 @@ describe('NVIDIA VF vGPUs on the lab, end to end', () => {
 
   test('enable VFs, four vGPUs of one size, the dashboard, hostdev XML and QEMU args, a reboot', async (t) => {
     if (!requires(t, NEEDS, 'a FUSE-served lab, the agent on it and Chromium')) return;
+    // 0. Before the VFs are enabled, the plan says what to do.
+    const early = run('plan', '-f', EXAMPLE);
+    assert.match(early.stdout, /VFs are not enabled on 0000:41:00\.0: run sriov-manage -e/);
     // 1. VFs: a machine action, here and at every boot.
     const on = runMdevkit(['lab', 'sriov-manage', '-e', 'ALL', '--boot', '--lab', lab!.dir]);
     assert.equal(on.status, 0, on.stderr);
     assert.equal(on.stdout, `Enabling VFs on ${GPU}\n`);
     // 2. Four vGPUs of 12 GB with one apply of a desired state; a size
     //    that does not fit is refused in words (by apply's plan and by vf create).
+    // (the README's example, copied: the test adds to it below)
     const config = nodePath.join(stateDir, 'host.yaml');
-    fs.writeFileSync(
-      config,
-      [
-        'version: 1',
-        'configs:',
-        '  default:',
-        '    entries:',
-        `      - parents: '${GPU}'`,
-        '        devices:',
-        '          - { type: L40S-12Q, count: 4 }',
-        '',
-      ].join('\n'),
-    );
+    fs.copyFileSync(EXAMPLE, config);
     const applied = run('apply', '-f', config);
     assert.equal(applied.status, 0, applied.stderr);
     assert.equal(
