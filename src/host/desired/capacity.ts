@@ -625,6 +625,8 @@ class VfGpuState implements CapacityState {
     public freeVfs: number,
     public count: Map<string, number>,
     private next = 0,
+    /** Whether the plan has added or removed a vGPU here (the driver's list is then stale). */
+    private changed = false,
   ) {}
   get devices(): number {
     let n = 0;
@@ -677,6 +679,15 @@ class VfGpuState implements CapacityState {
         reason: `${label} does not fit: ${this.parent} has ${this.#total - used} GB of ${this.#total} GB free and it needs ${size} GB`,
       };
     }
+    // What the driver lists as creatable on a free VF wins while the plan
+    // has not changed this GPU (placements the model cannot see).
+    const listed = this.facts.creatableNow;
+    if (!this.changed && listed !== undefined && !listed.includes(typeIdOf(type))) {
+      return {
+        code: 'budget',
+        reason: `${label} does not fit: ${this.parent}'s VFs do not list it as creatable now`,
+      };
+    }
     return undefined;
   }
   add(type: string): void {
@@ -685,6 +696,7 @@ class VfGpuState implements CapacityState {
     if (at !== undefined)
       for (let i = at; i < at + size; i++) this.slots[i] = `${type}#${this.next}`;
     this.next++;
+    this.changed = true;
     this.freeVfs--;
     this.count.set(type, (this.count.get(type) ?? 0) + 1);
   }
@@ -695,6 +707,7 @@ class VfGpuState implements CapacityState {
       if (this.slots[i]!.startsWith(`${type}#`)) owner = this.slots[i];
     }
     if (owner !== undefined) this.slots = this.slots.map((o) => (o === owner ? '' : o));
+    this.changed = true;
     this.freeVfs++;
     const n = (this.count.get(type) ?? 1) - 1;
     if (n <= 0) this.count.delete(type);
@@ -720,6 +733,7 @@ class VfGpuState implements CapacityState {
       this.freeVfs,
       new Map(this.count),
       this.next,
+      this.changed,
     );
   }
   counters(): Counter[] {
@@ -737,9 +751,14 @@ class VfGpuState implements CapacityState {
   }
 }
 
+/** 1155 for "nvidia-1155". */
+function typeIdOf(type: string): number {
+  return Number(type.slice('nvidia-'.length));
+}
+
 /** "L40S-24Q" for "nvidia-1155", as the GPU names it. */
 function shortName(type: string, facts: VfGpuFacts): string {
-  return facts.names.get(Number(type.slice('nvidia-'.length))) ?? type;
+  return facts.names.get(typeIdOf(type)) ?? type;
 }
 
 function vfModel(p: InventoryParent, facts: VfGpuFacts): VfGpuState {

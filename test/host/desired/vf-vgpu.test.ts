@@ -10,7 +10,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
+import { capacityFor } from '../../../src/host/desired/capacity.js';
 import { drainParent, hostCapacity } from '../../../src/host/desired/engine.js';
+import { readVfInventory } from '../../../src/host/desired/inventory.js';
 import { environmentAt, type Environment } from '../../../src/host/environment.js';
 import {
   VfAutostart,
@@ -272,5 +274,30 @@ configs:
     assert.equal(here.filter((l) => l.startsWith('remove ')).length, 1);
     assert.equal(here.filter((l) => l.startsWith('keep ')).length, 2);
     assert.equal(here.filter((l) => l.startsWith('foreign ')).length, 1);
+  });
+
+  it("the capacity model agrees with the driver's creatable list, which wins until the plan changes the GPU", () => {
+    const { lab, env } = l40s({ heterogeneous: true });
+    lab.sriovManage(true, 'ALL');
+    createVgpu(env, { gpu: GPU, type: 'L40S-16Q', owner: 'user:alice' });
+    createVgpu(env, { gpu: GPU, type: 'L40S-8A', owner: 'user:alice' });
+    const gpu = readVfInventory(env).parents[0]!;
+    const model = capacityFor(gpu, []);
+    // Every type: fits by the model exactly when a free VF lists it.
+    const listed = gpu.vf!.creatableNow!;
+    for (const t of gpu.types) {
+      const id = Number(t.id.slice('nvidia-'.length));
+      assert.equal(model.check(t.id) === undefined, listed.includes(id), t.name);
+    }
+    // A driver that lists less (placements the model cannot see) is believed...
+    const narrower = {
+      ...gpu,
+      vf: { ...gpu.vf!, creatableNow: listed.filter((id) => id !== 1153) },
+    };
+    const believing = capacityFor(narrower, []);
+    assert.match(believing.check('nvidia-1153')!.reason, /do not list it as creatable now$/);
+    // ...until the plan itself frees or takes capacity there.
+    believing.remove('nvidia-1154'); // alice's L40S-16Q, pruned in the plan
+    assert.equal(believing.check('nvidia-1153'), undefined);
   });
 });
