@@ -145,6 +145,9 @@ export function readVfGpu(
   options: DiscoverOptions = {},
 ): VfGpu | undefined {
   const dir = `${PCI_DEVICES}/${address}`;
+  // Most devices bound to nvidia are not SR-IOV (mdev GPUs, consumer cards):
+  // a stat turns them away without the cost of a failed read.
+  if (port.kind(`${dir}/sriov_totalvfs`) === null) return undefined;
   const totalVfs = readNumber(port, `${dir}/sriov_totalvfs`);
   // A single VF is passthrough, not vGPU; a GPU with mdev types uses the mdev bus.
   if (totalVfs === undefined || totalVfs < 2) return undefined;
