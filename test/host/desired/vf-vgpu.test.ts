@@ -178,7 +178,7 @@ configs:
     assert.deepEqual([...heldTypes(env).values()], ['1155', '1155']);
   });
 
-  it('changed vgpu_params reach the VF; drain removes our vGPUs', async () => {
+  it('changed vgpu_params reach the VF; drain removes our vGPUs but not an open VF', async () => {
     const { lab, env } = l40s();
     lab.sriovManage(true, 'ALL');
     await apply(env, configFile(fourOf('L40S-12Q')), lab);
@@ -192,8 +192,17 @@ configs:
       assert.equal(env.port.read(`${PCI}/${vf}/nvidia/vgpu_params`), 'frame_rate_limiter=1\n');
     assert.ok(listDefinitions(env).every((d) => d.params === 'frame_rate_limiter=1'));
 
+    // A VM holds one VF open: drain removes the other three and names it.
+    const [held] = heldTypes(env).keys();
+    lab.open(held!);
     const drained = await drainParent(env, GPU);
-    assert.equal(drained.removed.length, 4);
+    assert.equal(drained.removed.length, 3);
+    assert.equal(drained.open.length, 1);
+    assert.match(drained.open[0]!.why, /is in use by a VM$/);
+    assert.deepEqual([...heldTypes(env).keys()], [held]);
+    lab.close(held!);
+    const rest = await drainParent(env, GPU);
+    assert.equal(rest.removed.length, 1);
     assert.equal(heldTypes(env).size, 0);
     assert.deepEqual(listDefinitions(env), []);
   });
