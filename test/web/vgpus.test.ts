@@ -76,6 +76,13 @@ describe('NVIDIA VF vGPUs on the lab, end to end', () => {
     fs.appendFileSync(config, '          - { type: L40S-24Q, count: 1 }\n');
     const bigger = run('plan', '-f', config);
     assert.match(bigger.stdout, /L40S-24Q does not fit: this GPU runs 12 GB types/);
+    const cap = run('capacity', '--type', 'L40S-24Q');
+    assert.equal(cap.status, 0, cap.stderr);
+    assert.equal(
+      cap.stdout,
+      'nvidia-1155 (L40S-24Q, 24576M): 0 more\n' +
+        '  0000:41:00.0      0  nvidia-vf: L40S-24Q does not fit: this GPU runs 12 GB types\n',
+    );
     const no = run('vf', 'create', '--gpu', GPU, '--type', 'L40S-24Q');
     assert.equal(no.stderr, 'mdevkit: L40S-24Q does not fit: this GPU runs 12 GB types\n');
 
