@@ -1,10 +1,11 @@
 import type { MdevDevice, MdevTypeEntry } from '../../host/devices.js';
 
 /**
- * mdevctl 1.2.0's output, byte for byte. Text listings are printed with a
- * trailing println, so they end in an extra blank line; JSON is serde's
- * pretty printer (two spaces, key order kept), the same as
- * JSON.stringify(v, null, 2).
+ * mdevctl 1.4.0's output, byte for byte. Text listings are the devices'
+ * lines and nothing more (an empty listing prints nothing); JSON is serde's
+ * pretty printer (two spaces, key order kept, the same as
+ * JSON.stringify(v, null, 2)) without a newline at the end. (1.2.0 ended
+ * both with one more newline.)
  */
 
 /** A device's config as serde_json's pretty printer writes it, indented by `pad`. */

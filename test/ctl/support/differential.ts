@@ -319,6 +319,38 @@ function describeEntry(e: TreeEntry | undefined): string {
 
 const statusText = (s: number | 'timeout'): string => String(s);
 
+/** Log lines with their time replaced: `[2025-01-02T03:04:05Z WARN  ...` -> `[<time> WARN  ...`. */
+export function withoutLogTimes(s: string): string {
+  return s.replace(/^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ /gm, '[<time> ');
+}
+
+/**
+ * What clap's help says apart from its prose: the usage lines, the section
+ * headings, each argument's flags and value names, each command's name, in
+ * order. Help texts are our own words; this skeleton is the interface.
+ */
+export function helpSkeleton(text: string): string {
+  const out: string[] = [];
+  let section = '';
+  for (const line of text.split('\n')) {
+    if (line.startsWith('Usage: ')) out.push(line);
+    else if (/^[A-Z][A-Za-z ]*:$/.test(line)) {
+      section = line;
+      out.push(line);
+    } else if (section === 'Commands:') {
+      const m = /^ {2}(\S+)/.exec(line);
+      if (m !== null) out.push(`  ${m[1]}`);
+    } else {
+      const m =
+        /^ {2}((?:-\S, |    )?--\S+(?: <[^>]+>)?|<[^>]+>|\[[^\]]+\](?:\.\.\.)?)(?: {2,}| *$)/.exec(
+          line,
+        );
+      if (m !== null) out.push(`  ${m[1]}`);
+    }
+  }
+  return out.length === 0 ? '' : `${out.join('\n')}\n`;
+}
+
 /**
  * Everything in which `cand` differs from `ref` on `scenario`. With
  * `scenario.randomUuid`, UUIDs the scenario does not mention are compared
@@ -355,14 +387,20 @@ export function compareSides(
       if (rj !== undefined && !isDeepStrictEqual(rj, parseJsonOutput(cOut)))
         add('stdout-json', outDetail);
       else if (rOut !== cOut) add('stdout-text', outDetail);
+    } else if (cmp.stdout === 'help') {
+      const rh = helpSkeleton(rOut);
+      const ch = helpSkeleton(cOut);
+      if (rh !== ch) add('stdout-help', block('ref', rh) + block('cand', ch));
     } else if (cmp.stdout === 'presence' && (rOut === '') !== (cOut === '')) {
       add('stdout-presence', outDetail);
     }
-    if (
-      (cmp.stderr ?? 'presence') === 'presence' &&
-      (r.stderr[i] === '') !== (c.stderr[i] === '')
-    ) {
-      add('stderr-presence', block('ref', r.stderr[i]!) + block('cand', c.stderr[i]!));
+    const rErr = r.stderr[i]!;
+    const cErr = c.stderr[i]!;
+    const errDetail = block('ref', rErr) + block('cand', cErr);
+    if ((cmp.stderr ?? 'presence') === 'presence' && (rErr === '') !== (cErr === '')) {
+      add('stderr-presence', errDetail);
+    } else if (cmp.stderr === 'exact' && withoutLogTimes(rErr) !== withoutLogTimes(cErr)) {
+      add('stderr-text', errDetail);
     }
   });
   if (scenario.compare.tree !== false) {
