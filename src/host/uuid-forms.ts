@@ -29,7 +29,13 @@ export function parseUuid(input: string): string | undefined {
  * simple UUID, else the number of groups, else the first group of the
  * wrong length. Positions count from 1, in bytes.
  */
-export function uuidParseProblem(input: string): string {
+export function uuidParseProblem(raw: string): string {
+  // A braced or urn: UUID of the right length fails inside, and the crate
+  // explains the inside alone (positions counted from its start).
+  const exact =
+    (Buffer.byteLength(raw) === 38 && raw.startsWith('{') && raw.endsWith('}')) ||
+    (Buffer.byteLength(raw) === 45 && raw.startsWith('urn:uuid:'));
+  const input = exact ? (raw.startsWith('{') ? raw.slice(1, -1) : raw.slice(9)) : raw;
   let body = input;
   let offset = 0;
   let simple = true;

@@ -51,7 +51,7 @@ export function* defineDeviceSteps(
   req = checkedNames(req);
   const d = draft(req.uuid ?? newUuid());
   if (req.json !== undefined) {
-    const text = readJsonText(req.json);
+    const text = readJsonText(req.json, true);
     if (req.type !== undefined) {
       throw new MdevError(
         'invalid-argument',

@@ -4,11 +4,12 @@
  */
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { ErrnoError } from '../../common/errno.js';
+import { ErrnoError, errnoCodeIn } from '../../common/errno.js';
 import type { SysfsPort } from '../../port/sysfs-port.js';
 import {
   CalloutContext,
   DeviceCallout,
+  rustDebug,
   type CalloutAction,
   type CalloutDevice,
 } from '../callouts.js';
@@ -91,7 +92,10 @@ export function loadFromJson(
   const partial = readConfigValue(json);
   if (partial.mdevType !== undefined) {
     if (d.type !== undefined && d.type !== partial.mdevType) {
-      hooks.warn?.(`Overwriting mdev type for mdev ${d.uuid}: ${d.type} => ${partial.mdevType}`);
+      hooks.warn?.(
+        `Overwriting mdev type for mdev ${d.uuid}: ${d.type} => ${partial.mdevType}`,
+        'device',
+      );
     }
     d.type = partial.mdevType;
     d.start = partial.start ?? 'manual';
@@ -243,12 +247,20 @@ export function toDraft(dev: MdevDevice): Draft {
   };
 }
 
-/** The document's text (read once; mdevctl opens the file before its other checks). */
-export function readJsonText(src: JsonSource): string {
+/**
+ * The document's text, read once. `opened`: mdevctl opens the file first
+ * (define, modify) and says so when that fails ("Unable to read file");
+ * a failed read of an opened file (a directory) is "Unable to read
+ * jsonfile", as it is for start, which only reads.
+ */
+export function readJsonText(src: JsonSource, opened = false): string {
   try {
     return src.read();
   } catch (err) {
-    throw MdevError.causedBy(err, `Unable to read jsonfile "${src.name}"`, { path: src.name });
+    const what = opened && errnoCodeIn(err) !== 'EISDIR' ? 'file' : 'jsonfile';
+    throw MdevError.causedBy(err, `Unable to read ${what} ${rustDebug(src.name)}`, {
+      path: src.name,
+    });
   }
 }
 
@@ -263,8 +275,8 @@ export function parseJsonDocument(src: JsonSource, text: string): unknown {
   }
 }
 
-export function readJsonSource(src: JsonSource): unknown {
-  return parseJsonDocument(src, readJsonText(src));
+export function readJsonSource(src: JsonSource, opened = false): unknown {
+  return parseJsonDocument(src, readJsonText(src, opened));
 }
 
 /** Fill `d` from the document (on `parent`); `text` when it was read already. */
@@ -275,7 +287,7 @@ export function applyJson(
   hooks: HostHooks,
   text?: string,
 ): void {
-  const json = parseJsonDocument(src, text ?? readJsonText(src));
+  const json = parseJsonDocument(src, text ?? readJsonText(src, true));
   try {
     loadFromJson(d, parent, json, hooks);
   } catch (err) {

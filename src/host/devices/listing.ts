@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ErrnoError } from '../../common/errno.js';
-import { CalloutTimeoutError, type CalloutContext } from '../callouts.js';
+import { CalloutTimeoutError, rustDebug, type CalloutContext } from '../callouts.js';
 import { TEMP_PREFIX, readConfigValue } from '../config-store.js';
 import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../paths.js';
@@ -25,7 +25,7 @@ import {
   sysfsState,
 } from './draft.js';
 import { MdevError } from '../errors.js';
-import { describeError, osErrorText } from './errors.js';
+import { osErrorText } from './errors.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
 import {
   noHooks,
@@ -219,7 +219,7 @@ export function listDefinedDevices(
     try {
       children = fs.readdirSync(parentDir, { withFileTypes: true });
     } catch (err) {
-      hooks.warn?.(`Unable to read directory "${parentDir}": ${describeError(err)}`);
+      hooks.warn?.(`Unable to read directory ${rustDebug(parentDir)}: ${osErrorText(err)}`, 'listing');
       continue;
     }
     const names = new Set(children.map((c) => c.name));
@@ -230,7 +230,10 @@ export function listDefinedDevices(
         if (!child.isSymbolicLink()) continue;
         const st = fs.statSync(path, { throwIfNoEntry: false });
         if (st === undefined) {
-          hooks.warn?.(`unable to access file "${path}": No such file or directory`);
+          hooks.warn?.(
+            `unable to access file ${rustDebug(path)}: No such file or directory (os error 2)`,
+            'listing',
+          );
           continue;
         }
         if (!st.isFile()) continue;
@@ -238,7 +241,7 @@ export function listDefinedDevices(
       if (child.name.startsWith(TEMP_PREFIX)) continue; // debris of an interrupted atomic write
       const uuid = parseUuid(child.name);
       if (uuid === undefined) {
-        hooks.warn?.(`Can't determine uuid for file '${child.name}'`);
+        hooks.warn?.(`Can't determine uuid for file '${child.name}'`, 'listing');
         continue;
       }
       if (filter.uuid !== undefined && filter.uuid !== uuid) continue;
@@ -246,7 +249,7 @@ export function listDefinedDevices(
       try {
         text = readSmallFile(path);
       } catch (err) {
-        hooks.warn?.(`Unable to open file "${path}": ${describeError(err)}`);
+        hooks.warn?.(`Unable to open file ${rustDebug(path)}: ${osErrorText(err)}`, 'listing');
         continue;
       }
       const d = draft(uuid);

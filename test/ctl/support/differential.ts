@@ -401,6 +401,8 @@ export function compareSides(
       add('stderr-presence', errDetail);
     } else if (cmp.stderr === 'exact' && withoutLogTimes(rErr) !== withoutLogTimes(cErr)) {
       add('stderr-text', errDetail);
+    } else if (cmp.stderr === 'help' && helpSkeleton(rErr) !== helpSkeleton(cErr)) {
+      add('stderr-help', block('ref', helpSkeleton(rErr)) + block('cand', helpSkeleton(cErr)));
     }
   });
   if (scenario.compare.tree !== false) {

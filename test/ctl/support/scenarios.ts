@@ -25,7 +25,7 @@
  *                 mention is replaced by <UUID#n> (<non-v4-UUID#n> when not
  *                 an RFC 4122 v4 UUID) on each side, in order of appearance
  *   compare       {exit: exact|status|ignore, stdout: exact|help|presence|ignore,
- *                  stderr: exact|presence|ignore, tree: true|false}; stdout "help"
+ *                  stderr: exact|help|presence|ignore, tree: true|false}; "help"
  *                 compares the skeleton of clap's help (usage lines, headings,
  *                 option and command names), not its prose, which is ours;
  *                 stderr "exact" compares the text, log timestamps aside
@@ -122,7 +122,7 @@ const treeSpec = z.strictObject({
 const compareSpec = z.strictObject({
   exit: z.enum(['exact', 'status', 'ignore']).optional(),
   stdout: z.enum(['exact', 'help', 'presence', 'ignore']).optional(),
-  stderr: z.enum(['exact', 'presence', 'ignore']).optional(),
+  stderr: z.enum(['exact', 'help', 'presence', 'ignore']).optional(),
   tree: z.boolean().optional(),
 });
 
