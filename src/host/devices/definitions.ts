@@ -22,7 +22,7 @@ import {
   toDraft,
   type Draft,
 } from './draft.js';
-import { osErrorText } from './errors.js';
+import { osErrorText, sysfsLookupError } from './errors.js';
 import { getActiveDeviceSteps, getDefinedDevice, listDefinedDevices } from './listing.js';
 import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
 
@@ -80,9 +80,7 @@ export function* defineDeviceSteps(
         found = sysfsState(env.port, d.uuid);
       } catch (err) {
         if (hooks.force !== true) {
-          throw MdevError.causedBy(err, `Unable to look up device ${d.uuid} in sysfs`, {
-            uuid: d.uuid,
-          });
+          throw sysfsLookupError(err, d.uuid);
         }
         hooks.warn?.(
           `For device ${d.uuid} a sysfs update caused the error: ${osErrorText(err)}`,

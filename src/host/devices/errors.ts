@@ -82,3 +82,11 @@ export function osErrorText(err: unknown): string {
   if (errno !== undefined) return `${strerror(errno)} (os error ${errnoNumber(errno)})`;
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * A device sysfs cannot resolve (a link loop, no access): mdevctl says only
+ * what the system said; the code is that errno, the context the device.
+ */
+export function sysfsLookupError(err: unknown, uuid: string): MdevError {
+  return new MdevError(codeOf(err) ?? 'EIO', osErrorText(err), { context: { uuid } });
+}

@@ -21,7 +21,7 @@ import {
   type Draft,
 } from './draft.js';
 import { MdevError } from '../errors.js';
-import { AttributeWriteError, osErrorText } from './errors.js';
+import { AttributeWriteError, osErrorText, sysfsLookupError } from './errors.js';
 import { definedCount, listDefinedDevices } from './listing.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
 import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
@@ -286,9 +286,7 @@ export function* stopDeviceSteps(
     }
   } catch (err) {
     if (err instanceof MdevError || hooks.force !== true) {
-      throw err instanceof MdevError
-        ? err
-        : MdevError.causedBy(err, `Unable to look up device ${uuid} in sysfs`, { uuid });
+      throw err instanceof MdevError ? err : sysfsLookupError(err, uuid);
     }
     hooks.warn?.(
       `For device ${uuid} a sysfs update caused the error: ${osErrorText(err)}`,

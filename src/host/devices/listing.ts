@@ -219,7 +219,10 @@ export function listDefinedDevices(
     try {
       children = fs.readdirSync(parentDir, { withFileTypes: true });
     } catch (err) {
-      hooks.warn?.(`Unable to read directory ${rustDebug(parentDir)}: ${osErrorText(err)}`, 'listing');
+      hooks.warn?.(
+        `Unable to read directory ${rustDebug(parentDir)}: ${osErrorText(err)}`,
+        'listing',
+      );
       continue;
     }
     const names = new Set(children.map((c) => c.name));
