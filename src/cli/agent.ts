@@ -53,6 +53,9 @@ function labEnvironment(stateDir: string, lab: Lab): Environment {
     env.configDir,
     nodePath.join(env.configDir, 'scripts.d', 'callouts'),
     nodePath.join(env.configDir, 'scripts.d', 'notifiers'),
+    // what mdevctl 1.4 (and `mdevkit list --root STATE`) requires under a root
+    ...env.calloutDirs.slice(0, 1),
+    ...env.notifierDirs.slice(0, 1),
   ]) {
     fs.mkdirSync(dir, { recursive: true });
   }
