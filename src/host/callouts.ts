@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { Environment } from './environment.js';
 import { MdevError } from './errors.js';
+import { parseJson } from './json-syntax.js';
 import type { ScriptRequest, ScriptResult, Steps } from './script-runner.js';
 
 /**
@@ -474,7 +475,7 @@ export class DeviceCallout {
     if (text === '') return null;
     if (text === '[{}]') text = '[]';
     try {
-      return JSON.parse(text.replace(/\0+$/, ''));
+      return parseJson(text.replace(/\0+$/, ''));
     } catch (err) {
       throw new MdevError('callout-failed', 'Invalid JSON received from callout script', {
         cause: err,

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { MdevError } from './errors.js';
 import { checkComponent } from './paths.js';
+import { parseJson } from './json-syntax.js';
 
 /**
  * Persistent mdev definitions, stored as mdevctl 1.2.0 stores them:
@@ -122,7 +123,7 @@ export function readConfigValue(json: unknown): PartialConfig {
 export function parseConfig(text: string, path?: string): MdevConfig {
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = parseJson(text);
   } catch (err) {
     throw new ConfigError(`malformed JSON (${(err as Error).message})`, path);
   }

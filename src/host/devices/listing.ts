@@ -35,6 +35,19 @@ import {
   type MdevTypeEntry,
 } from './types.js';
 
+/**
+ * What a link in the config dir leads to, or undefined when it leads
+ * nowhere: dangling, a loop (ELOOP), no permission. No file there may make
+ * a listing fail.
+ */
+function statIfReachable(path: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Below this many devices the index costs more readdirs than it saves readlinks. */
 const TYPE_INDEX_THRESHOLD = 256;
 
@@ -209,11 +222,7 @@ export function listDefinedDevices(
     if (filter.parent !== undefined && filter.parent !== parent) continue;
     const parentDir = nodePath.join(env.configDir, parent);
     if (!pent.isDirectory()) {
-      if (
-        !pent.isSymbolicLink() ||
-        !fs.statSync(parentDir, { throwIfNoEntry: false })?.isDirectory()
-      )
-        continue;
+      if (!pent.isSymbolicLink() || !statIfReachable(parentDir)?.isDirectory()) continue;
     }
     let children: fs.Dirent[];
     try {
@@ -231,7 +240,7 @@ export function listDefinedDevices(
       const path = `${parentDir}/${child.name}`;
       if (!child.isFile()) {
         if (!child.isSymbolicLink()) continue;
-        const st = fs.statSync(path, { throwIfNoEntry: false });
+        const st = statIfReachable(path);
         if (st === undefined) {
           hooks.warn?.(
             `unable to access file ${rustDebug(path)}: No such file or directory (os error 2)`,
@@ -334,8 +343,18 @@ export function listTypes(env: Environment, parent?: string): Map<string, MdevTy
           });
         }
       };
-      const readIfPresent = (attr: string): string =>
-        existsInSysfs(port, `${dir}/${attr}`) ? read(attr).trim() : '';
+      // Optional attributes, as mdevctl's Path::exists then read, but
+      // reading first: one call fewer per attribute, and the existence
+      // check only when the read failed.
+      const readIfPresent = (attr: string): string => {
+        const file = `${dir}/${attr}`;
+        try {
+          return port.read(file).trim();
+        } catch (err) {
+          if (!existsInSysfs(port, file)) return '';
+          throw sysfsError(`Unable to read ${file}`, err);
+        }
+      };
       types.push({
         id,
         availableInstances: parseI32(read('available_instances'), `${dir}/available_instances`),
