@@ -183,7 +183,8 @@ describe('mdevctl differential scenarios', { concurrency: false }, () => {
   test('bin/mdevkit behaves as bin/mdevctl (both front ends of src/ctl)', (t) => {
     if (!need(t)) return;
     const seen = differences(DROP_IN.label, MDEVKIT.label);
-    assert.ok(seen.size > 0, 'no scenario ran');
+    // (a selection of scenarios may hold none about commands)
+    assert.ok(seen.size > 0 || pattern.source !== '(?:)', 'no scenario ran');
     const differing = [...seen].filter(([, d]) => d.length > 0);
     assert.deepEqual(
       differing.map(([name, d]) => `${name}: ${d.map((x) => x.signature).join('; ')}`),
