@@ -291,14 +291,13 @@ function dispatch(
       stopDevice(env, uuid!, hooks);
       return 0;
     case 'start-parent-mdevs': {
-      for (const outcome of startParentDevices(env, str(o['PARENT'])!, hooks)) {
-        if (outcome.error === undefined) continue;
-        let cur: unknown = outcome.error;
-        while (cur !== undefined && cur !== null) {
+      // Each failure as it happens, every error of its chain, as mdevctl logs them.
+      startParentDevices(env, str(o['PARENT'])!, hooks, (outcome) => {
+        for (let cur: unknown = outcome.error; cur !== undefined && cur !== null; ) {
           hooks.warn?.(describe(cur), 'command');
           cur = (cur as { cause?: unknown }).cause;
         }
-      }
+      });
       return 0;
     }
     default:

@@ -22,7 +22,7 @@ import {
 } from './draft.js';
 import { MdevError } from '../errors.js';
 import { AttributeWriteError, osErrorText, sysfsLookupError } from './errors.js';
-import { definedCount, listDefinedDevices } from './listing.js';
+import { definedCount, definitionsInDirectoryOrder, listDefinedDevices } from './listing.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
 import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
 
@@ -327,8 +327,11 @@ export function* startParentDevicesSteps(
   env: Environment,
   parent: string,
   hooks: HostHooks = noHooks,
+  /** Told of each device as it is done (mdevctl reports a failure before starting the next). */
+  onOutcome?: (o: StartOutcome) => void,
 ): Steps<StartOutcome[]> {
-  const devs = listDefinedDevices(env, { parent }, hooks);
+  // In the order the parent's directory lists them, as mdevctl starts them.
+  const devs = definitionsInDirectoryOrder(env, { parent }, hooks);
   const outcomes: StartOutcome[] = [];
   const ctx: CalloutContext = calloutContext(env, hooks);
   const noForce = { ...hooks, force: false };
@@ -345,6 +348,7 @@ export function* startParentDevicesSteps(
         if (!(error instanceof Error) || error instanceof TypeError) throw error;
         outcomes.push({ device: dev, error });
       }
+      onOutcome?.(outcomes.at(-1)!);
     }
   }
   return outcomes;
@@ -354,14 +358,16 @@ export function startParentDevices(
   env: Environment,
   parent: string,
   hooks: HostHooks = noHooks,
+  onOutcome?: (o: StartOutcome) => void,
 ): StartOutcome[] {
-  return runSync(startParentDevicesSteps(env, parent, hooks), runnerOptions(hooks));
+  return runSync(startParentDevicesSteps(env, parent, hooks, onOutcome), runnerOptions(hooks));
 }
 
 export function startParentDevicesAsync(
   env: Environment,
   parent: string,
   hooks: HostHooks = noHooks,
+  onOutcome?: (o: StartOutcome) => void,
 ): Promise<StartOutcome[]> {
-  return runAsync(startParentDevicesSteps(env, parent, hooks), runnerOptions(hooks));
+  return runAsync(startParentDevicesSteps(env, parent, hooks, onOutcome), runnerOptions(hooks));
 }

@@ -197,6 +197,18 @@ export function listDefinedDevices(
   filter: DeviceFilter = {},
   hooks: HostHooks = noHooks,
 ): Map<string, MdevDevice[]> {
+  return sortDevices(definitionsInDirectoryOrder(env, filter, hooks));
+}
+
+/**
+ * The definitions by parent (parents sorted), each parent's in the order
+ * its directory lists them: the order mdevctl autostarts them in.
+ */
+export function definitionsInDirectoryOrder(
+  env: Environment,
+  filter: DeviceFilter = {},
+  hooks: HostHooks = noHooks,
+): Map<string, MdevDevice[]> {
   const out = new Map<string, MdevDevice[]>();
   const typeDirs = new Map<string, boolean>();
   // One listing of the bus instead of a failed lookup per inactive definition.
@@ -293,7 +305,7 @@ export function listDefinedDevices(
     }
     if (list.length > 0) out.set(parent, list);
   }
-  return sortDevices(out);
+  return new Map([...out.keys()].sort().map((p) => [p, out.get(p)!]));
 }
 
 /**
