@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ArgError, ArgExit, jaro, parse } from '../../src/ctl/mdevctl/args.js';
-import { formatError, runMdevctl } from '../../src/ctl/mdevctl/run.js';
+import { formatError, runMdevctl, warnEnabled } from '../../src/ctl/mdevctl/run.js';
 import { LIST, programSpec } from '../../src/ctl/mdevctl/spec.js';
 import { MdevError } from '../../src/host/devices.js';
 import { uuidParseProblem } from '../../src/host/uuid-forms.js';
@@ -297,4 +297,26 @@ test('errors print as anyhow does: message, then the causes', () => {
   const two = new MdevError('EIO', 'a', { cause: new Error('b', { cause: new Error('c') }) });
   assert.equal(formatError(two), 'Error: a\n\nCaused by:\n    0: b\n    1: c\n');
   assert.equal(formatError(new MdevError('not-defined', 'x')), 'Error: x\n');
+});
+
+test("MDEVCTL_LOG decides which warnings show, as env_logger's filter", () => {
+  const cases: [string | undefined, string, boolean][] = [
+    [undefined, 'mdevctl::callouts', true],
+    ['', 'mdevctl', false],
+    ['error', 'mdevctl::environment', false],
+    ['OFF', 'mdevctl', false],
+    ['info', 'mdevctl::mdev', true],
+    ['mdevctl::environment=error', 'mdevctl::environment', false],
+    ['mdevctl::environment=error', 'mdevctl::callouts', false],
+    ['mdevctl=error,mdevctl::callouts=warn', 'mdevctl::callouts', true],
+    ['mdevctl=error,mdevctl::callouts=warn', 'mdevctl::mdev', false],
+    ['warn,mdevctl::env=off', 'mdevctl::environment', false],
+    ['warn,bogus=off', 'mdevctl', true],
+    ['bogus', 'mdevctl', false],
+    ['mdevctl', 'mdevctl::callouts', true],
+    ['warn/regex', 'mdevctl', true],
+  ];
+  for (const [spec, module, want] of cases) {
+    assert.equal(warnEnabled(spec, module), want, `${JSON.stringify(spec)} ${module}`);
+  }
 });

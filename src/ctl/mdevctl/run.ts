@@ -76,6 +76,41 @@ function warnLine(message: string, source: WarnSource = 'command'): string {
   return `[${time} WARN  ${WARN_MODULE[source]}] ${message}\n`;
 }
 
+const LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'];
+
+/**
+ * Whether mdevctl would log a warning of `module`, as env_logger reads
+ * MDEVCTL_LOG (default "warn"): comma-separated directives, `level`,
+ * `module=level` or `module` (everything of it); the longest module that
+ * prefixes the warning's decides, a bare level otherwise, none at all means
+ * off; a spec with no valid directive means errors only.
+ */
+export function warnEnabled(spec: string | undefined, module: string): boolean {
+  const directives: { name: string | undefined; level: number }[] = [];
+  for (const part of (spec ?? 'warn').split('/')[0]!.split(',')) {
+    const d = part.trim();
+    if (d === '') continue;
+    const eq = d.indexOf('=');
+    const [name, level] = eq < 0 ? [d, undefined] : [d.slice(0, eq), d.slice(eq + 1)];
+    if (level === undefined) {
+      const asLevel = LEVELS.indexOf(name.toLowerCase());
+      if (asLevel >= 0) directives.push({ name: undefined, level: asLevel });
+      else directives.push({ name, level: LEVELS.length - 1 });
+    } else {
+      const n = LEVELS.indexOf(level.toLowerCase());
+      if (n >= 0) directives.push({ name, level: n });
+    }
+  }
+  if (directives.length === 0) directives.push({ name: undefined, level: 1 });
+  let best: { name: string | undefined; level: number } | undefined;
+  for (const d of directives) {
+    if (d.name !== undefined && !module.startsWith(d.name)) continue;
+    // a later directive of the same length wins, as env_logger sorts them stably
+    if (best === undefined || (d.name?.length ?? -1) >= (best.name?.length ?? -1)) best = d;
+  }
+  return best !== undefined && best.level >= 2;
+}
+
 function jsonSource(io: CommandIo, path: string): JsonSource {
   return {
     name: path,
@@ -184,7 +219,11 @@ export function runMdevctl(
 
   const timeout = calloutTimeout(io);
   const hooks: HostHooks = {
-    warn: (m, source) => io.stderr.write(warnLine(m, source)),
+    warn: (m, source = 'command') => {
+      if (warnEnabled(io.env['MDEVCTL_LOG'], WARN_MODULE[source])) {
+        io.stderr.write(warnLine(m, source));
+      }
+    },
     calloutStderr: (script, text) => io.stderr.write(`${script}: ${text}`),
     force: opts['force'] === true,
     ...(timeout === undefined ? {} : { calloutTimeoutMs: timeout }),
@@ -293,7 +332,7 @@ function dispatch(
     case 'start-parent-mdevs': {
       // Each failure as it happens, every error of its chain, as mdevctl logs them.
       startParentDevices(env, str(o['PARENT'])!, hooks, (outcome) => {
-        for (let cur: unknown = outcome.error; cur !== undefined && cur !== null; ) {
+        for (let cur: unknown = outcome.error; cur !== undefined && cur !== null;) {
           hooks.warn?.(describe(cur), 'command');
           cur = (cur as { cause?: unknown }).cause;
         }

@@ -54,6 +54,7 @@ export interface SideRun {
 export interface StepInput {
   readonly args: readonly string[];
   readonly stdinFile?: string;
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** Where scratch trees go: a tmpfs when there is one (tree building dominates the time). */
@@ -64,11 +65,11 @@ const STEP_TIMEOUT_S = 30;
 
 const shellQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
 
-/** The environment of both sides: no MDEVCTL_ENV_ROOT or RUST_BACKTRACE from the caller, C locale. */
+/** The environment of both sides: no MDEVCTL_* , RUST_* or COLUMNS from the caller, C locale. */
 function sideEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', LANG: 'C' };
   for (const k of Object.keys(env)) {
-    if (k.startsWith('MDEVCTL_') || k.startsWith('RUST_')) delete env[k];
+    if (k.startsWith('MDEVCTL_') || k.startsWith('RUST_') || k === 'COLUMNS') delete env[k];
   }
   return env;
 }
@@ -126,7 +127,12 @@ export function runInTree(
   fs.mkdirSync(out, { recursive: true });
   const lines = ['#!/bin/sh', 'cd /'];
   steps.forEach((step, i) => {
-    const cmd = [...program.argv, ...step.args].map(shellQuote).join(' ');
+    const vars = Object.entries(step.env ?? {}).flatMap(([k, v]) =>
+      v === undefined ? [] : [`${k}=${v}`],
+    );
+    const cmd = [...(vars.length > 0 ? ['env', ...vars] : []), ...program.argv, ...step.args]
+      .map(shellQuote)
+      .join(' ');
     const o = (ext: string): string => shellQuote(path.join(out, `${i}.${ext}`));
     const run = `timeout -k 2 ${STEP_TIMEOUT_S} ${cmd} >${o('out')} 2>${o('err')}`;
     lines.push(
@@ -187,7 +193,11 @@ function writeInputs(scenario: Scenario, input: string): StepInput[] {
     const args = step.args.map((a) =>
       a.replaceAll('@JSONFILE@', jsonfile).replaceAll('@INPUT@', input),
     );
-    return stdinFile === undefined ? { args } : { args, stdinFile };
+    return {
+      args,
+      ...(stdinFile === undefined ? {} : { stdinFile }),
+      ...(step.env === undefined ? {} : { env: step.env }),
+    };
   });
 }
 

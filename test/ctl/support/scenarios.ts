@@ -21,6 +21,8 @@
  *                 input directory; an object is written pretty-printed, a
  *                 string verbatim
  *   stdin         fed through a real pipe (mdevctl cannot read a socket)
+ *   env           a step's MDEVCTL_LOG or COLUMNS (nothing else of the
+ *                 caller's environment reaches either side)
  *   random_uuid   the command invents UUIDs: any UUID the scenario does not
  *                 mention is replaced by <UUID#n> (<non-v4-UUID#n> when not
  *                 an RFC 4122 v4 UUID) on each side, in order of appearance
@@ -129,6 +131,10 @@ const compareSpec = z.strictObject({
 const stepSpec = z.strictObject({
   args: z.array(z.string()),
   stdin: z.string().optional(),
+  /** environment variables of this step: mdevctl's log filter, the terminal width */
+  env: z
+    .strictObject({ MDEVCTL_LOG: z.string().optional(), COLUMNS: z.string().optional() })
+    .optional(),
   jsonfile: z
     .union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())])
     .optional(),
