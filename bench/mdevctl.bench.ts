@@ -43,8 +43,10 @@ const REFERENCE = mdevctlReference('1.2.0');
 const REFERENCE_14 = mdevctlReference('1.4.0');
 
 const sizes = (process.env['MDEVKIT_BENCH_SIZES'] ?? '10,1000,10000').split(',').map(Number);
-// Small hosts take more runs: their figures are a few ms, and CPU time comes in 10 ms ticks.
-const reps = (n: number): number => (n >= 10000 ? 7 : n >= 1000 ? 11 : 41);
+// Small hosts take more runs: their figures are a few ms, and CPU time comes
+// in 10 ms ticks. Large ones take 11: fewer left a loaded VM's medians at
+// the mercy of a few unlucky runs.
+const reps = (n: number): number => (n >= 1000 ? 11 : 41);
 
 if (process.getuid?.() !== 0 || REFERENCE === undefined) {
   console.log('mdevctl bench: needs root and mdevctl 1.2.0 (apt-get install mdevctl); skipped');
@@ -206,7 +208,7 @@ for (const r of rows) {
 // so the parent comes back empty; the programs take turns, and the time of
 // entering the namespace alone (`true`) is subtracted from each.
 const FUSE_DEFS = 1000;
-const FUSE_REPS = 3;
+const FUSE_REPS = 5;
 const MDEVKIT = path.join(ROOT, 'bin/mdevkit');
 
 interface FuseResult {
