@@ -1,4 +1,9 @@
-import { ResourceV1Api, type KubeConfig, type V1ResourceSlice } from '@kubernetes/client-node';
+import {
+  ResourceV1Api,
+  loadYaml,
+  type KubeConfig,
+  type V1ResourceSlice,
+} from '@kubernetes/client-node';
 import { describe } from '../node-config/node-api.js';
 import { buildSlices, type SliceContent } from './slices.js';
 import type { Catalog } from './catalog.js';
@@ -27,6 +32,16 @@ export interface SliceApi {
   delete(name: string): Promise<void>;
 }
 
+/**
+ * A slice as the client's model. The generated models rename fields that
+ * clash with TypeScript (an attribute's `int` is `_int`), so a plain
+ * object of the API's JSON goes through the client's own deserializer
+ * (loadYaml: JSON is YAML) to come out with the API's names on the wire.
+ */
+function model(body: V1ResourceSlice): V1ResourceSlice {
+  return loadYaml<V1ResourceSlice>(JSON.stringify(body));
+}
+
 /** The slice API over the official client. */
 export function kubeSliceApi(kubeConfig: KubeConfig): SliceApi {
   const api = kubeConfig.makeApiClient(ResourceV1Api);
@@ -37,8 +52,8 @@ export function kubeSliceApi(kubeConfig: KubeConfig): SliceApi {
       });
       return l.items;
     },
-    create: (body) => api.createResourceSlice({ body }),
-    replace: (name, body) => api.replaceResourceSlice({ name, body }),
+    create: (body) => api.createResourceSlice({ body: model(body) }),
+    replace: (name, body) => api.replaceResourceSlice({ name, body: model(body) }),
     async delete(name) {
       await api.deleteResourceSlice({ name });
     },
