@@ -37,7 +37,8 @@ import { isClaimOwner } from './engine.js';
  * allocated to it, so the devices offered are the AP queues guests may
  * have: every adapter × domain of the AP configuration that the host's
  * masks give to vfio_ap and no other matrix device holds, with its
- * adapter, domain and queue as attributes. No counters.
+ * adapter, domain and queue as attributes. No counters. The others are
+ * in `devices`, not offered, so that Prepare can say whose they are.
  */
 
 export type CatalogKind = 'mdev' | 'ap-queue';
@@ -204,9 +205,11 @@ export function buildCatalog(view: HostView, options: CatalogOptions): Catalog {
       const domains = [...ap.domains].sort((a, b) => a - b);
       for (const a of adapters) {
         for (const q of domains) {
-          if (hostOwns(ap, a, q)) continue;
+          // The host's queues and those other matrix devices hold are not
+          // offered, but stay known: a claim allocated one from older
+          // slices is then refused with the reason (whose queue it is).
           const h = holder.get(`${a}.${q}`);
-          if (h !== undefined && !ours.has(h)) continue;
+          const free = !hostOwns(ap, a, q) && (h === undefined || ours.has(h));
           const queue = apqnName(a, q);
           const d: CatalogDevice = {
             name: unique(labelOf('ap', queue)),
@@ -230,7 +233,7 @@ export function buildCatalog(view: HostView, options: CatalogOptions): Catalog {
             consumes: undefined,
           };
           devices.push(d);
-          offered.push(d);
+          if (free) offered.push(d);
         }
       }
     }
