@@ -9,6 +9,7 @@ import {
   draPluginService,
   pluginRegistrationService,
   type DraPluginClient,
+  type NodePrepareResourcesResponse,
   type PluginInfo,
   type RegistrationClient,
 } from '../../../src/k8s/dra/api.js';
@@ -211,6 +212,25 @@ export class FakeDraKubelet extends EventEmitter {
     const p = this.#plugins.get(driver);
     if (p === undefined) throw new PodError(`DRA driver ${driver} is not registered`);
     return p.client;
+  }
+
+  /**
+   * One NodePrepareResources call as it is, for tests of what kubelet may
+   * send again (after its own restart, or a timed-out call).
+   */
+  async nodePrepare(
+    driver: string,
+    claims: { namespace: string; uid: string; name: string }[],
+  ): Promise<NodePrepareResourcesResponse> {
+    const client = this.#client(driver);
+    return call(
+      client.NodePrepareResources,
+      client,
+      { claims },
+      {
+        deadline: Date.now() + CALL_TIMEOUT_MS,
+      },
+    );
   }
 
   /** Prepare a pod's claims, as the DRA manager does before its containers start; returns CDI ids per claim. */
