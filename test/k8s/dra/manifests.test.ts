@@ -163,6 +163,16 @@ describe('DRA deployment manifests', () => {
     assert.deepEqual(c.api.invalid, []);
   });
 
+  it("the README's ResourceClaim for a vGPU is the example's", () => {
+    const readme = fs.readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    const block =
+      /```yaml\n(apiVersion: resource\.k8s\.io\/v1\nkind: ResourceClaim\n[\s\S]*?)```/.exec(readme);
+    assert.ok(block !== null, 'a ResourceClaim in the README');
+    const shown = parseAllDocuments(block[1]!)[0]!.toJS() as Doc;
+    assert.deepEqual(shown, docs('example-claims.yaml')[0]);
+    validate(shown, 'README');
+  });
+
   it('the DaemonSet runs `mdevkit k8s dra` with the paths kubelet and the runtime use, and no more privilege', () => {
     const [ds] = docs('daemonset.yaml') as unknown as [
       {
