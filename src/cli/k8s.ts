@@ -23,7 +23,7 @@ import {
 } from '../k8s/dra/api.js';
 import { pollHostChanges } from '../k8s/device-plugin/host-changes.js';
 import { desiredEngine } from '../k8s/dra/desired-engine.js';
-import { DraDriver } from '../k8s/dra/driver.js';
+import { AP_MASKS, DraDriver } from '../k8s/dra/driver.js';
 import { kubeClaimSource, kubeEvents } from '../k8s/dra/kube.js';
 import { isDriverName } from '../k8s/dra/names.js';
 import { kubeSliceApi } from '../k8s/dra/publisher.js';
@@ -234,8 +234,7 @@ async function runDra(io: CommandIo, c: Call<typeof draOptions>): Promise<number
     claims: kubeClaimSource(kubeConfig),
     slices: kubeSliceApi(kubeConfig),
     events: kubeEvents(kubeConfig, node),
-    // The AP masks give and take queues without any device appearing.
-    changes: [pollHostChanges(env.port, poll, ['/sys/bus/ap/apmask', '/sys/bus/ap/aqmask'])],
+    changes: [pollHostChanges(env.port, poll, AP_MASKS)],
     log,
   });
   log(`DRA driver ${driverName} for node ${node} on ${env.port.description}`);

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { writeFileAtomic } from '../../host/config-store.js';
+import { replaceFile } from './replace-file.js';
 import type { DeviceAttribute } from './catalog.js';
 
 /**
@@ -118,7 +118,7 @@ export class CdiWriter {
       },
     }));
     const vfioPath = this.specPath('vfio', claim.uid);
-    writeFileAtomic(
+    replaceFile(
       vfioPath,
       `${JSON.stringify({ cdiVersion: CDI_VERSION, kind: this.vfioKind, devices: vfioDevices }, null, 1)}\n`,
     );
@@ -149,7 +149,7 @@ export class CdiWriter {
       const path = this.metadataPath(claim, request);
       fs.mkdirSync(nodePath.dirname(path), { recursive: true, mode: 0o755 });
       // A stream of one object per version, newest first; this driver writes v1beta1.
-      writeFileAtomic(path, `${JSON.stringify(doc)}\n`);
+      replaceFile(path, `${JSON.stringify(doc)}\n`);
       files.push(path);
       metaDevices.push({
         name: `${claim.uid}_${request}`,
@@ -165,7 +165,7 @@ export class CdiWriter {
       });
     }
     const metaPath = this.specPath('metadata', claim.uid);
-    writeFileAtomic(
+    replaceFile(
       metaPath,
       `${JSON.stringify({ cdiVersion: CDI_VERSION, kind: this.metadataKind, devices: metaDevices }, null, 1)}\n`,
     );

@@ -1,11 +1,12 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { writeFileAtomic } from '../../host/config-store.js';
+import { replaceFile } from './replace-file.js';
 
 /**
  * The driver's checkpoint: the claims it prepared and what it answered,
  * in <plugins dir>/<driver>/checkpoint.json, replaced atomically (temp
- * file, fsync, rename) after every change.
+ * file, rename: see replace-file.ts for why without fsync) after every
+ * change.
  *
  * It lets a second NodePrepareResources of a claim (kubelet retries, or
  * restarts and asks again) answer the same without touching the host, and
@@ -99,6 +100,6 @@ export class Checkpoint {
       version: 1,
       claims: [...this.#claims.values()].sort((a, b) => (a.uid < b.uid ? -1 : 1)),
     };
-    writeFileAtomic(this.path, `${JSON.stringify(doc, null, 1)}\n`);
+    replaceFile(this.path, `${JSON.stringify(doc, null, 1)}\n`);
   }
 }

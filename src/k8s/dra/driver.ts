@@ -35,6 +35,9 @@ import { SlicePublisher, type SliceApi } from './publisher.js';
  * Reads are coalesced to one per turn of the event loop.
  */
 
+/** The AP bus's masks: their changes give queues to guests or take them back, with no device appearing. */
+export const AP_MASKS: readonly string[] = ['/sys/bus/ap/apmask', '/sys/bus/ap/aqmask'];
+
 export interface DraDriverOptions {
   readonly env: Environment;
   readonly node: string;

@@ -1,11 +1,11 @@
 import {
   ResourceV1Api,
-  loadYaml,
   type KubeConfig,
+  type V1DeviceAttribute,
   type V1ResourceSlice,
 } from '@kubernetes/client-node';
 import { describe } from '../node-config/node-api.js';
-import { buildSlices, type SliceContent } from './slices.js';
+import { buildSlices, type SliceContent, type SliceSpec } from './slices.js';
 import type { Catalog } from './catalog.js';
 
 /**
@@ -33,13 +33,24 @@ export interface SliceApi {
 }
 
 /**
- * A slice as the client's model. The generated models rename fields that
- * clash with TypeScript (an attribute's `int` is `_int`), so a plain
- * object of the API's JSON goes through the client's own deserializer
- * (loadYaml: JSON is YAML) to come out with the API's names on the wire.
+ * A slice's spec as the client's model. The generated models rename the
+ * fields that clash with TypeScript — an attribute's `int` is `_int`, and
+ * the client's serializer writes `_int` back as `int` and drops any field
+ * its model lacks — so our plain spec (the API's names) is converted.
  */
-function model(body: V1ResourceSlice): V1ResourceSlice {
-  return loadYaml<V1ResourceSlice>(JSON.stringify(body));
+function clientSpec(spec: SliceSpec): V1ResourceSlice['spec'] {
+  const { devices, ...rest } = spec;
+  if (devices === undefined) return rest;
+  return {
+    ...rest,
+    devices: devices.map((d) => {
+      if (d.attributes === undefined) return d;
+      const attributes: Record<string, V1DeviceAttribute> = {};
+      for (const [k, { int, ...v }] of Object.entries(d.attributes))
+        attributes[k] = int === undefined ? v : { ...v, _int: int };
+      return { ...d, attributes };
+    }),
+  };
 }
 
 /** The slice API over the official client. */
@@ -52,8 +63,8 @@ export function kubeSliceApi(kubeConfig: KubeConfig): SliceApi {
       });
       return l.items;
     },
-    create: (body) => api.createResourceSlice({ body: model(body) }),
-    replace: (name, body) => api.replaceResourceSlice({ name, body: model(body) }),
+    create: (body) => api.createResourceSlice({ body }),
+    replace: (name, body) => api.replaceResourceSlice({ name, body }),
     async delete(name) {
       await api.deleteResourceSlice({ name });
     },
@@ -181,7 +192,7 @@ export class SlicePublisher {
         labels: { 'app.kubernetes.io/managed-by': 'mdevkit' },
         ...(rv !== undefined && rv !== '' && { resourceVersion: rv }),
       },
-      spec: s.spec,
+      spec: clientSpec(s.spec),
     };
     const made =
       rv === undefined

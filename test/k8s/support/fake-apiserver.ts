@@ -237,6 +237,20 @@ export class FakeApiServer extends EventEmitter {
     return structuredClone(next);
   }
 
+  /** Delete an object as an admin would (`kubectl delete`); false when there was none. */
+  remove(resource: string, name: string, namespace?: string, group = ''): boolean {
+    const t = this.typeOf(resource, group);
+    const key = this.#key(t, t.namespaced ? (namespace ?? 'default') : undefined, name);
+    const old = this.#objects.get(key);
+    if (old === undefined) return false;
+    this.#rv++;
+    this.#store(t, key, undefined, 'DELETED', {
+      ...old,
+      metadata: { ...old.metadata, resourceVersion: String(this.#rv) },
+    });
+    return true;
+  }
+
   /** Change a node's labels as `kubectl label node` does (null removes). */
   labelNode(name: string, labels: Record<string, string | null>): void {
     const t = this.typeOf('nodes');

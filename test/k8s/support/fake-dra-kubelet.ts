@@ -10,6 +10,7 @@ import {
   pluginRegistrationService,
   type DraPluginClient,
   type NodePrepareResourcesResponse,
+  type NodeUnprepareResourcesResponse,
   type PluginInfo,
   type RegistrationClient,
 } from '../../../src/k8s/dra/api.js';
@@ -225,6 +226,22 @@ export class FakeDraKubelet extends EventEmitter {
     const client = this.#client(driver);
     return call(
       client.NodePrepareResources,
+      client,
+      { claims },
+      {
+        deadline: Date.now() + CALL_TIMEOUT_MS,
+      },
+    );
+  }
+
+  /** One NodeUnprepareResources call as it is. */
+  async nodeUnprepare(
+    driver: string,
+    claims: { namespace: string; uid: string; name: string }[],
+  ): Promise<NodeUnprepareResourcesResponse> {
+    const client = this.#client(driver);
+    return call(
+      client.NodeUnprepareResources,
       client,
       { claims },
       {

@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { environmentAt, type Environment } from '../../../src/host/environment.js';
 import { createDevice } from '../../../src/host/sysfs-model.js';
-import { ueventChanges } from '../../../src/k8s/device-plugin/host-changes.js';
+import { pollHostChanges, ueventChanges } from '../../../src/k8s/device-plugin/host-changes.js';
+import { AP_MASKS } from '../../../src/k8s/dra/driver.js';
 import { desiredEngine } from '../../../src/k8s/dra/desired-engine.js';
 import { DraDriver } from '../../../src/k8s/dra/driver.js';
 import type { ClaimKey } from '../../../src/k8s/dra/device-state.js';
@@ -41,6 +42,8 @@ export interface SimDraNodeOptions {
   readonly devices?: readonly { parent: string; type: string; count: number }[];
   readonly log?: (line: string) => void;
   readonly afterCreate?: (claim: ClaimKey) => void;
+  /** How the driver hears of host changes: the lab's uevents (default), or the sysfs poll `mdevkit k8s dra` uses, every so many ms. */
+  readonly pollMs?: number;
 }
 
 export class SimDraNode {
@@ -90,7 +93,11 @@ export class SimDraNode {
       claims: kubeClaimSource(kc),
       slices: kubeSliceApi(kc),
       events: kubeEvents(kc, this.name),
-      changes: [ueventChanges((l) => this.lab.kernel.onUevent(l))],
+      changes: [
+        this.options.pollMs === undefined
+          ? ueventChanges((l) => this.lab.kernel.onUevent(l))
+          : pollHostChanges(this.lab.port, this.options.pollMs, AP_MASKS),
+      ],
       ...(this.options.log !== undefined && { log: this.options.log }),
       ...(this.options.afterCreate !== undefined && { afterCreate: this.options.afterCreate }),
     });
