@@ -486,7 +486,7 @@ export class DeviceState {
           const code = errnoCodeIn(err);
           failures.push(
             code === 'EBUSY'
-              ? `device ${e.uuid} is open (a VM still uses it)`
+              ? `device ${e.uuid} is open (a VM still uses it): EBUSY`
               : `removing device ${e.uuid}: ${(err as Error).message}`,
           );
         }

@@ -353,6 +353,27 @@ describe('DRA crash safety and ownership', () => {
     assert.equal(fs.existsSync(`${c.node.cdiDir}/${DRIVER}-vfio_${uid}.json`), false);
   });
 
+  it('Unprepare of a device a VM holds open fails with EBUSY and keeps everything; it succeeds once the VM lets go', async () => {
+    c = await startCluster();
+    const { pod, claim } = claimFor(c, 'vgpu', [
+      { name: 'gpu', selectors: [attr('type', 'nvidia-12')] },
+    ]);
+    const uid = uidOf(claim);
+    await c.node.kubelet.preparePod(pod);
+    c.node.lab.open(uid);
+    await assert.rejects(
+      c.node.kubelet.unpreparePod(pod),
+      new RegExp(`device ${uid} is open \\(a VM still uses it\\): EBUSY`),
+    );
+    assert.ok(readActiveDevice(c.node.lab.port, uid) !== undefined);
+    assert.deepEqual(owners(c), [{ uuid: uid, owner: `dra:${DRIVER}:${uid}`, state: 'owned' }]);
+    assert.ok(fs.existsSync(`${c.node.cdiDir}/${DRIVER}-vfio_${uid}.json`));
+    c.node.lab.close(uid);
+    await c.node.kubelet.unpreparePod(pod);
+    assert.equal(readActiveDevice(c.node.lab.port, uid), undefined);
+    assert.deepEqual(owners(c), []);
+  });
+
   it("a foreign device survives: its capacity is not offered, Unprepare leaves it, and one with the claim's UUID is refused", async () => {
     c = await startCluster({ devices: [{ parent: '0000:85:00.0', type: 'nvidia-17', count: 1 }] });
     const [foreign] = c.node.lab.port
