@@ -95,15 +95,45 @@ export interface PrepareResult {
   }[];
 }
 
-/** A refusal to prepare or unprepare a claim, in words for kubelet and the Event. */
+/**
+ * Why a claim was not prepared or unprepared, by stable code. `true`: the
+ * claim cannot be satisfied on this node as it is now (the allocation was
+ * made from slices the host has moved past) — worth an Event on the
+ * claim; `false`: the request or the host failed otherwise.
+ */
+export const CLAIM_ERRORS = {
+  'claim-uid-invalid': false,
+  'claim-replaced': false,
+  'claim-not-allocated': false,
+  'claim-other-pool': false,
+  'device-unknown': true,
+  'not-a-matrix': true,
+  'parent-gone': true,
+  'no-capacity': true,
+  'matrix-refused': true,
+  'uuid-taken': true,
+  'device-not-ours': true,
+  'create-failed': false,
+  'no-iommu-group': false,
+  'remove-failed': false,
+} as const;
+
+export type ClaimErrorCode = keyof typeof CLAIM_ERRORS;
+
+/** A refusal to prepare or unprepare a claim: a stable code, words for kubelet and the Event, context. */
 export class ClaimError extends Error {
   override readonly name = 'ClaimError';
   constructor(
+    readonly code: ClaimErrorCode,
     message: string,
-    /** Whether it says the claim cannot be satisfied here (worth an Event), or something failed. */
-    readonly unsatisfiable: boolean,
+    readonly context: Readonly<Record<string, string>> = {},
   ) {
     super(message);
+  }
+
+  /** Does it say the claim cannot be satisfied here (an Event on the claim)? A kernel refusal of a create does. */
+  get unsatisfiable(): boolean {
+    return CLAIM_ERRORS[this.code] || (this.code === 'create-failed' && 'errno' in this.context);
   }
 }
 
@@ -166,26 +196,37 @@ export class DeviceState {
       return resultOf(done);
     }
     if (!UUID.test(key.uid)) {
-      throw new ClaimError(`claim UID ${JSON.stringify(key.uid)} is not a UUID`, false);
+      throw new ClaimError(
+        'claim-uid-invalid',
+        `claim UID ${JSON.stringify(key.uid)} is not a UUID`,
+        {
+          uid: key.uid,
+        },
+      );
     }
     const rc = await this.options.claims.get(key.namespace, key.name);
     if (rc.metadata?.uid !== key.uid) {
       throw new ClaimError(
+        'claim-replaced',
         `ResourceClaim ${key.namespace}/${key.name} has UID ${rc.metadata?.uid ?? '(none)'}, not ${key.uid}: it was deleted and made again`,
-        false,
+        { uid: key.uid },
       );
     }
     const results = (rc.status?.allocation?.devices?.results ?? []).filter(
       (r) => r.driver === driver,
     );
     if (rc.status?.allocation === undefined) {
-      throw new ClaimError(`ResourceClaim ${key.namespace}/${key.name} is not allocated`, false);
+      throw new ClaimError(
+        'claim-not-allocated',
+        `ResourceClaim ${key.namespace}/${key.name} is not allocated`,
+      );
     }
     const elsewhere = results.find((r) => r.pool !== this.options.pool);
     if (elsewhere !== undefined) {
       throw new ClaimError(
+        'claim-other-pool',
         `ResourceClaim ${key.namespace}/${key.name} has device ${elsewhere.device} of pool ${elsewhere.pool}; this node's pool is ${this.options.pool}`,
-        false,
+        { pool: elsewhere.pool, device: elsewhere.device },
       );
     }
     const view = engine.read();
@@ -206,8 +247,9 @@ export class DeviceState {
       if (found === undefined) continue;
       if (found.parent !== c.parent || found.type !== c.type) {
         throw new ClaimError(
+          'uuid-taken',
           `device ${c.uuid} exists already, as ${found.type} on ${found.parent}; ResourceClaim ${key.namespace}/${key.name} needs ${c.type} on ${c.parent}`,
-          true,
+          { uuid: c.uuid, parent: found.parent, type: found.type },
         );
       }
       adopted.add(c.uuid);
@@ -217,8 +259,9 @@ export class DeviceState {
       const e = records.find((x) => x.uuid === uuid);
       if (e === undefined || e.owner !== owner) {
         throw new ClaimError(
+          'device-not-ours',
           `device ${uuid} exists already and ${e === undefined ? 'mdevkit did not make it' : `belongs to ${e.owner}`}; it is left alone`,
-          true,
+          { uuid, ...(e !== undefined && { owner: e.owner }) },
         );
       }
     }
@@ -254,9 +297,11 @@ export class DeviceState {
       }
       await engine.withOwnership(owner, (r) => r.forget(creations.map((c) => c.uuid)));
       this.options.changed?.();
+      const errno = errnoCodeIn(err);
       throw new ClaimError(
+        'create-failed',
         `preparing ResourceClaim ${key.namespace}/${key.name}: ${(err as Error).message}`,
-        errnoCodeIn(err) !== undefined,
+        errno === undefined ? {} : { errno },
       );
     }
     this.options.afterCreate?.(key);
@@ -328,8 +373,9 @@ export class DeviceState {
       const d = catalog.byName.get(r.device);
       if (d === undefined) {
         throw new ClaimError(
+          'device-unknown',
           `device ${r.device} of ResourceClaim ${key.namespace}/${key.name} is not on this node (its parent is gone, or the slices were stale)`,
-          true,
+          { device: r.device },
         );
       }
       if (d.kind === 'ap-queue') queues.push({ request: r.request, pool: r.pool, device: d });
@@ -351,10 +397,11 @@ export class DeviceState {
         for (const d of domains) if (!have.has(apqnName(a, d))) missing.push(apqnName(a, d));
       if (missing.length > 0) {
         throw new ClaimError(
+          'not-a-matrix',
           `the queues allocated to ResourceClaim ${key.namespace}/${key.name} (${[...have].sort().join(', ')}) do not form a matrix: ` +
             `a matrix device holds every adapter × domain, so it would also take ${missing.join(', ')}, which the claim was not given; ` +
             `ask for queues of one adapter or one domain (a matchAttribute constraint on adapter or domain)`,
-          true,
+          { missing: missing.join(',') },
         );
       }
       planned.push({
@@ -393,7 +440,9 @@ export class DeviceState {
     for (const c of creations) {
       const st = stateOf(c.parent);
       if (st === undefined) {
-        throw new ClaimError(`parent ${c.parent} is gone from this node`, true);
+        throw new ClaimError('parent-gone', `parent ${c.parent} is gone from this node`, {
+          parent: c.parent,
+        });
       }
       if (c.kind === 'matrix') {
         const refusals =
@@ -404,16 +453,18 @@ export class DeviceState {
           }) ?? [];
         if (refusals.length > 0) {
           throw new ClaimError(
+            'matrix-refused',
             `ResourceClaim ${key.namespace}/${key.name} cannot have its matrix device here: ${refusals.map((r) => r.reason).join('; ')}`,
-            true,
+            { refusal: refusals[0]!.code },
           );
         }
       }
       const refusal = st.check(c.type);
       if (refusal !== undefined) {
         throw new ClaimError(
+          'no-capacity',
           `ResourceClaim ${key.namespace}/${key.name} cannot be prepared here: ${this.#explain(view, st, c, refusal.code, refusal.reason)}`,
-          true,
+          { parent: c.parent, type: c.type, refusal: refusal.code },
         );
       }
       st.add(c.type);
@@ -461,7 +512,13 @@ export class DeviceState {
     const link = this.options.port.readlink(`${deviceDir(uuid)}/iommu_group`);
     const group = link.slice(link.lastIndexOf('/') + 1);
     if (!/^\d+$/.test(group))
-      throw new ClaimError(`device ${uuid} has IOMMU group ${JSON.stringify(group)}`, false);
+      throw new ClaimError(
+        'no-iommu-group',
+        `device ${uuid} has IOMMU group ${JSON.stringify(group)}`,
+        {
+          uuid,
+        },
+      );
     return group;
   }
 
@@ -471,6 +528,7 @@ export class DeviceState {
     const { port, engine, driver } = this.options;
     const owner = claimOwner(driver, key.uid);
     const failures: string[] = [];
+    const errnos = new Set<string>();
     await engine.withOwnership(owner, (r) => {
       const mine: OwnerEntry[] = r.entries().filter((e) => e.owner === owner);
       const gone: string[] = [];
@@ -484,6 +542,7 @@ export class DeviceState {
           gone.push(e.uuid);
         } catch (err) {
           const code = errnoCodeIn(err);
+          if (code !== undefined) errnos.add(code);
           failures.push(
             code === 'EBUSY'
               ? `device ${e.uuid} is open (a VM still uses it): EBUSY`
@@ -496,8 +555,9 @@ export class DeviceState {
     if (failures.length > 0) {
       this.options.changed?.();
       throw new ClaimError(
+        'remove-failed',
         `unpreparing ResourceClaim ${key.namespace}/${key.name}: ${failures.join('; ')}`,
-        false,
+        errnos.size === 0 ? {} : { errno: [...errnos].join(',') },
       );
     }
     const cp = this.options.checkpoint.get(key.uid);

@@ -204,7 +204,8 @@ export class DraDriver {
         };
       } catch (err) {
         const message = (err as Error).message;
-        this.#log(`prepare ${c.namespace}/${c.name}: ${message}`);
+        const code = err instanceof ClaimError ? ` [${err.code}]` : '';
+        this.#log(`prepare ${c.namespace}/${c.name}${code}: ${message}`);
         claims[c.uid] = { devices: [], error: message };
         if (err instanceof ClaimError && err.unsatisfiable) {
           this.#event(() =>
@@ -229,7 +230,8 @@ export class DraDriver {
         claims[c.uid] = { error: '' };
       } catch (err) {
         const message = (err as Error).message;
-        this.#log(`unprepare ${c.namespace}/${c.name}: ${message}`);
+        const code = err instanceof ClaimError ? ` [${err.code}]` : '';
+        this.#log(`unprepare ${c.namespace}/${c.name}${code}: ${message}`);
         claims[c.uid] = { error: message };
       }
     }

@@ -202,6 +202,7 @@ describe('DRA claims, prepared and unprepared end to end', () => {
       /GPU 0000:85:00\.0 runs 1 GB profiles \(GRID M60-1Q\); GRID M60-2Q \(2 GB\) needs a GPU with no vGPUs of another type/,
     );
     assert.equal(readActiveDevice(c.node.lab.port, uidOf(c2)), undefined);
+    assert.ok(c.log.some((l) => l.startsWith('prepare default/large [no-capacity]: ')));
     await waitFor('an Event on the claim', () => claimEvents(c!.api, 'large').length > 0);
     assert.match(
       claimEvents(c.api, 'large')[0]!['message'] as string,
@@ -274,6 +275,9 @@ describe('DRA claims, prepared and unprepared end to end', () => {
     // The administrator gives domain 0x47 back to the host.
     c.node.lab.port.write('/sys/bus/ap/aqmask', '+0x47');
     await assert.rejects(c.node.kubelet.preparePod(pod), /queue 03\.0047 belongs to the host/);
+    assert.ok(c.log.some((l) => l.startsWith('prepare default/crypto [matrix-refused]: ')));
+    await waitFor('an Event on the claim', () => claimEvents(c!.api, 'crypto').length > 0);
+    assert.match(claimEvents(c.api, 'crypto')[0]!['message'] as string, /belongs to the host/);
   });
 });
 
@@ -365,6 +369,7 @@ describe('DRA crash safety and ownership', () => {
       c.node.kubelet.unpreparePod(pod),
       new RegExp(`device ${uid} is open \\(a VM still uses it\\): EBUSY`),
     );
+    assert.ok(c.log.some((l) => l.startsWith('unprepare default/vgpu [remove-failed]: ')));
     assert.ok(readActiveDevice(c.node.lab.port, uid) !== undefined);
     assert.deepEqual(owners(c), [{ uuid: uid, owner: `dra:${DRIVER}:${uid}`, state: 'owned' }]);
     assert.ok(fs.existsSync(`${c.node.cdiDir}/${DRIVER}-vfio_${uid}.json`));
