@@ -120,7 +120,7 @@ describe('mdevkit k8s dra on a FUSE-served lab', () => {
     }
   });
 
-  it('refuses to start without a node or with a bad driver name, saying why', () => {
+  it('refuses to start without a node, with a bad driver name or poll interval, saying why', () => {
     const noNode = runMdevkit(['k8s', 'dra', '--root', '/nonexistent'], {
       env: { NODE_NAME: '' },
     });
@@ -130,6 +130,9 @@ describe('mdevkit k8s dra on a FUSE-served lab', () => {
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /a DRA driver name is a DNS subdomain/);
     assert.doesNotMatch(bad.stderr, /at .*\.js:\d+/, 'no stack trace');
+    const poll = runMdevkit(['k8s', 'dra', '--node', 'n', '--poll-interval', '2']);
+    assert.equal(poll.status, 1);
+    assert.match(poll.stderr, /--poll-interval 2: a whole number of milliseconds from 5 to 60000/);
     const help = runMdevkit(['k8s', 'dra', '--help']);
     assert.equal(help.status, 0);
     for (const o of [
