@@ -6,7 +6,9 @@
  *    allocated a vGPU (M60 nvidia-12) on the in-process lab — read the
  *    claim from the (fake) API server, check, record ahead, create the mdev,
  *    write CDI specs and the checkpoint, record owned — p50/p99 over 300
- *    claims, each unprepared after (NodeUnprepareResources is its own row).
+ *    claims, each unprepared after (NodeUnprepareResources is its own row),
+ *    each timed once the slice publication the previous call set off has
+ *    finished (it shares this process with the fake API server).
  *    Baseline: the same call for a claim already prepared (a gRPC round
  *    trip and a checkpoint look-up). Goal: p99 <= 20 ms.
  *  - Slice publication on a node with 8 GPUs: from the sysfs write that
@@ -15,6 +17,9 @@
  *    `mdevkit k8s dra` uses (100 ms). Baseline: a publication the driver is
  *    told to make (the publisher's and API server's own cost). Goal:
  *    <= 100 ms.
+ *  - The simulated fleet in DRA mode: 100 nodes (the device-plugin
+ *    fleet's profiles) started at once, until each is registered with its
+ *    kubelet and has its pool in the API server, beside one node alone.
  *
  * Run: npm run bench dra
  */
@@ -23,6 +28,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { removeDevice } from '../src/host/sysfs-model.js';
 import { TestAllocator } from '../test/k8s/support/dra-allocator.js';
+import { DraFleet } from '../test/k8s/support/dra-fleet.js';
 import { SimDraNode, draApiServer, DRIVER } from '../test/k8s/support/sim-dra-node.js';
 import { profileOf } from '../test/k8s/support/sim-node.js';
 import type { FakeApiServer, KubeObject } from '../test/k8s/support/fake-apiserver.js';
@@ -71,6 +77,11 @@ async function startNode(
   });
   await node.start();
   return node;
+}
+
+async function settle(node: SimDraNode): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+  await node.driver.publisher.idle();
 }
 
 function putClaim(api: FakeApiServer, name: string): void {
@@ -124,10 +135,15 @@ function putClaim(api: FakeApiServer, name: string): void {
     const uid = (api.get('resourceclaims', name, 'default', 'resource.k8s.io') as KubeObject)
       .metadata.uid!;
     const claims = [{ namespace: 'default', uid, name }];
+    // The publication the last Unprepare set off runs in this process
+    // (the fake API server too); let it finish so each call is measured
+    // on its own, as on a node whose API server is elsewhere.
+    await settle(node);
     let t = now();
     const r = await node.kubelet.nodePrepare(DRIVER, claims);
     const took = now() - t;
     if (r.claims[uid]?.error !== '') throw new Error(`prepare: ${r.claims[uid]?.error ?? '?'}`);
+    await settle(node);
     t = now();
     await node.kubelet.nodePrepare(DRIVER, claims);
     const tookAgain = now() - t;
@@ -190,11 +206,22 @@ async function publication(mode: 'uevents' | 'poll' | 'told'): Promise<number[]>
   );
 }
 
+// ---- the simulated fleet in DRA mode
+
+{
+  const one = await DraFleet.start({ nodes: 1, dir: path.join(dir, 'fleet-one') });
+  const oneMs = one.readyAfterMs;
+  await one.stop();
+  const fleet = await DraFleet.start({ nodes: 100, dir: path.join(dir, 'fleet') });
+  row('100 DRA nodes registered, pools published', fleet.readyAfterMs, oneMs, '');
+  await fleet.stop();
+}
+
 const head = ['', 'p50', 'p99', 'max', 'baseline p50 / p99', 'p99 ratio', 'goal'];
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
 const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
 console.log(line(head));
 for (const r of rows) console.log(line(r));
 console.log(
-  '\nbaselines: NodePrepareResources for a claim already prepared (Prepare/Unprepare rows); a publication the driver is told to make (slice rows)',
+  '\nbaselines: NodePrepareResources for a claim already prepared (Prepare/Unprepare rows); a publication the driver is told to make (slice rows); one node alone (fleet row)',
 );
