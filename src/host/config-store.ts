@@ -110,8 +110,9 @@ export function readConfigValue(json: unknown): PartialConfig {
     }
     const [name, value] = entries[0]!;
     if (typeof value !== 'string') {
-      // mdevctl 1.2.0 panics here too.
-      out.error = `invalid JSON format for attribute ${JSON.stringify(name)}: value is not a string`;
+      // mdevctl 1.2.0 panics here too; 1.4.0 says this (the key in Rust's
+      // {:?}, the value as compact JSON).
+      out.error = `invalid JSON format for attribute {${JSON.stringify(name)}, ${JSON.stringify(value)}}: value must be of type str`;
       return out;
     }
     out.attrs.push({ name, value });
