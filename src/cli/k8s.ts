@@ -23,7 +23,6 @@ import {
   DEFAULT_PLUGINS_DIR,
   DEFAULT_REGISTRY_DIR,
 } from '../k8s/dra/api.js';
-import { pollHostChanges } from '../k8s/device-plugin/host-changes.js';
 import { desiredEngine } from '../k8s/dra/desired-engine.js';
 import { AP_MASKS, DraDriver } from '../k8s/dra/driver.js';
 import { kubeClaimSource, kubeEvents } from '../k8s/dra/kube.js';
