@@ -33,6 +33,13 @@ import { isClaimOwner } from './engine.js';
  * constrain themselves; and Prepare checks the rule against the GPU as
  * sysfs shows it, refusing with the reason (the kernel would refuse too).
  *
+ * **NVIDIA SR-IOV GPUs** (src/host/vf-vgpu) are offered the same way —
+ * counters framebuffer and VFs, a device per type and index, kind
+ * `vf-vgpu` — but Prepare makes one by writing the type to a free VF. Such
+ * a GPU runs one framebuffer size at a time (unless in mixed-size mode):
+ * while it runs one, only the types of that size are offered on it, and
+ * every device carries `oneSizeAtATime`.
+ *
  * **vfio-ap.** Matrix devices are built per claim from the queues
  * allocated to it, so the devices offered are the AP queues guests may
  * have: every adapter × domain of the AP configuration that the host's
@@ -41,7 +48,7 @@ import { isClaimOwner } from './engine.js';
  * in `devices`, not offered, so that Prepare can say whose they are.
  */
 
-export type CatalogKind = 'mdev' | 'ap-queue';
+export type CatalogKind = 'mdev' | 'vf-vgpu' | 'ap-queue';
 
 export interface DeviceAttribute {
   readonly int?: number;
@@ -154,18 +161,28 @@ export function buildCatalog(view: HostView, options: CatalogOptions): Catalog {
     if (set === undefined) continue;
     counterSets.push({ name: unique(labelOf(p.name)), parent: p.name, counters: set.published });
     const setName = counterSets[counterSets.length - 1]!.name;
-    const running = cap.kind === 'nvidia-grid' ? cap.runningTypes() : [];
+    const running =
+      cap.kind === 'nvidia-grid' || (cap.kind === 'nvidia-vf' && p.vf?.mixedSizes === false)
+        ? cap.runningTypes()
+        : [];
+    // A VF GPU runs one size, not one type: every type of the running size is offered.
+    const runningSizes = new Set(
+      running.map((id) => p.types.find((x) => x.id === id)?.framebufferMb),
+    );
+    const offers = (t: EngineParent['types'][number]): boolean =>
+      running.length === 0 ||
+      (p.vf !== undefined ? runningSizes.has(t.framebufferMb) : running.includes(t.id));
     const types = [...p.types].sort((a, b) => (a.id < b.id ? -1 : 1));
     for (const t of types) {
       const cons = cap.consumption(t.id);
       const n = devicesOf(set.capacity, cons);
       const consumes: Record<string, string> = {};
       for (const [c, v] of Object.entries(cons)) if (v > 0) consumes[slug(c)] = quantity(c, v);
-      const attributes = mdevAttributes(p, t, cap);
+      const attributes = p.vf !== undefined ? vfAttributes(p, t) : mdevAttributes(p, t, cap);
       for (let i = 0; i < n; i++) {
         const d: CatalogDevice = {
           name: unique(labelOf(p.name, t.id, String(i))),
-          kind: 'mdev',
+          kind: p.vf !== undefined ? 'vf-vgpu' : 'mdev',
           parent: p.name,
           type: t.id,
           index: i,
@@ -173,10 +190,19 @@ export function buildCatalog(view: HostView, options: CatalogOptions): Catalog {
           consumes: { counterSet: setName, counters: consumes },
         };
         devices.push(d);
-        if (running.length === 0 || running.includes(t.id)) offered.push(d);
+        if (offers(t)) offered.push(d);
       }
     }
-    if (running.length > 0) {
+    if (running.length > 0 && p.vf !== undefined) {
+      const fb = [...runningSizes].find((x) => x !== undefined);
+      const names = running.map((id) => p.types.find((x) => x.id === id)?.name ?? id);
+      notes.push({
+        parent: p.name,
+        reason:
+          `GPU ${p.name} runs ${fb === undefined ? '' : `${sizeWords(fb)} `}vGPUs (${names.join(', ')}): ` +
+          `until it is empty, only ${fb === undefined ? 'those' : sizeWords(fb)} types are offered there`,
+      });
+    } else if (running.length > 0) {
       const names = running.map((id) => {
         const t = p.types.find((x) => x.id === id);
         return t?.name ?? id;
@@ -264,6 +290,25 @@ function mdevAttributes(
   if (p.numaNode !== undefined) a['numaNode'] = { int: p.numaNode };
   if (t.framebufferMb !== undefined) a['framebufferMiB'] = { int: t.framebufferMb };
   a['oneTypeAtATime'] = { bool: cap.kind === 'nvidia-grid' };
+  return a;
+}
+
+/** A VF vGPU type's attributes: as an mdev type's, for a GPU whose VFs take one size at a time. */
+function vfAttributes(
+  p: EngineParent,
+  t: EngineParent['types'][number],
+): Record<string, DeviceAttribute> {
+  const a: Record<string, DeviceAttribute> = {
+    kind: { string: 'vf-vgpu' },
+    type: { string: t.id },
+    deviceApi: { string: t.deviceApi },
+    parent: { string: p.name },
+  };
+  if (t.name !== undefined && t.name.length <= 64) a['name'] = { string: t.name };
+  if (p.driver !== undefined) a['parentDriver'] = { string: p.driver };
+  if (p.numaNode !== undefined) a['numaNode'] = { int: p.numaNode };
+  if (t.framebufferMb !== undefined) a['framebufferMiB'] = { int: t.framebufferMb };
+  a['oneSizeAtATime'] = { bool: p.vf?.mixedSizes === false };
   return a;
 }
 

@@ -19,20 +19,15 @@ import type { DraEngine, HostView, OwnerEntry } from './engine.js';
 export function desiredEngine(env: Environment): DraEngine {
   return {
     read(): HostView {
-      // NVIDIA's SR-IOV GPUs (kind vf-gpu) are made through their VFs, not
-      // mdev `create`: this driver offers mdev parents only, as before the
-      // inventory held them.
-      const all = readInventory(env, { activeOnly: true });
-      const inv = {
-        ...all,
-        parents: all.parents.filter((p) => p.kind === 'mdev-parent'),
-        devices: all.devices.filter((d) => d.kind === 'mdev'),
-      };
+      // NVIDIA's SR-IOV GPUs (kind vf-gpu) are parents too: their vGPUs
+      // (kind vf-vgpu, by the definition's UUID) are made through a VF.
+      const inv = readInventory(env, { activeOnly: true });
       return {
         parents: inv.parents.map((p) => ({
           name: p.name,
           driver: p.driver,
           numaNode: p.numaNode,
+          ...(p.kind === 'vf-gpu' && { vf: { mixedSizes: p.vf?.mode === 'mixed-size' } }),
           types: p.types.map((t) => ({
             id: t.id,
             name: t.name,

@@ -33,6 +33,12 @@ export interface EngineParent {
   readonly driver: string | undefined;
   readonly numaNode: number | undefined;
   readonly types: readonly EngineType[];
+  /**
+   * Set for an NVIDIA SR-IOV GPU (src/host/vf-vgpu): its vGPUs are made by
+   * writing a type to a free VF, not by mdev `create`. `mixedSizes`: the
+   * GPU runs vGPUs of several framebuffer sizes at once (else one size).
+   */
+  readonly vf?: { readonly mixedSizes: boolean };
 }
 
 export interface EngineDevice {
