@@ -24,7 +24,7 @@ export interface PreparedDevice {
   readonly pool: string;
   readonly device: string;
   /** What the host got for it. */
-  readonly kind: 'mdev' | 'matrix';
+  readonly kind: 'mdev' | 'vf-vgpu' | 'matrix';
   readonly uuid: string;
   readonly parent: string;
   readonly type: string;

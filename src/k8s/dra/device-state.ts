@@ -4,8 +4,18 @@ import * as nodePath from 'node:path';
 import { errnoCodeIn } from '../../common/errno.js';
 import { changeMatrix } from '../../host/ap/edit.js';
 import { apqnName } from '../../host/ap/model.js';
+import type { Environment } from '../../host/environment.js';
 import { deviceDir } from '../../host/paths.js';
 import { createDevice, readActiveDevice, removeDevice } from '../../host/sysfs-model.js';
+import {
+  PCI_DEVICES,
+  createVgpu,
+  findDefinition,
+  readVfGpu,
+  removeVgpu,
+  startVgpu,
+  typeKey,
+} from '../../host/vf-vgpu.js';
 import type { SysfsPort } from '../../port/sysfs-port.js';
 import { CdiWriter, POD_CLAIM_NAME_ANNOTATION, type CdiDevice, type ClaimRef } from './cdi.js';
 import { buildCatalog, sizeWords, type Catalog, type CatalogDevice } from './catalog.js';
@@ -24,8 +34,10 @@ import {
  * **Prepare** reads the claim (kubelet names it; the allocation is in its
  * status), keeps the results of this driver and this node's pool, and
  * makes each device in one step: an mdev of the allocated type on the
- * allocated parent, or — for AP queues — one vfio_ap matrix device holding
- * them. The first device's UUID is the claim's UID (what KubeVirt and
+ * allocated parent, a vGPU on a free VF of an NVIDIA SR-IOV GPU (its type
+ * written to the VF through src/host/vf-vgpu, which keeps the definition
+ * beside mdevctl's, owned by the claim), or — for AP queues — one vfio_ap
+ * matrix device holding them. The first device's UUID is the claim's UID (what KubeVirt and
  * people see: the claim and its device share a name); further devices of
  * the same claim get a name-based UUID (RFC 4122 version 5) derived from
  * the claim's UID and the allocated device, so every retry, after any
@@ -142,6 +154,8 @@ export interface DeviceStateOptions {
   /** The node's pool (its name). */
   readonly pool: string;
   readonly port: SysfsPort;
+  /** The host (sysfs through `port`, the VF vGPU definitions under its config dir). */
+  readonly env: Environment;
   readonly engine: DraEngine;
   readonly claims: ClaimSource;
   readonly cdi: CdiWriter;
@@ -154,7 +168,7 @@ export interface DeviceStateOptions {
 }
 
 interface Creation {
-  readonly kind: 'mdev' | 'matrix';
+  readonly kind: 'mdev' | 'vf-vgpu' | 'matrix';
   readonly uuid: string;
   readonly parent: string;
   readonly type: string;
@@ -192,7 +206,10 @@ export class DeviceState {
   async #prepare(key: ClaimKey): Promise<PrepareResult> {
     const { port, engine, driver } = this.options;
     const done = this.options.checkpoint.get(key.uid);
-    if (done !== undefined && done.devices.every((d) => this.#exists(d.uuid, d.parent, d.type))) {
+    if (
+      done !== undefined &&
+      done.devices.every((d) => this.#exists(d.kind, d.uuid, d.parent, d.type))
+    ) {
       return resultOf(done);
     }
     if (!UUID.test(key.uid)) {
@@ -242,9 +259,12 @@ export class DeviceState {
 
     // What is there already (a retry, or a crash between create and checkpoint)?
     const adopted = new Set<string>();
+    /** VF vGPUs defined by an earlier try whose VF does not hold them (a crash in between). */
+    const toStart = new Set<string>();
     for (const c of creations) {
-      const found = readActiveDevice(port, c.uuid);
+      const found = c.kind === 'vf-vgpu' ? this.#vf(c.uuid) : readActiveDevice(port, c.uuid);
       if (found === undefined) continue;
+      if (c.kind === 'vf-vgpu' && 'active' in found && !found.active) toStart.add(c.uuid);
       if (found.parent !== c.parent || found.type !== c.type) {
         throw new ClaimError(
           'uuid-taken',
@@ -267,7 +287,7 @@ export class DeviceState {
     }
     this.#check(
       key,
-      creations.filter((c) => !adopted.has(c.uuid)),
+      creations.filter((c) => !adopted.has(c.uuid) || toStart.has(c.uuid)),
       view,
     );
 
@@ -283,21 +303,23 @@ export class DeviceState {
     const made: Creation[] = [];
     try {
       for (const c of creations) {
+        if (toStart.has(c.uuid)) startVgpu(this.options.env, c.uuid);
         if (adopted.has(c.uuid)) continue;
-        this.#create(c);
+        this.#create(c, owner);
         made.push(c);
       }
     } catch (err) {
       for (const c of made.reverse()) {
         try {
-          removeDevice(port, c.uuid);
+          if (c.kind === 'vf-vgpu') removeVgpu(this.options.env, c.uuid, { as: owner });
+          else removeDevice(port, c.uuid);
         } catch (undoErr) {
           this.#log(`undoing ${c.uuid}: ${(undoErr as Error).message}`);
         }
       }
       await engine.withOwnership(owner, (r) => r.forget(creations.map((c) => c.uuid)));
       this.options.changed?.();
-      const errno = errnoCodeIn(err);
+      const errno = errnoOf(err);
       throw new ClaimError(
         'create-failed',
         `preparing ResourceClaim ${key.namespace}/${key.name}: ${(err as Error).message}`,
@@ -309,14 +331,27 @@ export class DeviceState {
     const cdiDevices: CdiDevice[] = [];
     const prepared: PreparedDevice[] = [];
     for (const c of creations) {
-      const group = this.#iommuGroup(c.uuid);
+      // A VF is a PCI function of its own: KubeVirt finds a PCI host device
+      // by the standard pciBusID attribute, an mdev by mdevUUID.
+      const vf = c.kind === 'vf-vgpu' ? this.#vfAddress(c.uuid) : undefined;
+      const group = this.#iommuGroup(
+        vf === undefined ? deviceDir(c.uuid) : `${PCI_DEVICES}/${vf}`,
+        c.uuid,
+      );
       for (const r of c.results) {
         cdiDevices.push({
           request: r.request,
           pool: r.pool,
           device: r.device.name,
           iommuGroup: group,
-          attributes: { ...r.device.attributes, mdevUUID: { string: c.uuid } },
+          attributes:
+            vf === undefined
+              ? { ...r.device.attributes, mdevUUID: { string: c.uuid } }
+              : {
+                  ...r.device.attributes,
+                  vgpuUUID: { string: c.uuid },
+                  [PCI_BUS_ID_ATTRIBUTE]: { string: vf },
+                },
         });
       }
     }
@@ -381,7 +416,7 @@ export class DeviceState {
       if (d.kind === 'ap-queue') queues.push({ request: r.request, pool: r.pool, device: d });
       else
         mdevs.push({
-          kind: 'mdev',
+          kind: d.kind,
           parent: d.parent,
           type: d.type,
           results: [{ request: r.request, pool: r.pool, device: d }],
@@ -475,6 +510,7 @@ export class DeviceState {
   #explain(view: HostView, st: EngineCapacity, c: Creation, code: string, reason: string): string {
     if (code !== 'exclusive-type') return reason;
     const p = view.parents.find((x) => x.name === c.parent);
+    if (p?.vf !== undefined) return reason; // the VF model's words name the sizes already
     const running = st.runningTypes().map((id) => p?.types.find((t) => t.id === id));
     const wanted = p?.types.find((t) => t.id === c.type);
     const fb = running.find((t) => t?.framebufferMb !== undefined)?.framebufferMb;
@@ -486,8 +522,20 @@ export class DeviceState {
     );
   }
 
-  #create(c: Creation): void {
+  #create(c: Creation, owner: string): void {
     const { port } = this.options;
+    if (c.kind === 'vf-vgpu') {
+      // The library picks a free VF, writes the definition (owned by the
+      // claim), then the type; a failed write leaves no definition.
+      createVgpu(this.options.env, {
+        gpu: c.parent,
+        type: c.type,
+        owner,
+        uuid: c.uuid,
+        start: 'manual',
+      });
+      return;
+    }
     createDevice(port, c.parent, c.type, c.uuid);
     if (c.kind !== 'matrix') return;
     try {
@@ -503,13 +551,37 @@ export class DeviceState {
     }
   }
 
-  #exists(uuid: string, parent: string, type: string): boolean {
-    const d = readActiveDevice(this.options.port, uuid);
-    return d !== undefined && d.parent === parent && d.type === type;
+  #exists(kind: Creation['kind'], uuid: string, parent: string, type: string): boolean {
+    const d = kind === 'vf-vgpu' ? this.#vf(uuid) : readActiveDevice(this.options.port, uuid);
+    return (
+      d !== undefined && d.parent === parent && d.type === type && (!('active' in d) || d.active)
+    );
   }
 
-  #iommuGroup(uuid: string): string {
-    const link = this.options.port.readlink(`${deviceDir(uuid)}/iommu_group`);
+  /** A VF vGPU by its definition's UUID: where it is defined, and whether its VF holds it now. */
+  #vf(
+    uuid: string,
+  ): { parent: string; type: string; active: boolean; address: string | undefined } | undefined {
+    const def = findDefinition(this.options.env, uuid);
+    if (def === undefined) return undefined;
+    const slot = readVfGpu(this.options.port, def.gpu)?.vfs.find((v) => v.index === def.vf);
+    return {
+      parent: def.gpu,
+      type: typeKey(def.typeId),
+      active: slot !== undefined && slot.typeId === def.typeId,
+      address: slot?.address,
+    };
+  }
+
+  #vfAddress(uuid: string): string {
+    const vf = this.#vf(uuid);
+    if (vf?.address === undefined || !vf.active)
+      throw new ClaimError('no-iommu-group', `VF vGPU ${uuid} is not on a VF`, { uuid });
+    return vf.address;
+  }
+
+  #iommuGroup(dir: string, uuid: string): string {
+    const link = this.options.port.readlink(`${dir}/iommu_group`);
     const group = link.slice(link.lastIndexOf('/') + 1);
     if (!/^\d+$/.test(group))
       throw new ClaimError(
@@ -533,15 +605,18 @@ export class DeviceState {
       const mine: OwnerEntry[] = r.entries().filter((e) => e.owner === owner);
       const gone: string[] = [];
       for (const e of [...mine].reverse()) {
-        if (port.kind(deviceDir(e.uuid)) === null) {
+        const vf = findDefinition(this.options.env, e.uuid) !== undefined;
+        if (!vf && port.kind(deviceDir(e.uuid)) === null) {
           gone.push(e.uuid);
           continue;
         }
         try {
-          removeDevice(port, e.uuid);
+          // A VF vGPU: destroyed (type 0 written) if its VF holds it, then undefined.
+          if (vf) removeVgpu(this.options.env, e.uuid, { as: owner });
+          else removeDevice(port, e.uuid);
           gone.push(e.uuid);
         } catch (err) {
-          const code = errnoCodeIn(err);
+          const code = errnoOf(err);
           if (code !== undefined) errnos.add(code);
           failures.push(
             code === 'EBUSY'
@@ -599,7 +674,8 @@ export class DeviceState {
             (e) =>
               e.state === 'creating' &&
               e.owner.startsWith(`dra:${driver}:`) &&
-              port.kind(deviceDir(e.uuid)) === null,
+              port.kind(deviceDir(e.uuid)) === null &&
+              findDefinition(this.options.env, e.uuid) === undefined,
           )
           .map((e) => e.uuid);
         if (stale.length > 0)
@@ -608,6 +684,14 @@ export class DeviceState {
       }),
     );
   }
+}
+
+/** The standard attribute naming a device's PCI address (KubeVirt reads it for PCI host devices). */
+export const PCI_BUS_ID_ATTRIBUTE = 'resource.kubernetes.io/pciBusID';
+
+/** The kernel's errno in an error, or in the error it wraps (src/host/vf-vgpu keeps it as the cause). */
+function errnoOf(err: unknown): ReturnType<typeof errnoCodeIn> {
+  return errnoCodeIn(err) ?? (err instanceof Error ? errnoCodeIn(err.cause) : undefined);
 }
 
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;

@@ -84,6 +84,7 @@ export class DraDriver {
       driver: options.driverName,
       pool: options.node,
       port: options.env.port,
+      env: options.env,
       engine: options.engine,
       claims: options.claims,
       cdi: new CdiWriter({ driver: options.driverName, cdiDir: options.cdiDir, pluginDir }),
@@ -214,6 +215,7 @@ export class DraDriver {
               'Warning',
               'PrepareFailed',
               `node ${this.options.node}: ${message}`,
+              err.code,
             ),
           );
         }

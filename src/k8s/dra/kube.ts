@@ -20,6 +20,8 @@ export interface EventSink {
     type: 'Normal' | 'Warning',
     reason: string,
     message: string,
+    /** The stable code of what failed (the Event's `action`), for tools to branch on. */
+    action?: string,
   ): Promise<void>;
   node(type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
 }
@@ -43,6 +45,7 @@ export function kubeEvents(kubeConfig: KubeConfig, node: string): EventSink {
     type: string,
     reason: string,
     message: string,
+    action?: string,
   ): Promise<void> => {
     const now = new Date();
     await core.createNamespacedEvent({
@@ -52,6 +55,7 @@ export function kubeEvents(kubeConfig: KubeConfig, node: string): EventSink {
         involvedObject: involved,
         type,
         reason,
+        ...(action !== undefined && { action }),
         message: message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 3)}...` : message,
         source: { component: COMPONENT_DRA, host: node },
         reportingComponent: COMPONENT_DRA,
@@ -63,7 +67,7 @@ export function kubeEvents(kubeConfig: KubeConfig, node: string): EventSink {
     });
   };
   return {
-    claim: (c, type, reason, message) =>
+    claim: (c, type, reason, message, action) =>
       post(
         c.namespace,
         {
@@ -76,6 +80,7 @@ export function kubeEvents(kubeConfig: KubeConfig, node: string): EventSink {
         type,
         reason,
         message,
+        action,
       ),
     node: (type, reason, message) =>
       post('default', { apiVersion: 'v1', kind: 'Node', name: node }, type, reason, message),
