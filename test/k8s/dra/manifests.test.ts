@@ -17,7 +17,7 @@ import { runMdevkit } from '../../support/cli.js';
 import { cel } from '../support/dra-allocator.js';
 import type { KubeObject } from '../support/fake-apiserver.js';
 import { unknownFields } from '../support/known-fields.js';
-import { DRIVER, startCluster, type Cluster } from './support.js';
+import { DRIVER, enableVfs, startCluster, VF_LAB_PROFILE, type Cluster } from './support.js';
 
 /**
  * deploy/kubernetes/dra checked as the API server would check it — each
@@ -93,6 +93,7 @@ describe('DRA deployment manifests', () => {
       'DaemonSet',
       'DeviceClass',
       'DeviceClass',
+      'DeviceClass',
       'ResourceClaim',
       'ResourceClaim',
       'ResourceClaim',
@@ -119,8 +120,9 @@ describe('DRA deployment manifests', () => {
     assert.throws(() => validate(noName, 'request name'), /name/);
   });
 
-  it('the DeviceClasses select what the driver publishes: mdevs in one, AP queues in the other', async () => {
-    c = await startCluster();
+  it('the DeviceClasses select what the driver publishes: mdevs, VF vGPUs and AP queues each in one', async () => {
+    c = await startCluster({ profile: VF_LAB_PROFILE });
+    await enableVfs(c);
     const devices = c.allocator.pools().flatMap((p) => p.devices);
     const classes = new Map(
       docs('deviceclass.yaml').map((d) => [
@@ -135,10 +137,12 @@ describe('DRA deployment manifests', () => {
         .filter((d) => classes.get(cls)!.every((e) => cel(e, d)))
         .map((d) => (d.attributes['kind'] as { string: string }).string);
     const mdevs = select('mdev.mdevkit.io');
+    const vfs = select('vf-vgpu.mdev.mdevkit.io');
     const queues = select('crypto.mdev.mdevkit.io');
     assert.ok(mdevs.length > 0 && mdevs.every((k) => k === 'mdev'));
+    assert.ok(vfs.length > 0 && vfs.every((k) => k === 'vf-vgpu'));
     assert.ok(queues.length > 0 && queues.every((k) => k === 'vfio-ap'));
-    assert.equal(mdevs.length + queues.length, devices.length);
+    assert.equal(mdevs.length + vfs.length + queues.length, devices.length);
   });
 
   it("the example claims (the README's) are allocated and prepared on a lab", async () => {

@@ -7,6 +7,7 @@ import { TestAllocator } from '../support/dra-allocator.js';
 import type { DraPod } from '../support/fake-dra-kubelet.js';
 import { draApiServer, SimDraNode, DRIVER } from '../support/sim-dra-node.js';
 import { profileOf } from '../support/sim-node.js';
+import { waitFor } from '../support/wait.js';
 import type { HostProfile } from '../../../src/sim/profiles/profile.js';
 
 /** Shared by the DRA tests: a node on a fake cluster, claims, pods. */
@@ -22,7 +23,7 @@ export function applyDeviceClasses(api: FakeApiServer): void {
     api.put('deviceclasses', d.toJS() as KubeObject, 'resource.k8s.io');
 }
 
-export const LAB_PROFILE: HostProfile = profileOf('dra-lab', [
+const LAB_DEVICES = [
   { driver: 'nvidia-m60' },
   { driver: 'gvt' },
   { driver: 'siov' },
@@ -40,7 +41,31 @@ export const LAB_PROFILE: HostProfile = profileOf('dra-lab', [
       aqmask: '-0x47,-0xff',
     },
   },
+];
+
+export const LAB_PROFILE: HostProfile = profileOf('dra-lab', LAB_DEVICES);
+
+/** The lab with an NVIDIA L40S (SR-IOV vGPUs, 48 GB) at 0000:41:00.0 besides; see `enableVfs`. */
+export const VF_LAB_PROFILE: HostProfile = profileOf('dra-vf-lab', [
+  ...LAB_DEVICES,
+  { driver: 'nvidia-l40s' },
 ]);
+
+/**
+ * `sriov-manage -e ALL` on the node, then wait until the slices offer the
+ * L40S's vGPUs (a VF GPU offers nothing while its VFs are disabled).
+ */
+export async function enableVfs(c: Cluster): Promise<void> {
+  c.node.lab.sriovManage(true, 'ALL');
+  c.node.driver.scheduleRefresh();
+  await waitFor('VF vGPUs in the slices', () =>
+    c.allocator
+      .pools()
+      .some((p) =>
+        p.devices.some((d) => (d.attributes['kind'] as { string?: string }).string === 'vf-vgpu'),
+      ),
+  );
+}
 
 export interface Cluster {
   readonly api: FakeApiServer;
