@@ -37,11 +37,11 @@ import {
  * allocated parent, a vGPU on a free VF of an NVIDIA SR-IOV GPU (its type
  * written to the VF through src/host/vf-vgpu, which keeps the definition
  * beside mdevctl's, owned by the claim), or — for AP queues — one vfio_ap
- * matrix device holding them. The first device's UUID is the claim's UID (what KubeVirt and
- * people see: the claim and its device share a name); further devices of
- * the same claim get a name-based UUID (RFC 4122 version 5) derived from
- * the claim's UID and the allocated device, so every retry, after any
- * crash, arrives at the same UUIDs.
+ * matrix device holding them. The first device's UUID is the claim's UID
+ * (what KubeVirt and people see: the claim and its device share a name);
+ * further devices of the same claim get a name-based UUID (RFC 4122
+ * version 5) derived from the claim's UID and the allocated device, so
+ * every retry, after any crash, arrives at the same UUIDs.
  *
  * The order makes a crash harmless at every point:
  *   1. the ownership record says `creating` for each UUID (fsynced);
@@ -303,7 +303,12 @@ export class DeviceState {
     const made: Creation[] = [];
     try {
       for (const c of creations) {
-        if (toStart.has(c.uuid)) startVgpu(this.options.env, c.uuid);
+        if (toStart.has(c.uuid)) {
+          // Undone like a new one if this or a later step fails: it was not there.
+          made.push(c);
+          startVgpu(this.options.env, c.uuid);
+          continue;
+        }
         if (adopted.has(c.uuid)) continue;
         this.#create(c, owner);
         made.push(c);

@@ -123,10 +123,22 @@ describe('DRA: VF vGPU claims on an L40S', () => {
     assert.equal(attrs['vgpuUUID']?.string, uid);
     assert.equal(attrs['name']?.string, 'L40S-12Q');
 
-    // Again, and after a driver restart: the same answer, still one VF.
-    assert.deepEqual((await c.node.kubelet.preparePod(pod)).get('vf')!['gpu'], ids);
+    // Again, and after a driver restart (kubelet calls a prepared claim's
+    // driver no more, so ask the driver's DeviceState as kubelet would):
+    // the same answer, still one VF.
+    const key = { namespace: 'default', name: 'vf', uid };
+    const again = async (): Promise<readonly string[]> =>
+      (await c.node.driver.state.prepare(key)).devices[0]!.cdiDeviceIds;
+    assert.deepEqual(await again(), ids);
     await c.node.restartDriver();
-    assert.deepEqual((await c.node.kubelet.preparePod(pod)).get('vf')!['gpu'], ids);
+    assert.deepEqual(await again(), ids);
+    assert.deepEqual(heldVfs(c), held);
+
+    // The VF lost its vGPU (a crash between the definition and the type
+    // write looks the same): Prepare makes it again on the defined VF.
+    c.node.lab.port.write(`${PCI}/${vf}/nvidia/current_vgpu_type`, '0\n');
+    assert.equal(heldVfs(c).size, 0);
+    assert.deepEqual(await again(), ids);
     assert.deepEqual(heldVfs(c), held);
 
     // A VM holds the VF: Unprepare fails with EBUSY and the vGPU stays.
