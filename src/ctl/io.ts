@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { readFdLimited } from '../host/config-store.js';
 
 /**
  * What a command may touch: its output streams, its environment variables,
@@ -16,8 +17,12 @@ export interface CommandIo {
   readonly stderr: Writable;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly cwd: string;
-  /** Standard input as text (read lazily: --jsonfile /dev/stdin, hooks, FILE "-"). */
-  readonly readStdin: () => string;
+  /**
+   * Standard input as text (read lazily: --jsonfile /dev/stdin, hooks, FILE
+   * "-"); with `maxBytes`, more than that fails (`file-too-large`) instead
+   * of reading on.
+   */
+  readonly readStdin: (maxBytes?: number) => string;
 }
 
 /** The process's own streams, environment and directory. */
@@ -27,6 +32,9 @@ export function processIo(): CommandIo {
     stderr: process.stderr,
     env: process.env,
     cwd: process.cwd(),
-    readStdin: () => fs.readFileSync(0, 'utf8'),
+    readStdin: (maxBytes) =>
+      maxBytes === undefined
+        ? fs.readFileSync(0, 'utf8')
+        : readFdLimited(0, '/dev/stdin', maxBytes),
   };
 }

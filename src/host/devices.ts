@@ -65,6 +65,7 @@ export {
 } from './devices/listing.js';
 export {
   defineDevice,
+  jsonFileSource,
   modifyDevice,
   modifyLive,
   undefineDevice,

@@ -1,8 +1,7 @@
-import * as fs from 'node:fs';
-import * as nodePath from 'node:path';
 import { ErrnoError, errnoNumber, isErrnoCode, strerror } from '../../common/errno.js';
 import {
   defineDevice,
+  jsonFileSource,
   listActiveDevices,
   listDefinedDevices,
   listTypes,
@@ -70,13 +69,7 @@ function warnLine(message: string): string {
 }
 
 function jsonSource(io: CommandIo, path: string): JsonSource {
-  return {
-    name: path,
-    read: () =>
-      path === '/dev/stdin'
-        ? io.readStdin()
-        : fs.readFileSync(nodePath.resolve(io.cwd, path), 'utf8'),
-  };
+  return jsonFileSource(path, io.cwd, (maxBytes) => io.readStdin(maxBytes));
 }
 
 /** Take mdevkit's --root DIR out of the arguments (before any "--"). */

@@ -1,7 +1,8 @@
 /** The names in a request (UUID, parent), checked before anything is read or written. */
-import { checkComponent } from '../paths.js';
+import { checkParentDirName } from '../config-store.js';
+import { printable } from '../paths.js';
 import { parseUuid } from '../uuid-forms.js';
-import { MdevError } from '../errors.js';
+import { MdevError, codeOf } from '../errors.js';
 
 /** A random v4 UUID from the global Web Crypto (loaded on first use, not at start-up). */
 export const newUuid = (): string => globalThis.crypto.randomUUID();
@@ -10,7 +11,7 @@ export const newUuid = (): string => globalThis.crypto.randomUUID();
 export function uuidArg(uuid: string): string {
   const u = parseUuid(uuid);
   if (u === undefined) {
-    throw new MdevError('invalid-name', `Invalid UUID ${JSON.stringify(uuid)}`, {
+    throw new MdevError('invalid-name', `Invalid UUID ${printable(uuid)}`, {
       context: { value: uuid },
     });
   }
@@ -28,15 +29,22 @@ export function checkedNames<
   };
 }
 
-/** A parent name must stay one path component: it names a directory under /etc/mdevctl.d and sysfs. */
+/**
+ * A parent name must stay one path component: it names a directory under
+ * /etc/mdevctl.d and sysfs. It holds no control character, and it is none
+ * of the config directory's own entries (`scripts.d`: a definition there
+ * could never be listed or removed).
+ */
 export function parentArg(parent: string | undefined): string | undefined {
   if (parent === undefined) return undefined;
   try {
-    return checkComponent(parent, 'parent');
-  } catch {
+    return checkParentDirName(parent);
+  } catch (err) {
+    const code = codeOf(err);
+    if (code === 'reserved-name' || code === 'control-character') throw err;
     throw new MdevError(
       'invalid-name',
-      `Refusing parent name ${JSON.stringify(parent)}: it must be one path component (no "/", NUL, "." or "..")`,
+      `Refusing parent name ${printable(parent)}: it must be one path component (no "/", NUL, "." or "..")`,
       { context: { parent } },
     );
   }

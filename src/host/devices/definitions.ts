@@ -1,12 +1,20 @@
 /** Definitions: define, undefine, modify (and modify --live, through the callout). */
+import * as nodePath from 'node:path';
 import { getAttributesFromCallouts, invokeLiveModify } from '../callouts.js';
-import { deleteConfig, writeConfig, type StartMode } from '../config-store.js';
+import {
+  MAX_JSON_BYTES,
+  deleteConfig,
+  readFileLimited,
+  writeConfig,
+  type StartMode,
+} from '../config-store.js';
 import type { Environment } from '../environment.js';
 import { checkedNames, newUuid, parentArg, uuidArg } from './args.js';
 import {
   addAttributes,
   applyJson,
   calloutView,
+  checkRequestAttributes,
   configOf,
   draft,
   freeze,
@@ -19,6 +27,27 @@ import {
 import { MdevError } from '../errors.js';
 import { getDefinedDevice, listDefinedDevices } from './listing.js';
 import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
+
+/**
+ * mdevctl's `--jsonfile PATH`: the file (relative to `cwd`; links followed,
+ * the user named it), or standard input for /dev/stdin — read only when the
+ * operation gets that far, and at most MAX_JSON_BYTES (1 MiB) either way, so
+ * /dev/zero or an endless pipe ends in `file-too-large` instead of a process
+ * that reads until it aborts.
+ */
+export function jsonFileSource(
+  path: string,
+  cwd: string,
+  readStdin: (maxBytes: number) => string,
+): JsonSource {
+  return {
+    name: path,
+    read: () =>
+      path === '/dev/stdin'
+        ? readStdin(MAX_JSON_BYTES)
+        : readFileLimited(nodePath.resolve(cwd, path), path),
+  };
+}
 
 export interface DefineRequest {
   readonly uuid?: string | undefined;
@@ -89,6 +118,7 @@ export function defineDevice(
       d,
       getAttributesFromCallouts(env, calloutView(d)!, hooks.calloutStderr ?? (() => {})),
     );
+    checkRequestAttributes(d, d.attrs);
   }
   invoke(env, 'define', d, hooks, () => storeConfig(env, d));
   return { ...freeze(d, true), generatedUuid: req.uuid === undefined };
@@ -177,6 +207,7 @@ export function modifyDevice(
   if (req.type !== undefined) d.type = req.type;
   if (req.start !== undefined) d.start = req.start;
   if (req.addAttr !== undefined) {
+    checkRequestAttributes(d, [req.addAttr]);
     const at = req.index ?? d.attrs.length;
     if (at > d.attrs.length) {
       throw new MdevError('invalid-index', `Attribute index ${at} is invalid`, {

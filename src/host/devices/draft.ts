@@ -2,20 +2,24 @@
  * The mutable device record the operations work on (mdevctl's MDev) and how
  * it is filled: from sysfs, from a definition's JSON, from callouts.
  */
-import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import type { SysfsPort } from '../../port/sysfs-port.js';
 import { withCallouts, type CalloutAction, type CalloutDevice } from '../callouts.js';
 import {
   ConfigError,
+  MAX_JSON_BYTES,
+  isDefinitionFile,
+  parseJsonText,
   readConfigValue,
   type MdevAttribute,
   type MdevConfig,
   type StartMode,
 } from '../config-store.js';
+import { checkAttribute } from '../paths.js';
 import type { Environment } from '../environment.js';
 import { probeActive, type TypeDevicesIndex } from '../sysfs-model.js';
-import { MdevError } from '../errors.js';
+import { MdevError, codeOf } from '../errors.js';
+import { describeJsonSyntaxError } from '../json-syntax.js';
 import type { HostHooks, JsonSource, MdevDevice } from './types.js';
 
 /** The mutable record the operations work on (mdevctl's MDev). */
@@ -66,16 +70,10 @@ export function loadFromJson(
     d.start = partial.start ?? 'manual';
   }
   d.attrs.push(...partial.attrs);
-  if (partial.error !== undefined) throw new ConfigError(partial.error, path);
+  if (partial.error !== undefined) throw new ConfigError(partial.error, path, partial.errorCode);
 }
 
-export function parseJsonText(text: string, path: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`malformed JSON (${(err as Error).message})`, path);
-  }
-}
+export { parseJsonText };
 
 export function configOf(d: Draft): MdevConfig {
   return { mdevType: d.type!, start: d.start, attrs: d.attrs };
@@ -93,42 +91,16 @@ export function freeze(d: Draft, defined: boolean): MdevDevice {
   };
 }
 
-/**
- * Read a small file (a definition) with one open, read and close: no
- * fstat, no options parsing and no fresh buffer per file, which counts when
- * a listing reads ten thousand of them.
- */
-let readBuffer = Buffer.allocUnsafe(64 * 1024);
-export function readSmallFile(path: string): string {
-  const fd = fs.openSync(path, 'r');
-  try {
-    let n = 0;
-    for (;;) {
-      const room = readBuffer.length - n;
-      const got = fs.readSync(fd, readBuffer, n, room, null);
-      n += got;
-      // A regular file on Linux reads short only at its end: no second read
-      // just to see 0 (one syscall less per definition).
-      if (got < room) break;
-      if (n === readBuffer.length) {
-        const bigger = Buffer.allocUnsafe(readBuffer.length * 2);
-        readBuffer.copy(bigger);
-        readBuffer = bigger;
-      }
-    }
-    return readBuffer.toString('utf8', 0, n);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
+export { readDefinitionText as readSmallFile } from '../config-store.js';
 
 export function persistPath(env: Environment, d: Draft): string | undefined {
   return d.parent === undefined ? undefined : nodePath.join(env.configDir, d.parent, d.uuid);
 }
 
+/** Defined: a definition file is there (a link is not one: links in the config dir are never followed). */
 export function isDefined(env: Environment, d: Draft): boolean {
   const p = persistPath(env, d);
-  return p !== undefined && fs.existsSync(p);
+  return p !== undefined && isDefinitionFile(p);
 }
 
 export function calloutView(d: Draft): CalloutDevice | undefined {
@@ -185,21 +157,45 @@ export function toDraft(dev: MdevDevice): Draft {
   };
 }
 
+/**
+ * The JSON document of a request (--jsonfile, an API body): at most
+ * MAX_JSON_BYTES, and a syntax error says where, never what (the "document"
+ * may be /etc/shadow).
+ */
 export function readJsonSource(src: JsonSource): unknown {
   let text: string;
   try {
     text = src.read();
+    if (text.length > MAX_JSON_BYTES && Buffer.byteLength(text) > MAX_JSON_BYTES) {
+      throw new MdevError(
+        'file-too-large',
+        `${src.name} is larger than 1 MiB (${MAX_JSON_BYTES} bytes)`,
+        {
+          context: { path: src.name },
+        },
+      );
+    }
   } catch (err) {
     throw MdevError.causedBy(err, `Unable to read jsonfile "${src.name}"`, { path: src.name });
   }
   try {
     return JSON.parse(text);
-  } catch (err) {
+  } catch {
     throw new MdevError('invalid-config', `Invalid JSON in "${src.name}"`, {
-      cause: new Error((err as Error).message),
+      cause: new Error(describeJsonSyntaxError(text)),
       context: { path: src.name },
     });
   }
+}
+
+/**
+ * A request's attributes, checked before anything is stored or created:
+ * names that stay inside the device and are the vendor driver's, no
+ * control characters (codes `invalid-name`, `core-attribute`,
+ * `control-character`).
+ */
+export function checkRequestAttributes(d: Draft, attrs: readonly MdevAttribute[]): void {
+  for (const a of attrs) checkAttribute(a, { uuid: d.uuid, parent: d.parent, type: d.type });
 }
 
 export function applyJson(d: Draft, parent: string, src: JsonSource, hooks: HostHooks): void {
@@ -207,9 +203,12 @@ export function applyJson(d: Draft, parent: string, src: JsonSource, hooks: Host
   try {
     loadFromJson(d, parent, json, hooks);
   } catch (err) {
-    throw new MdevError('invalid-config', `Invalid device definition in "${src.name}"`, {
-      cause: err,
-      context: { path: src.name, uuid: d.uuid, parent },
-    });
+    // A control character keeps its own code; anything else is an invalid document.
+    throw new MdevError(
+      codeOf(err) === 'control-character' ? 'control-character' : 'invalid-config',
+      `Invalid device definition in "${src.name}"`,
+      { cause: err, context: { path: src.name, uuid: d.uuid, parent } },
+    );
   }
+  checkRequestAttributes(d, d.attrs);
 }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ErrnoError } from '../../common/errno.js';
 import { getAttributesFromCallouts, hasCalloutScripts } from '../callouts.js';
-import { TEMP_PREFIX } from '../config-store.js';
+import { SCRIPTS_DIR, TEMP_PREFIX, configSymlinkError } from '../config-store.js';
 import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../paths.js';
 import { indexTypeDevices, type TypeDevicesIndex } from '../sysfs-model.js';
@@ -20,7 +20,7 @@ import {
   readSmallFile,
   sortDevices,
 } from './draft.js';
-import { MdevError } from '../errors.js';
+import { MdevError, codeOf } from '../errors.js';
 import { describeError } from './errors.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
 import {
@@ -58,8 +58,10 @@ export function listActiveDevices(
   const definedIn = (parent: string): Set<string> | null => {
     let set = definedNames.get(parent);
     if (set === undefined) {
+      const dir = nodePath.join(env.configDir, parent);
       try {
-        set = new Set(fs.readdirSync(nodePath.join(env.configDir, parent)));
+        // A parent directory that is a link is not followed (as list -d).
+        set = fs.lstatSync(dir).isDirectory() ? new Set(fs.readdirSync(dir)) : null;
       } catch {
         set = null;
       }
@@ -94,6 +96,8 @@ export function listActiveDevices(
       if (defined) {
         const path = `${env.configDir}/${d.parent}/${uuid}`;
         try {
+          // O_NOFOLLOW: a definition that is a link is marked defined (the
+          // name is there, as mdevctl says) but nothing is read through it.
           loadFromJson(d, d.parent, JSON.parse(readSmallFile(path)), hooks, path);
         } catch {
           // mdevctl shows what it could read of a broken definition
@@ -128,8 +132,15 @@ export function listActiveDevices(
 /**
  * Definitions, each with its active state. The first definition that cannot
  * be parsed fails the whole listing (as in mdevctl), with an error naming
- * the file; definitions excluded by the filter are never read. Files whose
- * names are not UUIDs are skipped with a warning.
+ * the file, unless `hooks.invalidDefinition` takes it; definitions excluded
+ * by the filter are never read. Files whose names are not UUIDs are skipped
+ * with a warning.
+ *
+ * Links are never followed, as mdevctl ignores them too: a parent directory
+ * that is a link is skipped with a warning, a definition that is a link is
+ * skipped and reported to `hooks.invalidDefinition` (code `config-symlink`)
+ * when given. Nothing is read through a link, so a link to /etc/shadow
+ * shows nothing of it.
  */
 export function listDefinedDevices(
   env: Environment,
@@ -157,16 +168,16 @@ export function listDefinedDevices(
   }
   for (const pent of parents) {
     const parent = pent.name;
-    if (parent === 'scripts.d') continue;
+    if (parent === SCRIPTS_DIR) continue;
     if (filter.parent !== undefined && filter.parent !== parent) continue;
     const parentDir = nodePath.join(env.configDir, parent);
-    if (!pent.isDirectory()) {
-      if (
-        !pent.isSymbolicLink() ||
-        !fs.statSync(parentDir, { throwIfNoEntry: false })?.isDirectory()
-      )
-        continue;
+    if (pent.isSymbolicLink()) {
+      hooks.warn?.(
+        `Skipping "${parentDir}": a symbolic link; links in the config directory are not followed`,
+      );
+      continue;
     }
+    if (!pent.isDirectory()) continue;
     let children: fs.Dirent[];
     try {
       children = fs.readdirSync(parentDir, { withFileTypes: true });
@@ -178,37 +189,46 @@ export function listDefinedDevices(
     const list: MdevDevice[] = [];
     for (const child of children) {
       const path = `${parentDir}/${child.name}`;
-      if (!child.isFile()) {
-        if (!child.isSymbolicLink()) continue;
-        const st = fs.statSync(path, { throwIfNoEntry: false });
-        if (st === undefined) {
-          hooks.warn?.(`unable to access file "${path}": No such file or directory`);
-          continue;
-        }
-        if (!st.isFile()) continue;
-      }
       if (child.name.startsWith(TEMP_PREFIX)) continue; // debris of an interrupted atomic write
+      const link = child.isSymbolicLink();
+      if (!link && !child.isFile()) continue;
       const uuid = parseUuid(child.name);
       if (uuid === undefined) {
-        hooks.warn?.(`Can't determine uuid for file '${child.name}'`);
+        if (!link) hooks.warn?.(`Can't determine uuid for file '${child.name}'`);
         continue;
       }
       if (filter.uuid !== undefined && filter.uuid !== uuid) continue;
+      if (link) {
+        // Not a definition (mdevctl skips links silently); say why it is not listed.
+        hooks.invalidDefinition?.(path, configSymlinkError(path, { uuid, parent }));
+        continue;
+      }
       let text: string;
       try {
         text = readSmallFile(path);
       } catch (err) {
-        hooks.warn?.(`Unable to open file "${path}": ${describeError(err)}`);
+        if (!(err instanceof MdevError)) {
+          // Gone, unreadable, or swapped for a link since the listing (ELOOP).
+          hooks.warn?.(`Unable to open file "${path}": ${describeError(err)}`);
+          continue;
+        }
+        const error = new MdevError(err.code, `Invalid definition ${path}`, {
+          cause: err,
+          context: { path, uuid, parent },
+        });
+        if (hooks.invalidDefinition === undefined) throw error;
+        hooks.invalidDefinition(path, error);
         continue;
       }
       const d = draft(uuid);
       try {
         loadFromJson(d, parent, parseJsonText(text, path), hooks, path);
       } catch (err) {
-        const error = new MdevError('invalid-config', `Invalid definition ${path}`, {
-          cause: err,
-          context: { path, uuid, parent },
-        });
+        const error = new MdevError(
+          codeOf(err) === 'control-character' ? 'control-character' : 'invalid-config',
+          `Invalid definition ${path}`,
+          { cause: err, context: { path, uuid, parent } },
+        );
         if (hooks.invalidDefinition === undefined) throw error;
         hooks.invalidDefinition(path, error);
         continue;
