@@ -154,6 +154,12 @@ export class LiveLab {
     await this.autostart.flush();
     this.#stopUevents?.();
     await this.#udev?.close();
+    if (this.#mount !== undefined && !isMountpoint(this.sysDir)) {
+      // Someone ran fusermount -u: stopping is all that is left to do.
+      this.options.log.write(
+        `mdevkit lab: ${this.sysDir} was already unmounted (removed from outside)\n`,
+      );
+    }
     await this.#mount?.unmount();
   }
 }

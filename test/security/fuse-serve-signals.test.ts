@@ -1,0 +1,63 @@
+/**
+ * `lab serve` stops on the first SIGTERM or SIGINT even when its mount was
+ * removed from outside (`fusermount -u`) first (issue 12, item 15): it used
+ * to report the failed unmount and then stay up, held by the FUSE binding,
+ * until a second signal killed it.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+import { isMountpoint } from '../../src/sim/fuse/sysfs-fuse.js';
+import { FUSE_NEEDS, serveLabIn } from '../fuse/served-lab.js';
+import { requires } from '../support/capabilities.js';
+
+/** The exit status, or 'still running' when `ms` pass first. */
+function exitWithin(
+  lab: { stop(signal?: NodeJS.Signals): Promise<number | null> },
+  signal: NodeJS.Signals,
+  ms: number,
+): Promise<number | null | 'still running'> {
+  return Promise.race([
+    lab.stop(signal),
+    new Promise<'still running'>((r) => setTimeout(() => r('still running'), ms).unref()),
+  ]);
+}
+
+describe('lab serve after its mount was removed from outside', () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`exits on the first ${signal}, saying the mount was gone`, async (t) => {
+      if (!requires(t, FUSE_NEEDS, 'serves a lab over FUSE')) return;
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdevkit-sec-serve-'));
+      const lab = await serveLabIn(dir);
+      try {
+        execFileSync('fusermount', ['-u', lab.sys]);
+        assert.ok(!isMountpoint(lab.sys), 'fusermount -u removed the mount');
+        const status = await exitWithin(lab, signal, 10_000);
+        assert.equal(status, 0, `after one ${signal}: ${String(status)}\n${lab.errors()}`);
+        assert.match(lab.errors(), /already unmounted|removed from outside/);
+        assert.doesNotMatch(lab.errors(), /^\s+at /m);
+      } finally {
+        if (lab.child.exitCode === null && lab.child.signalCode === null) lab.child.kill('SIGKILL');
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  it('a lab that was never disturbed still unmounts and exits 0 on SIGTERM', async (t) => {
+    if (!requires(t, FUSE_NEEDS, 'serves a lab over FUSE')) return;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdevkit-sec-serve-'));
+    const lab = await serveLabIn(dir);
+    try {
+      assert.ok(isMountpoint(lab.sys));
+      assert.equal(await exitWithin(lab, 'SIGTERM', 10_000), 0, lab.errors());
+      assert.ok(!isMountpoint(lab.sys));
+      assert.equal(lab.errors(), '');
+    } finally {
+      if (lab.child.exitCode === null && lab.child.signalCode === null) lab.child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
