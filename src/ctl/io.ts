@@ -25,6 +25,28 @@ export interface CommandIo {
   readonly readStdin: (maxBytes?: number) => string;
 }
 
+/**
+ * Characters that would act on a terminal or hide what a line says:
+ * controls (newlines and tabs are layout) and the invisible formatting
+ * characters (bidirectional overrides, zero-width characters).
+ */
+const TERMINAL_CONTROL =
+  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
+
+/**
+ * Text that quotes what a user, a file or a request said — an error, a
+ * warning — made safe for a terminal: those characters are written as
+ * `\u001b`, so a UUID argument or a file name cannot send escape sequences
+ * (retitle the window, hide text, move the cursor) to whoever reads the
+ * message.
+ */
+export function terminalSafe(text: string): string {
+  return text.replace(
+    TERMINAL_CONTROL,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** The process's own streams, environment and directory. */
 export function processIo(): CommandIo {
   return {

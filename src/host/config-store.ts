@@ -1,7 +1,13 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
+import { ErrnoError } from '../common/errno.js';
+import {
+  readFdLimited as readFdBounded,
+  readFileLimited as readFileBounded,
+  sizeWords,
+} from '../common/read-limited.js';
 import { MdevError } from './errors.js';
-import { describeJsonSyntaxError } from './json-syntax.js';
+import { describeJsonSyntaxError } from '../common/json-syntax.js';
 import { checkComponent, controlCharacterProblem, printable } from './paths.js';
 
 /**
@@ -223,52 +229,35 @@ export function configPath(configDir: string, parent: string, uuid: string): str
 
 // ---------------------------------------------------------------- reading files
 
-const tooLarge = (name: string): MdevError =>
+const tooLarge = (name: string, limit = MAX_JSON_BYTES): MdevError =>
   new MdevError(
     'file-too-large',
-    `${name} is larger than 1 MiB (${MAX_JSON_BYTES} bytes); a definition takes a few hundred`,
+    `${name} is larger than ${sizeWords(limit)} (${limit} bytes)${limit === MAX_JSON_BYTES ? '; a definition takes a few hundred' : ''}`,
     { context: { path: name } },
   );
 
-/** Sleep a little without an event loop (a non-blocking standard input that has nothing yet). */
-function pause(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+/** A bounded read's EFBIG as the library's `file-too-large`; other errors as they are. */
+function limited<T>(name: string, limit: number, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof ErrnoError && err.code === 'EFBIG') throw tooLarge(name, limit);
+    throw err;
+  }
 }
 
 /**
- * Read `fd` to its end, at most `limit` bytes (one more is read to know):
- * /dev/zero, an endless pipe or a huge file end in a `file-too-large` error
- * naming `name`, not in a process that reads until it aborts.
+ * Read `fd` to its end, at most `limit` bytes: /dev/zero, an endless pipe or
+ * a huge file end in a `file-too-large` error naming `name`, not in a
+ * process that reads until it aborts.
  */
 export function readFdLimited(fd: number, name: string, limit = MAX_JSON_BYTES): string {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for (;;) {
-    const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, limit + 1 - total));
-    let got: number;
-    try {
-      got = fs.readSync(fd, chunk, 0, chunk.length, null);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-      pause(5);
-      continue;
-    }
-    if (got === 0) break;
-    chunks.push(chunk.subarray(0, got));
-    total += got;
-    if (total > limit) throw tooLarge(name);
-  }
-  return Buffer.concat(chunks, total).toString('utf8');
+  return limited(name, limit, () => readFdBounded(fd, name, limit));
 }
 
 /** The file at `path` (links followed: the user named it), at most `limit` bytes. */
 export function readFileLimited(path: string, name = path, limit = MAX_JSON_BYTES): string {
-  const fd = fs.openSync(path, 'r');
-  try {
-    return readFdLimited(fd, name, limit);
-  } finally {
-    fs.closeSync(fd);
-  }
+  return limited(name, limit, () => readFileBounded(path, limit, name));
 }
 
 /** A definition is opened as what it is, never through a link, never waiting on a FIFO. */

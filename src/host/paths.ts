@@ -19,17 +19,25 @@ export class UnsafeNameError extends MdevError {
   }
 }
 
-/** C0 controls, DEL and C1 controls: never part of a name or an attribute value. */
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+/**
+ * Never part of a name or an attribute value: C0 controls, DEL and C1
+ * controls; the invisible formatting characters that make text display
+ * other than it is (zero-width characters, bidirectional overrides and
+ * isolates, the byte order mark); and lone surrogates, which no file name
+ * or sysfs write can carry.
+ */
+const CONTROL_CHARACTER =
+  /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
- * `value` as it may appear in a message: quoted, with every control
- * character escaped (JSON.stringify leaves DEL and the C1 controls raw, and
- * a terminal takes U+009B for the start of an escape sequence).
+ * `value` as it may appear in a message: quoted, with every control and
+ * invisible formatting character escaped (JSON.stringify leaves DEL, the C1
+ * controls and the bidirectional overrides raw, and a terminal takes U+009B
+ * for the start of an escape sequence).
  */
 export function printable(value: string): string {
   return JSON.stringify(value).replace(
-    /[\u007f-\u009f]/g,
+    /[\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
 }

@@ -146,7 +146,7 @@ describe('control characters are refused at the edge', () => {
         for (const cmd of ['define', 'start']) {
           const r = mdevctl(h, [cmd, '-u', uuidN(n), '-p', 'mtty', '--jsonfile', doc]);
           assertCleanRefusal(r, `${cmd} ${JSON.stringify(attr)}`);
-          assert.match(r.stderr, /control character \(U\+00[0-9A-F]{2} at offset \d+\)/);
+          assert.match(r.stderr, /control character \(U\+[0-9A-F]{4} at offset \d+\)/);
           // The raw character never reaches the terminal.
           assert.ok(
             !/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(r.stderr),

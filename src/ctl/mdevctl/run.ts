@@ -17,7 +17,7 @@ import {
 } from '../../host/devices.js';
 import { environmentFrom, type Environment } from '../../host/environment.js';
 import { MdevError, jsonErrorLine } from '../../host/errors.js';
-import type { CommandIo } from '../io.js';
+import { terminalSafe, type CommandIo } from '../io.js';
 import { ArgError, ArgExit, commandHelp, parse, type ParsedArgs } from './args.js';
 import { listJson, listText, typesJson, typesText } from './output.js';
 import { LIST, MDEVCTL_VERSION, findCommand, topHelp } from './spec.js';
@@ -34,7 +34,9 @@ export type Prog = 'mdevctl' | 'lsmdev' | 'mdevkit';
 
 function usageError(io: CommandIo, err: ArgError): number {
   io.stderr.write(
-    `error: ${err.message}\n\n${err.usage === undefined ? '' : `${err.usage}\n`}For more information try --help\n`,
+    terminalSafe(
+      `error: ${err.message}\n\n${err.usage === undefined ? '' : `${err.usage}\n`}For more information try --help\n`,
+    ),
   );
   return 2;
 }
@@ -164,7 +166,7 @@ export function runMdevctl(
 
   const env = environment ?? environmentFrom(io.env, root);
   const hooks: HostHooks = {
-    warn: (m) => io.stderr.write(warnLine(m)),
+    warn: (m) => io.stderr.write(terminalSafe(warnLine(m))),
     calloutStderr: (script, text) => io.stderr.write(`${script}: ${text}`),
     force: opts['force'] === true,
   };
@@ -181,7 +183,7 @@ export function runMdevctl(
       !(err instanceof RangeError) &&
       !(err instanceof ReferenceError)
     ) {
-      io.stderr.write(jsonErrorLine(io.env, err) ?? formatError(err));
+      io.stderr.write(jsonErrorLine(io.env, err) ?? terminalSafe(formatError(err)));
       return 1;
     }
     throw err;

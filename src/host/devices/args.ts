@@ -1,6 +1,6 @@
 /** The names in a request (UUID, parent), checked before anything is read or written. */
 import { checkParentDirName } from '../config-store.js';
-import { printable } from '../paths.js';
+import { checkNoControlCharacters, printable } from '../paths.js';
 import { parseUuid } from '../uuid-forms.js';
 import { MdevError, codeOf } from '../errors.js';
 
@@ -20,13 +20,28 @@ export function uuidArg(uuid: string): string {
 
 /** A request with its UUID normalised and its names checked (define and start). */
 export function checkedNames<
-  R extends { readonly uuid?: string | undefined; readonly parent?: string | undefined },
+  R extends {
+    readonly uuid?: string | undefined;
+    readonly parent?: string | undefined;
+    readonly type?: string | undefined;
+  },
 >(req: R): R {
   return {
     ...req,
     uuid: req.uuid === undefined ? undefined : uuidArg(req.uuid),
     parent: parentArg(req.parent),
+    type: typeArg(req.type),
   };
+}
+
+/**
+ * An mdev type as a request names it. Any text mdevctl would store is
+ * taken (a type the parent lacks fails when the device starts), but no
+ * control character: the type is a directory name in sysfs and is printed
+ * in listings.
+ */
+export function typeArg(type: string | undefined): string | undefined {
+  return type === undefined ? undefined : checkNoControlCharacters(type, 'type name', { type });
 }
 
 /**

@@ -9,7 +9,7 @@ import {
   type StartMode,
 } from '../config-store.js';
 import type { Environment } from '../environment.js';
-import { checkedNames, newUuid, parentArg, uuidArg } from './args.js';
+import { checkedNames, newUuid, parentArg, typeArg, uuidArg } from './args.js';
 import {
   addAttributes,
   applyJson,
@@ -188,7 +188,7 @@ export function modifyDevice(
   req: ModifyRequest,
   hooks: HostHooks = noHooks,
 ): MdevDevice {
-  req = { ...req, uuid: uuidArg(req.uuid), parent: parentArg(req.parent) };
+  req = { ...req, uuid: uuidArg(req.uuid), parent: parentArg(req.parent), type: typeArg(req.type) };
   let d: Draft;
   if (req.json !== undefined) {
     // As mdevctl 1.3: the document is the whole new definition, stored as is.

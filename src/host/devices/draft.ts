@@ -19,7 +19,7 @@ import { checkAttribute } from '../paths.js';
 import type { Environment } from '../environment.js';
 import { probeActive, type TypeDevicesIndex } from '../sysfs-model.js';
 import { MdevError, codeOf } from '../errors.js';
-import { describeJsonSyntaxError } from '../json-syntax.js';
+import { describeJsonSyntaxError } from '../../common/json-syntax.js';
 import type { HostHooks, JsonSource, MdevDevice } from './types.js';
 
 /** The mutable record the operations work on (mdevctl's MDev). */
