@@ -17,7 +17,9 @@
  *
  * Inputs that are harmless by design (a list filter that matches nothing,
  * an attribute value of odd but printable text) may succeed: mdevctl takes
- * them too. The counts are printed as diagnostics.
+ * them too. The counts are printed as diagnostics;
+ * MDEVKIT_SECURITY_TRACE=accepted lists the inputs that succeeded, =all
+ * every input as it runs.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -271,7 +273,7 @@ describe('hostile inputs on the command line', () => {
       for (const v of valuesOf(tpl.slot)) {
         const args = tpl.args(v);
         const what = `${tpl.prog} ${args.map((a) => JSON.stringify(a.length > 60 ? `${a.slice(0, 60)}...` : a)).join(' ')}`;
-        if (process.env['SEC_TRACE']) process.stderr.write(`${what}\n`);
+        if (process.env['MDEVKIT_SECURITY_TRACE'] === 'all') process.stderr.write(`${what}\n`);
         let r: Ran;
         if (tpl.prog === 'mdevctl') r = mdevctl(f, args);
         else {
@@ -285,7 +287,7 @@ describe('hostile inputs on the command line', () => {
         assert.ok([0, 1, 2].includes(r.code), `${what}: exit ${r.code}\n${r.stderr}`);
         if (r.code === 0) {
           counts.accepted++;
-          if (process.env['SEC_TRACE'] === 'accepted') process.stderr.write(`ACCEPTED ${what}\n`);
+          if (process.env['MDEVKIT_SECURITY_TRACE'] === 'accepted') process.stderr.write(`ACCEPTED ${what}\n`);
         } else {
           counts.refused++;
           assert.notEqual(r.stderr.trim(), '', `${what}: refused without a word`);
