@@ -287,7 +287,8 @@ describe('hostile inputs on the command line', () => {
         assert.ok([0, 1, 2].includes(r.code), `${what}: exit ${r.code}\n${r.stderr}`);
         if (r.code === 0) {
           counts.accepted++;
-          if (process.env['MDEVKIT_SECURITY_TRACE'] === 'accepted') process.stderr.write(`ACCEPTED ${what}\n`);
+          if (process.env['MDEVKIT_SECURITY_TRACE'] === 'accepted')
+            process.stderr.write(`ACCEPTED ${what}\n`);
         } else {
           counts.refused++;
           assert.notEqual(r.stderr.trim(), '', `${what}: refused without a word`);
