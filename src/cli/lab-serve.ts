@@ -181,7 +181,8 @@ export function formatUevent(e: Uevent): string {
 
 function parseCache(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  const n = Number(text);
+  // Decimal seconds only: Number() would take "" and " " as 0, "0x10" as 16, "1e3" as 1000.
+  const n = /^[0-9]{1,4}(\.[0-9]{1,3})?$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isFinite(n) || n < 0 || n > 3600) {
     throw new UsageError(`--cache takes seconds between 0 and 3600, not '${text}'`);
   }

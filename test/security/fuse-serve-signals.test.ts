@@ -5,7 +5,7 @@
  * until a second signal killed it.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,6 +13,7 @@ import { describe, it } from 'node:test';
 import { isMountpoint } from '../../src/sim/fuse/sysfs-fuse.js';
 import { FUSE_NEEDS, serveLabIn } from '../fuse/served-lab.js';
 import { requires } from '../support/capabilities.js';
+import { MDEVKIT_BIN } from '../support/cli.js';
 
 /** The exit status, or 'still running' when `ms` pass first. */
 function exitWithin(
@@ -57,6 +58,47 @@ describe('lab serve after its mount was removed from outside', () => {
       assert.equal(lab.errors(), '');
     } finally {
       if (lab.child.exitCode === null && lab.child.signalCode === null) lab.child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('lab serve --cache', () => {
+  it('takes seconds from 0 to 3600 written as decimals, and nothing else', (t) => {
+    if (!requires(t, FUSE_NEEDS, 'lab serve checks for FUSE first')) return;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdevkit-sec-cache-'));
+    try {
+      for (const v of [
+        '',
+        ' ',
+        '0x10',
+        '1e3',
+        '-1',
+        '3601',
+        'NaN',
+        'Infinity',
+        '1_0',
+        '\u0661',
+        '5s',
+      ]) {
+        const r = spawnSync(
+          process.execPath,
+          [MDEVKIT_BIN, 'lab', 'serve', '--mount', dir, '--cache', v],
+          {
+            encoding: 'utf8',
+            timeout: 20_000,
+          },
+        );
+        assert.equal(
+          r.status,
+          2,
+          `--cache ${JSON.stringify(v)}: ${r.status} ${r.signal} ${r.stderr}`,
+        );
+        // "-1" looks like an option to the parser, which says so.
+        assert.match(r.stderr, /--cache takes seconds|'--cache' argument is ambiguous/);
+        assert.ok(!isMountpoint(path.join(dir, 'sys')));
+      }
+    } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
