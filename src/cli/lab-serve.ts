@@ -12,6 +12,7 @@ import {
   type SysfsMount,
 } from '../sim/fuse/sysfs-fuse.js';
 import { Autostart, describeAutostartRun } from '../host/autostart.js';
+import { cleanConfigDirDebris } from '../host/config-store.js';
 import { environmentAt } from '../host/environment.js';
 import { ControlUnavailableError, controlCall, startControlServer } from '../sim/control.js';
 import { Lab } from '../sim/lab.js';
@@ -131,6 +132,8 @@ export class LiveLab {
         if (err.code !== 'ENOTCONN') throw err;
       });
     }
+    // A lab killed mid-write left temp files in its config dir; they are ours.
+    cleanConfigDirDebris(this.configDir);
     const state = await mountpointState(this.sysDir);
     if (state === 'live') {
       throw new CommandError(

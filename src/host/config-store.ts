@@ -413,6 +413,27 @@ export function cleanStaleTempFiles(dir: string, now = Date.now()): string[] {
 }
 
 /**
+ * The same for every parent directory of a config dir (links and scripts.d
+ * left alone), for a program that starts where a crash may have left
+ * debris: `lab serve` does, the agent may. Returns the paths removed.
+ */
+export function cleanConfigDirDebris(configDir: string, now = Date.now()): string[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(configDir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((e) => e.isDirectory() && e.name !== SCRIPTS_DIR)
+    .flatMap((e) =>
+      cleanStaleTempFiles(nodePath.join(configDir, e.name), now).map((n) =>
+        nodePath.join(configDir, e.name, n),
+      ),
+    );
+}
+
+/**
  * Create <configDir>/<parent> if needed (durably: the new entry is fsynced
  * into configDir). A parent entry that is a link is refused
  * (`config-symlink`): a definition written through it would land wherever

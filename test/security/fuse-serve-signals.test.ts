@@ -103,3 +103,27 @@ describe('lab serve --cache', () => {
     }
   });
 });
+
+describe('lab serve at start', () => {
+  it('removes the stale temp files a killed writer left in its config dir', async (t) => {
+    if (!requires(t, FUSE_NEEDS, 'serves a lab over FUSE')) return;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdevkit-sec-debris-'));
+    const mtty = path.join(dir, 'etc/mdevctl.d/mtty');
+    fs.mkdirSync(mtty, { recursive: true });
+    const dead = Number(String(spawnSync('sh', ['-c', 'echo $$']).stdout).trim());
+    const stale = path.join(mtty, `.#00000000-0000-4000-8000-000000000001.${dead}.0`);
+    const foreign = path.join(mtty, '.#notes');
+    for (const f of [stale, foreign]) {
+      fs.writeFileSync(f, '{"mdev_ty');
+      fs.utimesSync(f, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    }
+    const lab = await serveLabIn(dir);
+    try {
+      assert.equal(fs.existsSync(stale), false, 'the debris is still there');
+      assert.equal(fs.existsSync(foreign), true, 'a file that is not ours was removed');
+    } finally {
+      await lab.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -10,7 +10,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { STALE_TEMP_AGE_MS, cleanStaleTempFiles } from '../../src/host/config-store.js';
+import {
+  STALE_TEMP_AGE_MS,
+  cleanConfigDirDebris,
+  cleanStaleTempFiles,
+} from '../../src/host/config-store.js';
 import { isRoot, requires } from '../support/capabilities.js';
 import { uuidN } from '../support/labs.js';
 import { hostLab, mdevctl } from './host-support.js';
@@ -81,6 +85,23 @@ describe('debris of interrupted writes', () => {
     plant(dir, name, false);
     assert.deepEqual(cleanStaleTempFiles(dir), []);
     assert.deepEqual(cleanStaleTempFiles(dir, Date.now() + STALE_TEMP_AGE_MS + 1000), [name]);
+  });
+
+  it('a program that starts cleans every parent directory at once, links and scripts.d aside', () => {
+    const h = hostLab();
+    const dead = deadPid();
+    const stale: string[] = [];
+    for (const p of ['mtty', 'mdpy', '0000:00:02.0']) {
+      fs.mkdirSync(path.join(h.configDir, p));
+      stale.push(plant(path.join(h.configDir, p), `.#${uuidN(1)}.${dead}.0`));
+    }
+    const inScripts = plant(path.join(h.configDir, 'scripts.d'), `.#${uuidN(1)}.${dead}.0`);
+    fs.mkdirSync(path.join(h.outside, 'linked'));
+    const behindLink = plant(path.join(h.outside, 'linked'), `.#${uuidN(1)}.${dead}.0`);
+    fs.symlinkSync(path.join(h.outside, 'linked'), path.join(h.configDir, 'linked'));
+    assert.deepEqual(cleanConfigDirDebris(h.configDir).sort(), stale.sort());
+    assert.ok(fs.existsSync(inScripts));
+    assert.ok(fs.existsSync(behindLink));
   });
 
   it("another user's temp file is not ours to remove", (t) => {
