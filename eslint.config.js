@@ -20,6 +20,8 @@ const LAYERS = {
   ctl: { may: ['common', 'port', 'host'] },
   libvirt: { may: ['common', 'port', 'host', 'ctl'] },
   agent: { may: ['common', 'port', 'host', 'ctl', 'libvirt', 'web'] },
+  // Kubernetes integration (device plugin, node configuration): management.
+  k8s: { may: ['common', 'port', 'host'] },
   // The dashboard runs in a browser: of the server it bundles only the
   // event kinds (a module that imports nothing) and borrows the API's types.
   web: { may: ['src/agent/event-kinds.ts'], mayTypes: ['agent'] },

@@ -7,7 +7,17 @@
  * "/", so every timing runs inside one private mount namespace per tree
  * (scripts/mdevctl-ns) where the tree is /sys and /etc/mdevctl.d; a small
  * driver there alternates the programs and `node -e 0`, and the median and
- * best wall time of each are reported. Needs root and mdevctl 1.2.0.
+ * best wall time of each are reported, with the mean CPU time of each run
+ * (the child's user + system time: steadier than wall time when other jobs
+ * load the machine). Needs root and mdevctl 1.2.0.
+ *
+ * Then issue 13's table: bin/mdevctl against both references on a small
+ * host (10 devices: list, types, define, at most 3x mdevctl's time) and a
+ * large one (10k devices: list at most 0.3x, list -d --dumpjson at most
+ * 0.5x), each ratio against 1.4.0 and 1.2.0, by median wall time and by
+ * CPU time. bin/mdevctl is what the build made of dist/mdevctl: the
+ * compiled program, or Node's launcher (docs/ARCHITECTURE.md); the first
+ * line says which.
  *
  *   npm run bench mdevctl            (MDEVKIT_BENCH_SIZES=10,1000 to pick sizes)
  */
@@ -28,7 +38,8 @@ const REFERENCE = mdevctlReference('1.2.0');
 const REFERENCE_14 = mdevctlReference('1.4.0');
 
 const sizes = (process.env['MDEVKIT_BENCH_SIZES'] ?? '10,1000,10000').split(',').map(Number);
-const reps = (n: number): number => (n >= 10000 ? 7 : n >= 1000 ? 11 : 21);
+// Small hosts take more runs: their figures are a few ms, and CPU time comes in 10 ms ticks.
+const reps = (n: number): number => (n >= 10000 ? 7 : n >= 1000 ? 11 : 41);
 
 if (process.getuid?.() !== 0 || REFERENCE === undefined) {
   console.log('mdevctl bench: needs root and mdevctl 1.2.0 (apt-get install mdevctl); skipped');
@@ -40,6 +51,7 @@ if (process.getuid?.() !== 0 || REFERENCE === undefined) {
 const DRIVER = `
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 const [ref, cand, repsArg, freeParent, freeType, ref14] = process.argv.slice(2);
 const reps = Number(repsArg);
 const commands = {
@@ -48,13 +60,23 @@ const commands = {
   'types': () => ['types'],
   'define': () => ['define', '-u', randomUUID(), '-p', freeParent, '-t', freeType],
 };
+// User + system time of waited-for children (cutime + cstime), in ms.
+function childCpu() {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[13]) + Number(f[14])) * (1000 / 100); // USER_HZ
+}
+const cpu = {};
 function time(cmd, args) {
+  const c0 = childCpu();
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.status !== 0) throw new Error(cmd + ' ' + args.join(' ') + ' failed: ' + r.stderr);
+  (cpu[cmd] ??= []).push(childCpu() - c0);
   return ms;
 }
+const meanCpu = (cmd) => { const xs = cpu[cmd] ?? []; delete cpu[cmd]; return xs.reduce((a, b) => a + b, 0) / xs.length; };
 const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
 const min = (xs) => Math.min(...xs);
 const out = {};
@@ -63,6 +85,7 @@ for (const [name, args] of Object.entries(commands)) {
   const r = [], c = [], r14 = [];
   time(ref, args()); time(cand, args()); // warm the page cache
   if (ref14) time(ref14, args());
+  for (const cmd of [ref, cand, ref14]) if (cmd) meanCpu(cmd); // not the warm-up's
   for (let i = 0; i < reps; i++) {
     r.push(time(ref, args()));
     c.push(time(cand, args()));
@@ -70,7 +93,8 @@ for (const [name, args] of Object.entries(commands)) {
     node.push(time(process.execPath, ['-e', '0']));
   }
   out[name] = { ref: median(r), cand: median(c), refMin: min(r), candMin: min(c),
-    ref14: ref14 ? median(r14) : NaN, ref14Min: ref14 ? min(r14) : NaN };
+    ref14: ref14 ? median(r14) : NaN, ref14Min: ref14 ? min(r14) : NaN,
+    refCpu: meanCpu(ref), candCpu: meanCpu(cand), ref14Cpu: ref14 ? meanCpu(ref14) : NaN };
 }
 out['node -e 0'] = { ref: NaN, cand: median(node), refMin: NaN, candMin: min(node) };
 console.log(JSON.stringify(out));
@@ -85,6 +109,9 @@ interface Row {
   candMin: number;
   ref14: number;
   ref14Min: number;
+  refCpu: number;
+  candCpu: number;
+  ref14Cpu: number;
 }
 
 const work = fs.mkdtempSync(
@@ -131,23 +158,69 @@ try {
 
 const nodeMs = nodeBaseline.sort((a, b) => a - b)[nodeBaseline.length >> 1] ?? NaN;
 const nodeMin = Math.min(...nodeBest);
-const fmt = (ms: number): string => ms.toFixed(1).padStart(8);
-const ratio = (a: number, b: number): string => (a / b).toFixed(2).padStart(5);
-console.log(
-  `wall time per command, ms: median and best of the runs (node -e 0: median ${nodeMs.toFixed(1)}, best ${nodeMin.toFixed(1)})`,
-);
-// "mdevctl" is 1.2.0, as before; 1.4.0's median and mdevkit's ratio to it
-// follow when it is installed.
+const fmt = (ms: number): string => (Number.isNaN(ms) ? '-' : ms.toFixed(1)).padStart(8);
+const ratio = (a: number, b: number): string =>
+  (Number.isNaN(a / b) ? '-' : (a / b).toFixed(2)).padStart(6);
 const with14 = REFERENCE_14 !== undefined;
+
+/** What the build made bin/mdevctl: the compiled program or Node's launcher. */
+function candidateKind(): string {
+  const head = Buffer.alloc(4);
+  const fd = fs.openSync(CANDIDATE, 'r');
+  fs.readSync(fd, head, 0, 4, 0);
+  fs.closeSync(fd);
+  return head.toString('latin1') === '\x7fELF'
+    ? 'the compiled program (Bun, scripts/compile-mdevctl.mjs)'
+    : "Node's launcher (no Bun at build time)";
+}
+
+console.log(`bin/mdevctl is ${candidateKind()}`);
 console.log(
-  `${'devices'.padStart(7)}  ${'command'.padEnd(20)} ${'mdevctl'.padStart(8)} ${'mdevkit'.padStart(8)}  ratio  over node` +
-    `   ${'best:ref'.padStart(8)} ${'cand'.padStart(8)}  ratio  over node` +
-    (with14 ? `   ${'1.4.0'.padStart(8)}  ratio` : ''),
+  `wall time per command, ms: median and best of the runs; CPU: mean user + system time of one run` +
+    ` (load: node -e 0 took median ${nodeMs.toFixed(1)}, best ${nodeMin.toFixed(1)})`,
+);
+console.log(
+  `${'devices'.padStart(7)}  ${'command'.padEnd(20)}` +
+    ` ${'1.2.0'.padStart(8)} ${'1.4.0'.padStart(8)} ${'mdevkit'.padStart(8)}  ${'x1.2.0'.padStart(6)} ${'x1.4.0'.padStart(6)}` +
+    `   best: ${'1.2.0'.padStart(8)} ${'1.4.0'.padStart(8)} ${'mdevkit'.padStart(8)}` +
+    `   CPU: ${'1.2.0'.padStart(8)} ${'1.4.0'.padStart(8)} ${'mdevkit'.padStart(8)}`,
 );
 for (const r of rows) {
   console.log(
-    `${String(r.size).padStart(7)}  ${r.command.padEnd(20)} ${fmt(r.ref)} ${fmt(r.cand)}  ${ratio(r.cand, r.ref)}  ${fmt(r.cand - nodeMs)}` +
-      `   ${fmt(r.refMin)} ${fmt(r.candMin)}  ${ratio(r.candMin, r.refMin)}  ${fmt(r.candMin - nodeMin)}` +
-      (with14 ? `   ${fmt(r.ref14)}  ${ratio(r.cand, r.ref14)}` : ''),
+    `${String(r.size).padStart(7)}  ${r.command.padEnd(20)}` +
+      ` ${fmt(r.ref)} ${fmt(r.ref14)} ${fmt(r.cand)}  ${ratio(r.cand, r.ref)} ${ratio(r.cand, r.ref14)}` +
+      `         ${fmt(r.refMin)} ${fmt(r.ref14Min)} ${fmt(r.candMin)}` +
+      `        ${fmt(r.refCpu)} ${fmt(r.ref14Cpu)} ${fmt(r.candCpu)}`,
   );
 }
+
+// Issue 13's goals: bin/mdevctl's time as a multiple of mdevctl's.
+const GOALS: readonly { size: number; command: string; atMost: number }[] = [
+  { size: 10, command: 'list', atMost: 3 },
+  { size: 10, command: 'types', atMost: 3 },
+  { size: 10, command: 'define', atMost: 3 },
+  { size: 10000, command: 'list', atMost: 0.3 },
+  { size: 10000, command: 'list -d --dumpjson', atMost: 0.5 },
+];
+const verdict = (x: number, goal: number): string =>
+  Number.isNaN(x) ? '     -' : (x <= goal ? '   met' : '   not').padStart(6);
+console.log(
+  '\nissue 13: bin/mdevctl as a multiple of mdevctl (median wall time; CPU time in brackets)',
+);
+console.log(
+  `${'devices'.padStart(7)}  ${'command'.padEnd(20)} ${'goal'.padStart(6)}` +
+    `  ${'x1.4.0'.padStart(6)} ${'(cpu)'.padStart(7)} ${''.padStart(6)}` +
+    `  ${'x1.2.0'.padStart(6)} ${'(cpu)'.padStart(7)} ${''.padStart(6)}`,
+);
+for (const g of GOALS) {
+  const r = rows.find((x) => x.size === g.size && x.command === g.command);
+  if (r === undefined) continue; // size not run (MDEVKIT_BENCH_SIZES)
+  const v14 = r.cand / r.ref14;
+  const v12 = r.cand / r.ref;
+  console.log(
+    `${String(g.size).padStart(7)}  ${g.command.padEnd(20)} ${`<=${g.atMost}`.padStart(6)}` +
+      `  ${ratio(r.cand, r.ref14)} (${ratio(r.candCpu, r.ref14Cpu)}) ${verdict(v14, g.atMost)}` +
+      `  ${ratio(r.cand, r.ref)} (${ratio(r.candCpu, r.refCpu)}) ${verdict(v12, g.atMost)}`,
+  );
+}
+if (!with14) console.log('(mdevctl 1.4.0 is not installed: scripts/install-mdevctl-ref.sh)');

@@ -5,13 +5,15 @@
 // can have. Native addons stay external.
 import * as fs from 'node:fs';
 import { build } from 'esbuild';
+import { buildMdevctlExecutable } from './compile-mdevctl.mjs';
 
 // Start from an empty dist/: chunk names carry content hashes, so chunks of
 // earlier builds would otherwise pile up beside the current ones.
 fs.rmSync('dist', { recursive: true, force: true });
 
 await build({
-  entryPoints: { mdevkit: 'src/cli/entry.ts' },
+  // The agent's operations worker (src/agent/operations.ts) is a module of its own.
+  entryPoints: { mdevkit: 'src/cli/entry.ts', 'agent-ops-worker': 'src/agent/ops-worker.ts' },
   outdir: 'dist',
   outExtension: { '.js': '.mjs' },
   splitting: true,
@@ -29,9 +31,16 @@ await build({
   logLevel: 'warning',
 });
 
-// bin/mdevctl: the mdevctl-compatible commands as one standalone CommonJS
-// file, dist/mdevctl.cjs — no chunks to resolve and no ESM loader at
-// start-up (libvirt and scripts run mdevctl often; see bench/mdevctl.bench.ts).
+// bin/mdevctl (a link to dist/mdevctl): the mdevctl-compatible commands.
+// libvirt and scripts run mdevctl often, and on a small host start-up is
+// nearly all of its time (bench/mdevctl.bench.ts), so they get a program of
+// their own rather than a command of the CLI bundle:
+//  - dist/mdevctl.cjs, one standalone CommonJS file for Node: no chunks to
+//    resolve and no ESM loader at start-up;
+//  - dist/mdevctl, where Bun can be run: the same commands compiled into a
+//    single executable with Bun's runtime and their bytecode inside (see
+//    scripts/compile-mdevctl.mjs and docs/ARCHITECTURE.md for the choice);
+//    elsewhere a small sh launcher that runs dist/mdevctl.cjs with Node.
 await build({
   entryPoints: ['src/ctl/mdevctl/main.ts'],
   outfile: 'dist/mdevctl.cjs',
@@ -42,6 +51,7 @@ await build({
   sourcemap: 'linked',
   logLevel: 'warning',
 });
+await buildMdevctlExecutable('dist');
 
 // The dashboard (dist/web): its TypeScript modules under src/web/dashboard
 // bundled into one browser module, app.js, beside copies of the page and

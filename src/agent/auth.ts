@@ -18,25 +18,100 @@ export interface TokenInfo {
   readonly path: string;
 }
 
+const TOKEN_TEXT = /^[0-9a-f]{64}\s*$/;
+/** A token file is 65 bytes; reading more than this shows it is something else. */
+const TOKEN_READ_LIMIT = 4096;
+
+/**
+ * The token of the state directory `stateDir` (which checkStateDir has
+ * vouched for), created when missing. The file is opened with O_NOFOLLOW
+ * (a symlink is refused, dangling or not) and O_NONBLOCK (a FIFO cannot
+ * hang the start), and must be a regular file of the agent's user that
+ * nobody else can read or write, holding 64 hex digits. Its contents are
+ * never quoted in an error: it may be anything.
+ */
 export function loadOrCreateToken(stateDir: string): TokenInfo {
   const path = nodePath.join(stateDir, TOKEN_FILE);
-  try {
-    const token = fs.readFileSync(path, 'utf8').trim();
-    if (/^[0-9a-f]{64}$/.test(token)) return { token, created: false, path };
-    throw new Error(`${path} does not hold an agent token; remove it to make a new one`);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const existing = readToken(path);
+  if (existing !== undefined) return { token: existing, created: false, path };
   const token = randomBytes(32).toString('hex');
-  // 'wx': two agents starting at once must not both believe they made it.
+  // Written whole under a temporary name, then linked into place: link(2)
+  // fails when the name exists, so two agents starting at once agree on
+  // one token, and nobody ever reads a half-written one.
+  const tmp = nodePath.join(stateDir, `.${TOKEN_FILE}.${process.pid}.tmp`);
+  const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+  const fd = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
   try {
-    fs.writeFileSync(path, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    fs.writeSync(fd, `${token}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.linkSync(tmp, path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return loadOrCreateToken(stateDir);
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // Another agent made it first: use that one (no second try, no recursion).
+    const theirs = readToken(path);
+    if (theirs === undefined) throw new TokenFileError(path, 'vanished while it was being made');
+    return { token: theirs, created: false, path };
+  } finally {
+    fs.rmSync(tmp, { force: true });
   }
   return { token, created: true, path };
+}
+
+/** A token file the agent refuses; the message says how to fix it. */
+export class TokenFileError extends Error {
+  override readonly name = 'TokenFileError';
+  readonly code = 'untrusted-path';
+  constructor(
+    readonly path: string,
+    problem: string,
+    fix = `remove it (rm ${path}) and the agent makes a new token at its next start`,
+  ) {
+    super(`refusing the agent token ${path}: it ${problem}; ${fix}`);
+  }
+}
+
+/** The token in `path`, or undefined when there is no file. */
+function readToken(path: string): string | undefined {
+  const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+  let fd: number;
+  try {
+    fd = fs.openSync(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') throw new TokenFileError(path, 'is a symlink');
+    throw new TokenFileError(path, `cannot be opened (${code ?? 'error'})`);
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new TokenFileError(path, 'is not a regular file');
+    const me = process.geteuid?.() ?? 0;
+    if (st.uid !== me) {
+      throw new TokenFileError(
+        path,
+        `belongs to uid ${st.uid}, not to this agent's user (uid ${me})`,
+      );
+    }
+    if ((st.mode & 0o077) !== 0) {
+      throw new TokenFileError(
+        path,
+        `can be read or written by group or others (mode 0${(st.mode & 0o777).toString(8)})`,
+        `if nobody else has seen it: chmod 600 ${path}; otherwise remove it (rm ${path}) for a new token`,
+      );
+    }
+    const buf = Buffer.alloc(TOKEN_READ_LIMIT);
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    const text = buf.subarray(0, n).toString('latin1');
+    if (!TOKEN_TEXT.test(text))
+      throw new TokenFileError(path, 'does not hold an agent token (64 hex digits)');
+    return text.slice(0, 64);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Constant-time comparison of a presented token with the real one. */

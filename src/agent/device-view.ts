@@ -1,9 +1,11 @@
 import { hasCalloutScripts } from '../host/callouts.js';
+import * as nodePath from 'node:path';
 import {
   listActiveDevices,
   listDefinedDevices,
   parseUuid,
   probeActive,
+  type HostHooks,
   type MdevDevice,
 } from '../host/devices.js';
 import { readAggregation, typeAggregates } from '../host/aggregation.js';
@@ -39,6 +41,26 @@ const byParentThenUuid = (a: ApiDevice, b: ApiDevice): number =>
           ? 1
           : 0;
 
+/**
+ * A definition file the listing skipped because it cannot be read as one:
+ * where it is, and a reason that never quotes the file (it may be a
+ * symlink to anything, /etc/shadow included).
+ */
+export interface SkippedDefinition {
+  readonly parent: string;
+  /** The file's name: a UUID (the library reads no other names). */
+  readonly uuid: string;
+  readonly reason: string;
+}
+
+/** Why a definition was skipped, from the error's kind only, never its message. */
+function skipReason(error: unknown): string {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; depth++, e = e.cause) {
+    if (e instanceof SyntaxError) return 'not valid JSON';
+  }
+  return 'not an mdevctl definition';
+}
+
 interface Presence {
   readonly parent: string;
   readonly type: string;
@@ -71,8 +93,18 @@ export class DeviceView {
   #presence = new Map<string, Presence>();
   /** "parent\0type" → whether the type aggregates; forgotten with the parents. */
   #aggregates = new Map<string, boolean>();
+  #skipped: readonly SkippedDefinition[] = [];
+  /** "parent/uuid" of skipped files already reported, so each is reported once. */
+  #reported = new Set<string>();
 
-  constructor(readonly env: Environment) {}
+  /**
+   * `onSkipped` hears of each definition file the first time a rebuild
+   * skips it (again after it was fixed or removed and broke anew).
+   */
+  constructor(
+    readonly env: Environment,
+    private readonly onSkipped: (s: SkippedDefinition) => void = () => {},
+  ) {}
 
   /** Something changed; `uuid` when it concerns one device only. */
   invalidate(uuid?: string): void {
@@ -97,6 +129,12 @@ export class DeviceView {
   all(): readonly ApiDevice[] {
     if (this.#devices === undefined) this.#rebuild();
     return this.#devices!;
+  }
+
+  /** Definition files the listing skipped, as of the current generation. */
+  skipped(): readonly SkippedDefinition[] {
+    if (this.#devices === undefined) this.#rebuild();
+    return this.#skipped;
   }
 
   /** Entries for `uuid` (more than one when several parents define it). */
@@ -156,9 +194,22 @@ export class DeviceView {
 
   #rebuild(): void {
     const merged = new Map<string, ApiDevice>();
+    // A definition that cannot be parsed is skipped and reported, not a
+    // reason to fail the listing: the agent's listing is the server's own
+    // state, and one bad file must not blank the dashboard (issue 12).
+    const skipped: SkippedDefinition[] = [];
+    const hooks: HostHooks = {
+      invalidDefinition: (path, error) => {
+        skipped.push({
+          parent: nodePath.basename(nodePath.dirname(path)),
+          uuid: nodePath.basename(path),
+          reason: skipReason(error),
+        });
+      },
+    };
     // Definitions first (they know their active state), then the active
     // devices nobody defined: transient ones, or defined on another parent.
-    for (const list of listDefinedDevices(this.env).values()) {
+    for (const list of listDefinedDevices(this.env, {}, hooks).values()) {
       for (const d of list) merged.set(`${d.parent}/${d.uuid}`, toApi(d));
     }
     if (hasCalloutScripts(this.env)) {
@@ -197,5 +248,9 @@ export class DeviceView {
     }
     this.#devices = devices;
     this.#byUuid = byUuid;
+    this.#skipped = skipped;
+    const now = new Set(skipped.map((k) => `${k.parent}/${k.uuid}`));
+    for (const k of skipped) if (!this.#reported.has(`${k.parent}/${k.uuid}`)) this.onSkipped(k);
+    this.#reported = now;
   }
 }

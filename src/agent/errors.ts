@@ -32,6 +32,11 @@ const AGENT_ERRORS = {
   'request-too-large': 'E2BIG',
   unauthorized: 'EACCES',
   'host-refused': 'EACCES',
+  'origin-refused': 'EACCES',
+  'uri-too-long': 'ENAMETOOLONG',
+  'headers-too-large': 'E2BIG',
+  'request-timeout': 'ETIMEDOUT',
+  busy: 'EAGAIN',
   internal: 'EIO',
 } as const satisfies Record<string, ErrnoCode>;
 
@@ -120,6 +125,11 @@ export const HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   'queue-host-owned': 409,
   'queue-assigned': 409,
   // the agent's
+  'origin-refused': 403,
+  'uri-too-long': 414,
+  'headers-too-large': 431,
+  'request-timeout': 408,
+  busy: 503,
   'route-unknown': 404,
   'not-aggregating': 404,
   'invalid-request': 400,
@@ -255,6 +265,11 @@ function classify(
     return answer(fe.statusCode, recordOf(code, fe.message ?? 'bad request'));
   }
   return undefined;
+}
+
+/** The answer to a refusal made before any route (a malformed request, headers too large). */
+export function apiErrorAnswer(err: ApiError): { status: number; body: ApiErrorBody } {
+  return answer(HTTP_STATUS[err.code], recordOf(err.code, err.message), { context: err.context });
 }
 
 export function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {

@@ -27,7 +27,17 @@ export type HostEvent =
   | { readonly kind: 'parent-registered'; readonly parent: string }
   | { readonly kind: 'parent-unregistered'; readonly parent: string }
   /** An AP mask or a matrix device's assignment changed (made through this agent). */
-  | { readonly kind: 'matrix-changed'; readonly uuid?: string };
+  | { readonly kind: 'matrix-changed'; readonly uuid?: string }
+  /**
+   * A definition file cannot be read as one and is left out of the
+   * listing (reported once; the file is never quoted).
+   */
+  | {
+      readonly kind: 'definition-skipped';
+      readonly uuid: string;
+      readonly parent: string;
+      readonly reason: string;
+    };
 
 export type HostEventKind = HostEvent['kind'];
 
@@ -42,6 +52,7 @@ const KINDS: Record<HostEventKind, true> = {
   'parent-registered': true,
   'parent-unregistered': true,
   'matrix-changed': true,
+  'definition-skipped': true,
 };
 
 /** Every kind of host event, in the order the API documents them. */

@@ -314,8 +314,16 @@ export class ConfigDirWatcher implements HostEventSource {
       if (this.#started) this.#watch(dir);
       for (const uuid of names) {
         if (uuid.startsWith(TEMP_PREFIX)) continue;
-        const st = fs.statSync(nodePath.join(dir, uuid), { throwIfNoEntry: false });
-        if (st === undefined || !st.isFile()) continue;
+        let st: fs.Stats | undefined;
+        try {
+          st = fs.statSync(nodePath.join(dir, uuid));
+        } catch {
+          // Gone, a symlink loop (ELOOP), a dangling link, no permission:
+          // not a definition anyone can read; nothing in this directory may
+          // stop the agent (issue 12).
+          continue;
+        }
+        if (!st.isFile()) continue;
         out.set(`${parent}/${uuid}`, `${st.ino}:${st.size}:${st.mtimeMs}`);
       }
     }

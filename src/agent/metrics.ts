@@ -31,6 +31,10 @@ export class AgentMetrics {
   readonly #events = new Map<string, number>();
   /** Clients connected to the event stream now. */
   streamClients = 0;
+  /** Stream clients disconnected for falling too far behind. */
+  streamDropped = 0;
+  /** Bytes the stream clients have waiting, all together (set by the server). */
+  streamBufferedBytes: () => number = () => 0;
 
   /** One management operation finished; `errno` when it failed with one (or "unknown"). */
   operation(name: string, errno?: string): void {
@@ -47,7 +51,11 @@ export class AgentMetrics {
     this.#events.set(kind, (this.#events.get(kind) ?? 0) + 1);
   }
 
-  render(capacity: readonly TypeCapacity[], devicesDefined: number): string {
+  render(
+    capacity: readonly TypeCapacity[],
+    devicesDefined: number,
+    definitionsSkipped = 0,
+  ): string {
     const out: string[] = [];
     const family = (name: string, type: string, help: string): void => {
       out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -75,6 +83,12 @@ export class AgentMetrics {
     );
     out.push(`mdevkit_defined_devices ${devicesDefined}`);
     family(
+      'mdevkit_definitions_skipped',
+      'gauge',
+      'Files in the mdevctl config directory left out of the listing because they cannot be read as definitions.',
+    );
+    out.push(`mdevkit_definitions_skipped ${definitionsSkipped}`);
+    family(
       'mdevkit_operations_total',
       'counter',
       'Management operations run by the agent, by result.',
@@ -98,6 +112,18 @@ export class AgentMetrics {
     }
     family('mdevkit_event_stream_clients', 'gauge', 'Clients connected to the event stream.');
     out.push(`mdevkit_event_stream_clients ${this.streamClients}`);
+    family(
+      'mdevkit_event_stream_buffered_bytes',
+      'gauge',
+      'Bytes waiting for event-stream clients to read them (each client is held to a bound).',
+    );
+    out.push(`mdevkit_event_stream_buffered_bytes ${this.streamBufferedBytes()}`);
+    family(
+      'mdevkit_event_stream_dropped_total',
+      'counter',
+      'Event-stream clients disconnected for falling too far behind (they reconnect with Last-Event-ID).',
+    );
+    out.push(`mdevkit_event_stream_dropped_total ${this.streamDropped}`);
     return out.join('\n') + '\n';
   }
 }

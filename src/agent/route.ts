@@ -9,8 +9,8 @@ import { API_PREFIX, type ApiApp } from './server.js';
  * OpenAPI summary and tags), the zod schemas of its parameters, query,
  * body and answer, and a handler that gets them parsed. The rest is the
  * same for every route and done here once: the path below /api/v1, the
- * error answers every route may give, the bearer token a write needs (in
- * the OpenAPI document; server.ts enforces it), and the operation name a
+ * error answers every route may give, the bearer token (in the OpenAPI
+ * document; guard.ts enforces it), and the operation name a
  * write carries into the metrics and error bodies.
  */
 
@@ -51,6 +51,15 @@ export interface RouteSpec<
   readonly tag: string;
   /** A write's name in the metrics and in error bodies ("create", "ap-assign"). */
   readonly operation?: string;
+  /**
+   * Answers without the token even beyond loopback: only for what holds no
+   * host data (health). Every other route needs the token beyond loopback,
+   * and every write needs it everywhere (guard.ts decides on this flag of
+   * the route the router chose, never on the URL's spelling).
+   */
+  readonly public?: true;
+  /** Also takes the token as `?access_token=` (the event stream: EventSource sends no headers). */
+  readonly queryToken?: true;
   readonly params?: P;
   readonly query?: Q;
   readonly body?: B;
@@ -82,8 +91,6 @@ const API_ERRORS = {
   500: ErrorBody,
 };
 
-const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-
 export function route<
   P extends Schema | undefined = undefined,
   Q extends Schema | undefined = undefined,
@@ -91,13 +98,13 @@ export function route<
   R extends Schema | undefined = undefined,
 >(spec: RouteSpec<P, Q, B, R>): Route {
   const status = spec.status ?? 200;
-  const write = WRITES.has(spec.method);
   const ok = status === 204 ? z.null() : spec.response;
   const schema = {
     summary: spec.summary,
     ...(spec.description === undefined ? {} : { description: spec.description }),
     tags: [spec.tag],
-    ...(write ? { security: [{ bearer: [] }] } : {}),
+    // Reads need the token beyond loopback, writes everywhere; public routes never.
+    security: spec.public === true ? [] : [{ bearer: [] }],
     ...(spec.params === undefined ? {} : { params: spec.params }),
     ...(spec.query === undefined ? {} : { querystring: spec.query }),
     ...(spec.body === undefined ? {} : { body: spec.body }),
@@ -112,17 +119,25 @@ export function route<
         method: spec.method,
         url: spec.outsideApi === true ? spec.path : `${API_PREFIX}${spec.path}`,
         schema,
-        ...(spec.operation === undefined ? {} : { config: { operation: spec.operation } }),
+        config: {
+          ...(spec.operation === undefined ? {} : { operation: spec.operation }),
+          ...(spec.public === true ? { public: true } : {}),
+          ...(spec.queryToken === true ? { queryToken: true } : {}),
+        },
         async handler(req, reply) {
           // Validated by the schemas above (fastify-type-provider-zod) before we get here.
-          const result = await spec.handler({
+          const out = spec.handler({
             params: req.params as Out<P>,
             query: req.query as Out<Q>,
             body: req.body as Out<B>,
             req,
             reply,
           });
-          if (result === reply) return reply;
+          // A reply is a thenable (it settles when the answer has gone out),
+          // so only a promise is awaited: awaiting a returned reply would wait
+          // for an event stream to end and then answer it a second time.
+          const result = out instanceof Promise ? await out : out;
+          if (result === reply || reply.sent) return reply;
           if (status === 204) return reply.code(204).send(null);
           return reply.code(status).send(result);
         },

@@ -14,12 +14,22 @@ export const Uuid = z
   .transform((s) => s.toLowerCase())
   .describe('device UUID (RFC 4122 text form)');
 
+/** Control characters (C0, DEL, C1): never part of a sysfs name or an attribute name. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** The same, less tab and newline: what an attribute value may not hold. */
+const VALUE_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+/** Text that is valid Unicode (no lone surrogate, which no file name can hold). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const wellFormed = (s: string): boolean => !LONE_SURROGATE.test(s);
+
 /** A sysfs name: one path component, printable, bounded (checked again by src/host/paths.ts). */
 export const SysfsName = z
   .string()
   .min(1)
   .max(255)
   .regex(/^[^/\0\s]+$/, 'one path component without spaces')
+  .refine((s) => !CONTROL.test(s), 'no control characters')
+  .refine(wellFormed, 'not valid Unicode')
   .refine((s) => s !== '.' && s !== '..', 'not . or ..');
 
 export const ParentParams = z.object({ parent: SysfsName });
@@ -47,8 +57,22 @@ export const ParentInfo = z.object({
 });
 
 export const Attribute = z.object({
-  name: z.string().min(1).max(4096),
-  value: z.string().max(4096),
+  name: z
+    .string()
+    .min(1)
+    .max(4096)
+    .refine((s) => !CONTROL.test(s), 'no control characters')
+    .refine(wellFormed, 'not valid Unicode')
+    .refine(
+      (s) => s.split('/').every((c) => c !== '' && c !== '.' && c !== '..'),
+      'a path inside the device directory: no leading /, no empty, . or .. components',
+    )
+    .describe('a file of the device directory, relative ("mdev/aggregation/value")'),
+  value: z
+    .string()
+    .max(4096)
+    .refine((s) => !VALUE_CONTROL.test(s), 'no control characters but tab and newline')
+    .refine(wellFormed, 'not valid Unicode'),
 });
 
 export const StartMode = z.enum(['auto', 'manual']);
@@ -75,10 +99,21 @@ export const Device = z.object({
   ),
 });
 
+export const SkippedDefinition = z.object({
+  parent: z.string(),
+  uuid: z.string().describe("the file's name"),
+  reason: z.string().describe('why it is not a definition (the file is never quoted)'),
+});
+
 export const DeviceList = z.object({
   total: z.number().int().describe('devices matching the filters, over all pages'),
   devices: z.array(Device),
   next: z.string().optional().describe('cursor of the next page; absent on the last'),
+  skipped: z
+    .array(SkippedDefinition)
+    .describe(
+      'definition files left out because they cannot be read as definitions (empty, not JSON, not a definition); DELETE /devices/{uuid}/definition removes one',
+    ),
 });
 
 export const DeviceListQuery = z.object({

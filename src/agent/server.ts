@@ -14,7 +14,6 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { Environment } from '../host/environment.js';
-import { bearerToken, isLoopbackHostHeader, tokenMatches } from './auth.js';
 import { ApiError, errnoOf, sendError } from './errors.js';
 import type { HostEventSource } from './events.js';
 import { EventHub } from './hub.js';
@@ -27,6 +26,8 @@ import { hostRoutes, registerMetrics } from './routes/host.js';
 import { libvirtRoutes } from './routes/libvirt.js';
 import { registerWebRoutes } from './routes/web.js';
 import { DeviceView } from './device-view.js';
+import { Operations, type WorkerPlan } from './operations.js';
+import { MAX_PARAM_LENGTH, clientErrorHandler, frameworkErrors, installGuards } from './guard.js';
 
 /**
  * The host agent: an HTTP API over one host's mdev state, its event stream,
@@ -58,6 +59,15 @@ export interface AgentOptions {
   readonly logger?: boolean;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
+  /**
+   * Where writes that may wait (callouts, blocking sysfs stores) run off
+   * the event loop (operations.ts); without it every write runs inline.
+   */
+  readonly worker?: WorkerPlan;
+  /** Bytes one event-stream client may have waiting before it is dropped (default 1 MiB). */
+  readonly streamBufferLimit?: number;
+  /** Serve HTTPS with this certificate and key (PEM) instead of plain HTTP. */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
 
 /** What route modules share. */
@@ -67,6 +77,10 @@ export interface AgentContext {
   readonly hub: EventHub;
   readonly metrics: AgentMetrics;
   readonly view: DeviceView;
+  /** The open event streams, each as the bytes it has waiting. */
+  readonly streams: Set<() => number>;
+  /** The writes (mdevctl's operations), inline or in the operations worker. */
+  readonly ops: Operations;
 }
 
 export type ApiApp = FastifyInstance;
@@ -81,38 +95,123 @@ export type TypedApp = FastifyInstance<
 export const API_PREFIX = '/api/v1';
 export const AGENT_VERSION = '0.1.0';
 
-function isWrite(req: FastifyRequest): boolean {
-  return req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
-}
-
 export interface Agent {
   readonly app: FastifyInstance;
   readonly context: AgentContext;
   close(): Promise<void>;
 }
 
+/** Names of query parameters whose values are secrets: never written to a log. */
+const SECRET_NAME = /token|secret|passw|key|auth/i;
+
+/**
+ * Text as it may be logged: the values of secret-looking query parameters
+ * (the event stream's `access_token`) replaced, wherever a request target
+ * appears — the request line, and error messages that quote it. Names are
+ * compared decoded, as the query parser decodes them (`access%5Ftoken`).
+ */
+export function redactSecrets(text: string): string {
+  return text.replace(
+    /([?&;])([^=&?#\s"'\\]*)=([^&#\s"'\\]*)/g,
+    (whole, sep: string, name: string) => {
+      let key = name;
+      try {
+        key = decodeURIComponent(name.replace(/\+/g, ' '));
+      } catch {
+        // not valid percent-encoding: compare it as it is
+      }
+      return SECRET_NAME.test(key) ? `${sep}${name}=[redacted]` : whole;
+    },
+  );
+}
+
+/**
+ * The request log (MDEVKIT_AGENT_LOG=1): method, target with secrets
+ * redacted, host and peer; error messages and stacks redacted the same
+ * way. Headers are not logged, so neither is Authorization; should a
+ * serializer ever add them, pino's redaction censors it.
+ */
+const REQUEST_LOG = {
+  level: 'info',
+  serializers: {
+    req(req: FastifyRequest) {
+      return {
+        method: req.method,
+        url: redactSecrets(req.url),
+        host: req.host,
+        remoteAddress: req.ip,
+      };
+    },
+    err(err: Error & { code?: unknown }) {
+      return {
+        type: err.name,
+        message: redactSecrets(err.message),
+        ...(err.code === undefined ? {} : { code: String(err.code) }),
+        stack: redactSecrets(err.stack ?? ''),
+      };
+    },
+  },
+  hooks: {
+    logMethod(this: unknown, args: unknown[], method: (...a: unknown[]) => void): void {
+      method.apply(
+        this,
+        args.map((a) => (typeof a === 'string' ? redactSecrets(a) : a)),
+      );
+    },
+  },
+  redact: {
+    paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'],
+    censor: '[redacted]',
+  },
+};
+
 export async function buildAgent(options: AgentOptions): Promise<Agent> {
   const app = Fastify({
-    logger: options.logger === true ? { level: 'info' } : false,
+    logger: options.logger === true ? REQUEST_LOG : false,
     bodyLimit: options.bodyLimit ?? 64 * 1024,
     // Paths carry UUIDs and sysfs names only; keep the router strict.
-    routerOptions: { ignoreTrailingSlash: true },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
     // Event streams never go idle; closing the agent must not wait for them.
     forceCloseConnections: true,
+    // Refusals before routing get the API's error shape too (guard.ts).
+    frameworkErrors,
+    clientErrorHandler,
+    ...(options.tls === undefined
+      ? {}
+      : { https: { cert: options.tls.cert, key: options.tls.key } }),
+  }) as unknown as FastifyInstance;
+  // Fastify hands a request without a body to the validator as null; to a
+  // zod schema that is "no body" (undefined), so an optional body with a
+  // default (POST .../start) takes it.
+  app.setValidatorCompiler((route) => {
+    const validate = validatorCompiler(route as Parameters<typeof validatorCompiler>[0]);
+    return route.httpPart === 'body'
+      ? (data: unknown) => validate(data === null ? undefined : data)
+      : validate;
   });
-  app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
   const metrics = new AgentMetrics();
   const hub = new EventHub(options.events);
-  const view = new DeviceView(options.env);
+  const view = new DeviceView(options.env, (s) =>
+    hub.publish({ kind: 'definition-skipped', ...s }),
+  );
   hub.subscribe(({ event }) => {
     metrics.event(event.kind);
     if (event.kind === 'parent-registered' || event.kind === 'parent-unregistered')
       view.forgetAll();
-    else view.invalidate('uuid' in event ? event.uuid : undefined);
+    // The view's own report of what it read: nothing changed on the host.
+    else if (event.kind !== 'definition-skipped')
+      view.invalidate('uuid' in event ? event.uuid : undefined);
   });
-  const context: AgentContext = { options, env: options.env, hub, metrics, view };
+  const streams = new Set<() => number>();
+  metrics.streamBufferedBytes = () => {
+    let n = 0;
+    for (const size of streams) n += size();
+    return n;
+  };
+  const ops = new Operations(options.env, options.worker);
+  const context: AgentContext = { options, env: options.env, hub, metrics, view, streams, ops };
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -130,6 +229,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     transform: jsonSchemaTransform,
   });
 
+  installGuards(app, options);
   app.setErrorHandler((err, req, reply) => {
     failures.set(req, errnoOf(err));
     return sendError(err, req, reply);
@@ -149,34 +249,6 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     ),
   );
 
-  app.addHook('onRequest', async (req) => {
-    if (options.loopbackOnly === true && !isLoopbackHostHeader(req.headers.host)) {
-      throw new ApiError(
-        'host-refused',
-        `refused Host ${JSON.stringify(req.headers.host)}: this agent answers loopback names only`,
-      );
-    }
-    const url = req.url;
-    const needsToken =
-      (isWrite(req) && options.authDisabled !== true) ||
-      (options.protectReads === true && url.startsWith(API_PREFIX));
-    if (!needsToken) return;
-    let presented = bearerToken(req.headers.authorization);
-    // EventSource cannot set headers; the stream alone takes the token in the query.
-    if (presented === undefined && url.startsWith(`${API_PREFIX}/events`)) {
-      presented =
-        new URLSearchParams(url.slice(url.indexOf('?') + 1)).get('access_token') ?? undefined;
-    }
-    if (!tokenMatches(presented, options.token)) {
-      throw new ApiError(
-        'unauthorized',
-        presented === undefined
-          ? 'this request needs the agent token: Authorization: Bearer <token>'
-          : 'wrong agent token',
-      );
-    }
-  });
-
   registerRoutes(app, [
     ...hostRoutes(context),
     ...deviceRoutes(context),
@@ -185,9 +257,18 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     ...eventRoutes(context),
   ]);
   registerMetrics(app, context);
-  registerWebRoutes(app);
+  // The dashboard's files hold no host data: public, so a browser beyond
+  // loopback can load the page that then asks for the token.
+  await app.register(async (scope) => {
+    scope.addHook('onRoute', (r) => {
+      r.config = { ...r.config, public: true };
+    });
+    registerWebRoutes(scope);
+  });
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { schema: { hide: true }, config: { public: true } }, async () =>
+    app.swagger(),
+  );
 
   await app.ready();
   return {
@@ -196,6 +277,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     async close() {
       hub.close();
       await app.close();
+      await ops.close();
     },
   };
 }

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as nodePath from 'node:path';
 import { isLoopbackHost, loadOrCreateToken } from '../agent/auth.js';
+import { checkEnvironmentDirs, checkStateDir, claimSocketPath } from '../agent/trust.js';
 import {
   ConfigDirWatcher,
   SysfsPoller,
@@ -54,9 +55,31 @@ function labEnvironment(stateDir: string, lab: Lab): Environment {
     nodePath.join(env.configDir, 'scripts.d', 'callouts'),
     nodePath.join(env.configDir, 'scripts.d', 'notifiers'),
   ]) {
-    fs.mkdirSync(dir, { recursive: true });
+    // 0755 whatever the umask adds: script directories must not be writable by others.
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   }
   return env;
+}
+
+/** --tls-cert and --tls-key, both or neither; read now so a bad path fails before anything starts. */
+function readTls(values: AgentValues): { cert: Buffer; key: Buffer } | undefined {
+  const cert = values['tls-cert'];
+  const key = values['tls-key'];
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) {
+    throw new UsageError('--tls-cert and --tls-key go together');
+  }
+  if (values.socket !== undefined) {
+    throw new UsageError('--tls-cert/--tls-key are for --listen; a unix socket needs no TLS');
+  }
+  const read = (path: string, what: string): Buffer => {
+    try {
+      return fs.readFileSync(path);
+    } catch (err) {
+      throw new CommandError(`cannot read the TLS ${what} ${path}: ${(err as Error).message}`);
+    }
+  };
+  return { cert: read(cert, 'certificate'), key: read(key, 'key') };
 }
 
 function urlHost(host: string): string {
@@ -65,7 +88,8 @@ function urlHost(host: string): string {
 
 export const agentCommand = command({
   synopsis: `[--profile P | --root DIR] [--listen HOST:PORT | --socket PATH]
-                     [--state-dir DIR] [--no-auth] [--poll-interval MS]`,
+                     [--state-dir DIR] [--no-auth] [--poll-interval MS]
+                     [--tls-cert FILE --tls-key FILE]`,
   description:
     'The host agent: an HTTP API (/api/v1, described at /openapi.json), an event stream (/api/v1/events), Prometheus metrics (/metrics) and the dashboard (/).\n\n' +
     "Writes need 'Authorization: Bearer <token>'. The token is created at the first start in the state dir and printed that once.",
@@ -100,6 +124,12 @@ export const agentCommand = command({
       value: 'MS',
       help: 'how often to look at sysfs for changes on a real host (default 1000)',
     },
+    'tls-cert': {
+      type: 'string',
+      value: 'FILE',
+      help: 'serve HTTPS with this certificate (PEM; with --tls-key): beyond loopback the token would otherwise travel in the clear',
+    },
+    'tls-key': { type: 'string', value: 'FILE', help: 'the private key of --tls-cert (PEM)' },
   },
   positionals: [],
   run: (io, { values }) => serveAgent(io, values),
@@ -113,6 +143,8 @@ interface AgentValues {
   readonly 'state-dir'?: string;
   readonly 'no-auth': boolean;
   readonly 'poll-interval'?: string;
+  readonly 'tls-cert'?: string;
+  readonly 'tls-key'?: string;
 }
 
 async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
@@ -135,12 +167,19 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     );
   }
 
+  const tls = readTls(values);
+
   const isLab = values.root === undefined;
-  const stateDir = nodePath.resolve(
-    io.cwd,
-    values['state-dir'] ?? defaultStateDir(io.env, isLab ? 'lab' : 'host'),
+  // Nothing runs (no autostart, no callout) before the state dir, the
+  // directories scripts come from and the token are known to be the agent's
+  // own (src/agent/trust.ts).
+  const stateDir = checkStateDir(
+    nodePath.resolve(
+      io.cwd,
+      values['state-dir'] ?? defaultStateDir(io.env, isLab ? 'lab' : 'host'),
+    ),
   );
-  fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const token = loadOrCreateToken(stateDir);
 
   let env: Environment;
   let events: HostEventSource;
@@ -148,6 +187,7 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
   if (isLab) {
     const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
     env = labEnvironment(stateDir, lab);
+    checkEnvironmentDirs(env);
     // Uevents are the lab's word for what changed in sysfs; definitions are files.
     events = mergeSources(
       ueventSource((listener) => lab.kernel.onUevent(listener), env.port),
@@ -160,18 +200,22 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
       onRun: (run) => {
         for (const line of describeAutostartRun(run)) io.stderr.write(`mdevkit agent: ${line}\n`);
       },
+      // A broken file is skipped (the listing reports it), the others start.
+      invalidDefinition: (path) =>
+        io.stderr.write(`mdevkit agent: autostart: skipped ${path}: not a valid definition\n`),
     });
     lab.kernel.onUevent(autostart.uevent);
     autostart.coldplug();
     await autostart.flush();
   } else {
     env = environmentAt(nodePath.resolve(io.cwd, values.root!));
-    if (!fs.existsSync(env.configDir)) fs.mkdirSync(env.configDir, { recursive: true });
+    if (!fs.existsSync(env.configDir))
+      fs.mkdirSync(env.configDir, { recursive: true, mode: 0o755 });
+    checkEnvironmentDirs(env);
     events = mergeSources(new SysfsPoller(env.port, pollMs), new ConfigDirWatcher(env.configDir));
     hostLabel = env.root;
   }
 
-  const token = loadOrCreateToken(stateDir);
   const agent = await buildAgent({
     env,
     events,
@@ -182,21 +226,36 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     mode: isLab ? 'lab' : 'host',
     hostLabel,
     logger: io.env['MDEVKIT_AGENT_LOG'] === '1',
+    // Writes that may wait (callouts; on a host also sysfs stores) run in
+    // the operations worker; the lab's sysfs is reached through the agent's thread.
+    worker: isLab
+      ? { root: stateDir, bridge: true, always: false }
+      : { root: env.root, bridge: false, always: true },
+    ...(tls === undefined ? {} : { tls }),
   });
 
   let url: string;
+  /** The socket we made (its inode): on exit we remove that one, not whatever took its place. */
+  let ownSocket: { path: string; ino: number } | undefined;
   try {
     if (values.socket !== undefined) {
       const path = nodePath.resolve(io.cwd, values.socket);
-      fs.rmSync(path, { force: true }); // a stale socket of an agent that died
-      await agent.app.listen({ path });
-      fs.chmodSync(path, 0o600);
+      await claimSocketPath(path);
+      // Made 0600 from the start (no window in which others may connect):
+      // nothing else creates files while the agent starts to listen.
+      const umask = process.umask(0o177);
+      try {
+        await agent.app.listen({ path });
+      } finally {
+        process.umask(umask);
+      }
+      ownSocket = { path, ino: fs.statSync(path).ino };
       url = `unix:${path}`;
     } else {
       await agent.app.listen({ host: listen!.host, port: listen!.port });
       const addr = agent.app.server.address();
       const port = typeof addr === 'object' && addr !== null ? addr.port : listen!.port;
-      url = `http://${urlHost(listen!.host)}:${port}/`;
+      url = `${tls === undefined ? 'http' : 'https'}://${urlHost(listen!.host)}:${port}/`;
     }
   } catch (err) {
     await agent.close();
@@ -228,13 +287,25 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
   } else {
     banner.push(`token: in ${token.path}`);
   }
+  if (!loopback && tls === undefined) {
+    banner.push(
+      'warning: serving plain HTTP beyond loopback: the token travels in the clear (--tls-cert/--tls-key serve HTTPS)',
+    );
+  }
   banner.push(`listening on ${url}`);
+  // Listen for SIGTERM before saying "listening": whoever waits for that
+  // line may stop the agent at once, and must find it cleaning up.
+  const stopped = untilStopped();
   io.stdout.write(banner.join('\n') + '\n');
 
-  const why = await untilStopped();
+  const why = await stopped;
   io.stderr.write(`mdevkit agent: ${why}, stopping\n`);
   await agent.close();
-  if (values.socket !== undefined)
-    fs.rmSync(nodePath.resolve(io.cwd, values.socket), { force: true });
+  if (
+    ownSocket !== undefined &&
+    fs.statSync(ownSocket.path, { throwIfNoEntry: false })?.ino === ownSocket.ino
+  ) {
+    fs.rmSync(ownSocket.path, { force: true });
+  }
   return 0;
 }

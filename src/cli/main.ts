@@ -28,6 +28,10 @@ export const MDEVKIT = group({
       summary: 'the host agent: HTTP API, events, metrics and dashboard (on the lab by default)',
       load: async () => (await import('./agent.js')).agentCommand,
     },
+    k8s: {
+      summary: 'Kubernetes node component: device plugin for KubeVirt, node configuration by label',
+      load: async () => (await import('./k8s.js')).K8S,
+    },
     ...mdevctlCommands(),
     aggregation: {
       summary: 'how many instances a device aggregates (mdev/aggregation), read or changed',

@@ -54,9 +54,60 @@ export function processIo(): CommandIo {
     stderr: process.stderr,
     env: process.env,
     cwd: process.cwd(),
-    readStdin: (maxBytes) =>
-      maxBytes === undefined
-        ? fs.readFileSync(0, 'utf8')
-        : readFdLimited(0, '/dev/stdin', maxBytes),
+    readStdin: readStandardInput,
+  };
+}
+
+/** Standard input, to `maxBytes` when given (`file-too-large` beyond). */
+function readStandardInput(maxBytes?: number): string {
+  return maxBytes === undefined
+    ? fs.readFileSync(0, 'utf8')
+    : readFdLimited(0, '/dev/stdin', maxBytes);
+}
+
+/**
+ * The process's I/O with output written straight to file descriptors 1 and
+ * 2 by write(2), for a short-lived program (bin/mdevctl). process.stdout is
+ * the largest module graph such a program would otherwise load (in Bun most
+ * of a small command's time), and a synchronous write leaves nothing
+ * buffered at exit, in either runtime, on a pipe, a file or a terminal. Not
+ * for servers: a full pipe blocks the writer.
+ */
+export function processFdIo(): CommandIo {
+  return {
+    stdout: fdWriter(1),
+    stderr: fdWriter(2),
+    env: process.env,
+    cwd: process.cwd(),
+    readStdin: readStandardInput,
+  };
+}
+
+function fdWriter(fd: number): Writable {
+  let closed = false;
+  return {
+    write(s: string): void {
+      if (closed || s === '') return;
+      const buf = Buffer.from(s, 'utf8');
+      let off = 0;
+      while (off < buf.length) {
+        try {
+          off += fs.writeSync(fd, buf, off);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          // A non-blocking descriptor handed to us full: wait for the reader.
+          if (code === 'EAGAIN') {
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+            continue;
+          }
+          // The reader went away (`mdevctl list | head -1`): nothing more to say.
+          if (code === 'EPIPE') {
+            closed = true;
+            return;
+          }
+          throw err;
+        }
+      }
+    },
   };
 }

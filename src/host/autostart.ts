@@ -1,6 +1,12 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { MdevError, describeError, startParentDevices, type MdevDevice } from './devices.js';
+import {
+  MdevError,
+  describeError,
+  startParentDevices,
+  type HostHooks,
+  type MdevDevice,
+} from './devices.js';
 import type { Environment } from './environment.js';
 import { listParentNames } from './sysfs-model.js';
 
@@ -46,11 +52,20 @@ export interface AutostartRun {
   readonly failed: readonly { readonly device: MdevDevice; readonly error: unknown }[];
   /** The library's warnings (a definition it skipped, and so on). */
   readonly warnings: readonly string[];
+  /** Set when the parent's definitions could not be listed at all: nothing was started. */
+  readonly error?: unknown;
 }
 
 export interface AutostartOptions {
   /** Called after each parent's run, for the operator's log. */
   readonly onRun?: (run: AutostartRun) => void;
+  /**
+   * Skip (and report here) a definition that cannot be parsed, and start
+   * the parent's others; without it a broken file stops the parent's run,
+   * as in mdevctl. The agent passes it: one bad file must not keep the
+   * good ones down.
+   */
+  readonly invalidDefinition?: HostHooks['invalidDefinition'];
 }
 
 export class Autostart {
@@ -96,7 +111,7 @@ export class Autostart {
         this.#pending.clear();
         const env = withScriptDirsFixed(this.env);
         for (const parent of parents) {
-          const run = startParent(env, parent);
+          const run = startParent(env, parent, this.options.invalidDefinition);
           if (run !== undefined) this.options.onRun?.(run);
         }
       }
@@ -113,6 +128,7 @@ export class Autostart {
 export function describeAutostartRun(run: AutostartRun): string[] {
   return [
     ...run.warnings.map((w) => `autostart: ${w}`),
+    ...(run.error === undefined ? [] : [`autostart: ${run.parent}: ${describeError(run.error)}`]),
     ...run.failed.map(
       (f) => `autostart: ${run.parent}/${f.device.uuid}: ${describeError(f.error)}`,
     ),
@@ -121,13 +137,29 @@ export function describeAutostartRun(run: AutostartRun): string[] {
 }
 
 /** One parent's run; undefined when the rule would not fire (no config dir for it). */
-function startParent(env: Environment, parent: string): AutostartRun | undefined {
+function startParent(
+  env: Environment,
+  parent: string,
+  invalidDefinition: HostHooks['invalidDefinition'],
+): AutostartRun | undefined {
   // TEST=="/etc/mdevctl.d/$kernel" in the udev rule.
   if (!fs.existsSync(nodePath.join(env.configDir, parent))) return undefined;
   const warnings: string[] = [];
   const started: MdevDevice[] = [];
   const failed: { device: MdevDevice; error: unknown }[] = [];
-  for (const o of startParentDevices(env, parent, { warn: (m) => warnings.push(m) })) {
+  const hooks: HostHooks = {
+    warn: (m) => warnings.push(m),
+    ...(invalidDefinition === undefined ? {} : { invalidDefinition }),
+  };
+  let outcomes;
+  try {
+    outcomes = startParentDevices(env, parent, hooks);
+  } catch (error) {
+    // A definition that cannot be read fails the parent's listing (as in
+    // mdevctl); it must not fail the burst, nor the process that feeds it.
+    return { parent, started, failed, warnings, error };
+  }
+  for (const o of outcomes) {
     if (o.error === undefined) started.push(o.device);
     else if (!(o.error instanceof MdevError && o.error.code === 'already-active'))
       failed.push({ device: o.device, error: o.error });

@@ -53,7 +53,36 @@ export class CalloutError extends MdevError {
   }
 }
 
+// Set while one operation runs (see `withScriptListings`): dirs -> scripts.
+let listings: Map<string, string[]> | undefined;
+
+/**
+ * Run `operation` reading each script directory once: every event of every
+ * device it handles (pre, post and notify of a thousand autostarted
+ * devices) uses the same listing instead of reading the directories again.
+ * Meant for one command or one autostart, not for a long-running process,
+ * which must see scripts installed later.
+ */
+export function withScriptListings<T>(operation: () => T): T {
+  if (listings !== undefined) return operation();
+  listings = new Map();
+  try {
+    return operation();
+  } finally {
+    listings = undefined;
+  }
+}
+
 function scriptsIn(dirs: readonly string[]): string[] {
+  const key = dirs.join('\0');
+  const listed = listings?.get(key);
+  if (listed !== undefined) return listed;
+  const out = listScripts(dirs);
+  listings?.set(key, out);
+  return out;
+}
+
+function listScripts(dirs: readonly string[]): string[] {
   const out: string[] = [];
   for (const dir of dirs) {
     let names: string[];

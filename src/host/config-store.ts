@@ -7,7 +7,7 @@ import {
   sizeWords,
 } from '../common/read-limited.js';
 import { MdevError } from './errors.js';
-import { describeJsonSyntaxError } from '../common/json-syntax.js';
+import { parseJson } from './json-syntax.js';
 import { checkComponent, controlCharacterProblem, printable } from './paths.js';
 
 /**
@@ -187,13 +187,14 @@ export function readConfigValue(json: unknown): PartialConfig {
 
 /**
  * JSON.parse, failing with a ConfigError that says where the text stops
- * being JSON, never what it holds (V8's own message quotes it).
+ * being JSON in serde_json's words (json-syntax.ts), never what it holds
+ * (V8's own message quotes it).
  */
 export function parseJsonText(text: string, path?: string): unknown {
   try {
-    return JSON.parse(text);
-  } catch {
-    throw new ConfigError(`malformed JSON (${describeJsonSyntaxError(text)})`, path);
+    return parseJson(text);
+  } catch (err) {
+    throw new ConfigError(`malformed JSON (${(err as Error).message})`, path);
   }
 }
 
@@ -264,7 +265,8 @@ export function readFileLimited(path: string, name = path, limit = MAX_JSON_BYTE
 const DEFINITION_OPEN_FLAGS =
   fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
-let readBuffer = Buffer.allocUnsafe(64 * 1024);
+// Allocated at the first read, not at start-up: most commands read no definition.
+let readBuffer: Buffer | undefined;
 
 /**
  * Read a definition file with one open, read and close: no fstat, no
@@ -274,25 +276,26 @@ let readBuffer = Buffer.allocUnsafe(64 * 1024);
  * `file-too-large`.
  */
 export function readDefinitionText(path: string): string {
+  let buf = (readBuffer ??= Buffer.allocUnsafe(64 * 1024));
   const fd = fs.openSync(path, DEFINITION_OPEN_FLAGS);
   try {
     let n = 0;
     for (;;) {
-      const room = readBuffer.length - n;
-      const got = fs.readSync(fd, readBuffer, n, room, null);
+      const room = buf.length - n;
+      const got = fs.readSync(fd, buf, n, room, null);
       n += got;
       // A regular file on Linux reads short only at its end: no second read
       // just to see 0 (one syscall less per definition).
       if (got < room) break;
       if (n > MAX_JSON_BYTES) throw tooLarge(path);
-      if (n === readBuffer.length) {
-        const bigger = Buffer.allocUnsafe(readBuffer.length * 2);
-        readBuffer.copy(bigger);
-        readBuffer = bigger;
+      if (n === buf.length) {
+        const bigger = Buffer.allocUnsafe(buf.length * 2);
+        buf.copy(bigger);
+        buf = readBuffer = bigger;
       }
     }
     if (n > MAX_JSON_BYTES) throw tooLarge(path);
-    return readBuffer.toString('utf8', 0, n);
+    return buf.toString('utf8', 0, n);
   } finally {
     fs.closeSync(fd);
   }

@@ -155,19 +155,29 @@ export function probeActive(
       // fall through to the full resolution
     }
   }
+  let target: string | undefined;
   try {
-    const dev = resolveLink(link, port.readlink(link));
-    const typeLink = `${dev}/mdev_type`;
-    const typeDir = resolveLink(typeLink, port.readlink(typeLink));
-    // A listing meets the same few type directories over and over.
-    let isDir = typeDirCache?.get(typeDir);
-    if (isDir === undefined) {
-      isDir = port.kind(typeDir) === 'dir';
-      typeDirCache?.set(typeDir, isDir);
+    target = port.readlink(link);
+  } catch (err) {
+    // Nothing on the bus under that name (what a start expects to find):
+    // realpath could only say the same, one lookup later.
+    if (err instanceof ErrnoError && err.code === 'ENOENT') return undefined;
+  }
+  if (target !== undefined) {
+    try {
+      const dev = resolveLink(link, target);
+      const typeLink = `${dev}/mdev_type`;
+      const typeDir = resolveLink(typeLink, port.readlink(typeLink));
+      // A listing meets the same few type directories over and over.
+      let isDir = typeDirCache?.get(typeDir);
+      if (isDir === undefined) {
+        isDir = port.kind(typeDir) === 'dir';
+        typeDirCache?.set(typeDir, isDir);
+      }
+      if (isDir) return { parent: basename(dirname(dev)), type: basename(typeDir) };
+    } catch {
+      // fall through to the exact path
     }
-    if (isDir) return { parent: basename(dirname(dev)), type: basename(typeDir) };
-  } catch {
-    // fall through to the exact path
   }
   let dev: string;
   try {

@@ -23,7 +23,7 @@ export class FsSysfsPort implements SysfsPort {
 
   read(path: string): string {
     try {
-      return fs.readFileSync(this.#host(path), 'utf8');
+      return readWhole(this.#host(path));
     } catch (err) {
       throw toErrnoError(err, path);
     }
@@ -101,5 +101,32 @@ export class FsSysfsPort implements SysfsPort {
     }
     if (this.#prefix === '') return real;
     return real.startsWith(this.#prefix + '/') ? real.slice(this.#prefix.length) : real;
+  }
+}
+
+/**
+ * A file's contents with one open, read(2) and close where readFileSync
+ * makes five calls (fstat, and a last read that returns 0): a sysfs
+ * attribute, at most a page, comes whole from its first read, and a regular
+ * file reads short only at its end, so a read that does not fill the buffer
+ * was the last. Over FUSE each call saved is a round trip to the server.
+ */
+let readBuffer: Buffer | undefined;
+function readWhole(file: string): string {
+  let buf = (readBuffer ??= Buffer.allocUnsafe(16 * 1024));
+  const fd = fs.openSync(file, 'r');
+  try {
+    let n = 0;
+    for (;;) {
+      const got = fs.readSync(fd, buf, n, buf.length - n, null);
+      n += got;
+      if (n < buf.length) break;
+      const bigger = Buffer.allocUnsafe(buf.length * 2);
+      buf.copy(bigger);
+      buf = readBuffer = bigger;
+    }
+    return buf.toString('utf8', 0, n);
+  } finally {
+    fs.closeSync(fd);
   }
 }

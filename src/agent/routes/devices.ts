@@ -6,20 +6,9 @@ import {
   readAggregation,
   setAggregation,
 } from '../../host/aggregation.js';
-import { formatConfig } from '../../host/config-store.js';
-import {
-  defineDevice,
-  getDefinedDevice,
-  modifyDevice,
-  startDevice,
-  stopDevice,
-  undefineDevice,
-  type JsonSource,
-  type MdevAttribute,
-  type MdevDevice,
-  type StartMode,
-} from '../../host/devices.js';
-import { toApi, type ApiDevice } from '../device-view.js';
+import { deleteConfig } from '../../host/config-store.js';
+import { getDefinedDevice } from '../../host/devices.js';
+import { toApi, type ApiDevice, type SkippedDefinition } from '../device-view.js';
 import { ApiError, during } from '../errors.js';
 import { route, type Route } from '../route.js';
 import {
@@ -39,12 +28,6 @@ import type { AgentContext } from '../server.js';
  * The mdevctl operations over src/host/devices.ts, and aggregation over
  * src/host/aggregation.ts: parse, call, answer.
  */
-
-/** A definition's content handed to the host library as mdevctl's --jsonfile would be. */
-function jsonDocument(type: string, start: StartMode, attrs: readonly MdevAttribute[]): JsonSource {
-  const doc = formatConfig({ mdevType: type, start, attrs });
-  return { name: 'the request body', read: () => doc };
-}
 
 const CreateBody = z.object({
   uuid: Uuid.optional().describe('made up when absent'),
@@ -114,10 +97,36 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
     return all[0]!;
   };
 
+  /**
+   * Remove the definition files of `uuid` (on `parent`) that the listing
+   * skipped as unreadable; returns how many. The library refuses to read
+   * them (as mdevctl does), and no callout can be told about a device
+   * whose type is unknown, so the agent removes the file itself: removing
+   * a broken definition is how an operator repairs the listing.
+   */
+  const removeSkipped = (uuid: string, parent: string | undefined): number => {
+    const broken = ctx.view
+      .skipped()
+      .filter((s) => s.uuid === uuid && (parent === undefined || s.parent === parent));
+    for (const s of broken) deleteConfig(env.configDir, s.parent, s.uuid);
+    if (broken.length > 0) ctx.view.invalidate(uuid);
+    return broken.length;
+  };
+  const definedHere = (uuid: string, parent: string | undefined): boolean =>
+    ctx.view.byUuid(uuid).some((d) => d.defined && (parent === undefined || d.parent === parent));
+
   /** Run a change, then let the view know (also when it failed half-way). */
   const changing = <T>(uuid: string | undefined, fn: () => T): T => {
     try {
       return fn();
+    } finally {
+      ctx.view.invalidate(uuid);
+    }
+  };
+  /** The same for a write run by ctx.ops (in the operations worker when it may wait). */
+  const changingLater = async <T>(uuid: string | undefined, p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
     } finally {
       ctx.view.invalidate(uuid);
     }
@@ -171,9 +180,15 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
         start = lo;
       }
       const page = filtered.slice(start, start + limit);
-      const body: { total: number; devices: ApiDevice[]; next?: string } = {
+      const body: {
+        total: number;
+        devices: ApiDevice[];
+        next?: string;
+        skipped: readonly SkippedDefinition[];
+      } = {
         total: filtered.length,
         devices: page,
+        skipped: ctx.view.skipped(),
       };
       if (start + limit < filtered.length) body.next = encodeCursor(page[page.length - 1]!);
       // Serialized here: the entries are plain data the view built, and
@@ -212,20 +227,9 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
         if (!b.define && !b.activate) {
           throw new ApiError('invalid-request', 'nothing to do: give define or activate (or both)');
         }
-        const json = jsonDocument(b.type, b.start, b.attrs);
         // The answer is built from what the library returns: re-reading the
         // merged list after each create would cost O(devices) per request.
-        return changing(b.uuid, (): ApiDevice => {
-          if (!b.define) return toApi(startDevice(env, { uuid: b.uuid, parent: b.parent, json }));
-          const made: MdevDevice = defineDevice(env, { uuid: b.uuid, parent: b.parent, json });
-          if (!b.activate) return toApi(made);
-          try {
-            return toApi(startDevice(env, { uuid: made.uuid, parent: b.parent }));
-          } catch (err) {
-            undefineDevice(env, made.uuid, b.parent); // pairs with the define above
-            throw err;
-          }
-        });
+        return changingLater(b.uuid, ctx.ops.run('create', b)).then(toApi);
       },
     }),
     route({
@@ -239,10 +243,14 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       response: Device,
       handler({ params: { uuid }, body: b }) {
         const cur = getDefinedDevice(env, uuid, b.parent);
-        const json = jsonDocument(b.type ?? cur.type, b.start ?? cur.start, b.attrs ?? cur.attrs);
-        return changing(undefined, () =>
-          toApi(modifyDevice(env, { uuid, parent: cur.parent, json })),
-        );
+        const args = {
+          uuid,
+          parent: cur.parent,
+          type: b.type ?? cur.type,
+          start: b.start ?? cur.start,
+          attrs: b.attrs ?? cur.attrs,
+        };
+        return changingLater(undefined, ctx.ops.run('modify', args)).then(toApi);
       },
     }),
     route({
@@ -255,7 +263,7 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       body: StartBody,
       response: Device,
       handler: ({ params: { uuid }, body }) =>
-        changing(uuid, () => toApi(startDevice(env, { uuid, parent: body?.parent }))),
+        changingLater(uuid, ctx.ops.run('start', { uuid, parent: body?.parent })).then(toApi),
     }),
     route({
       method: 'POST',
@@ -265,7 +273,7 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       summary: 'stop (remove) an active device (mdevctl stop); its definition stays',
       params: DeviceParams,
       status: 204,
-      handler: ({ params: { uuid } }) => changing(uuid, () => stopDevice(env, uuid)),
+      handler: ({ params: { uuid } }) => changingLater(uuid, ctx.ops.run('stop', { uuid })),
     }),
     route({
       method: 'DELETE',
@@ -276,8 +284,14 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       params: DeviceParams,
       query: ParentQuery,
       status: 204,
-      handler: ({ params, query }) =>
-        changing(undefined, () => void undefineDevice(env, params.uuid, query.parent)),
+      async handler({ params, query }) {
+        const repaired = removeSkipped(params.uuid, query.parent);
+        if (repaired > 0 && !definedHere(params.uuid, query.parent)) return;
+        await changingLater(
+          undefined,
+          ctx.ops.run('undefine', { uuid: params.uuid, parent: query.parent }),
+        );
+      },
     }),
     route({
       method: 'DELETE',
@@ -288,12 +302,15 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       params: DeviceParams,
       query: ParentQuery,
       status: 204,
-      handler({ params, query }) {
+      async handler({ params, query }) {
+        if (
+          removeSkipped(params.uuid, query.parent) > 0 &&
+          ctx.view.byUuid(params.uuid).length === 0
+        )
+          return;
         const d = one(params.uuid, query.parent);
-        changing(d.uuid, () => {
-          if (d.active) stopDevice(env, d.uuid);
-          if (d.defined) undefineDevice(env, d.uuid, d.parent);
-        });
+        const args = { uuid: d.uuid, parent: d.parent, active: d.active, defined: d.defined };
+        await changingLater(d.uuid, ctx.ops.run('remove', args));
       },
     }),
     route({

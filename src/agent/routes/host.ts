@@ -14,6 +14,7 @@ export function hostRoutes(ctx: AgentContext): Route[] {
       method: 'GET',
       path: '/healthz',
       outsideApi: true,
+      public: true,
       tag: 'agent',
       summary: 'liveness',
       response: Health,
@@ -86,6 +87,8 @@ export function registerMetrics(app: ApiApp, ctx: AgentContext): void {
     }
     let defined = 0;
     for (const d of ctx.view.all()) if (d.defined) defined++;
-    return reply.type(METRICS_CONTENT_TYPE).send(ctx.metrics.render(capacity, defined));
+    return reply
+      .type(METRICS_CONTENT_TYPE)
+      .send(ctx.metrics.render(capacity, defined, ctx.view.skipped().length));
   });
 }

@@ -15,6 +15,7 @@ import {
   type HostHooks,
   type JsonSource,
 } from '../../host/devices.js';
+import { withScriptListings } from '../../host/callouts.js';
 import { environmentFrom, type Environment } from '../../host/environment.js';
 import { MdevError, jsonErrorLine } from '../../host/errors.js';
 import { terminalSafe, type CommandIo } from '../io.js';
@@ -172,7 +173,8 @@ export function runMdevctl(
   };
   try {
     selfCheck(env);
-    return dispatch(io, env, spec.name, opts, hooks);
+    // One command reads the callout and notifier directories once.
+    return withScriptListings(() => dispatch(io, env, spec.name, opts, hooks));
   } catch (err) {
     // What went wrong in the operation (MdevError, a config or errno error, a
     // refusing callout) is for the user: "Error: ..." and exit 1, as mdevctl.

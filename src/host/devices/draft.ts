@@ -17,9 +17,9 @@ import {
 } from '../config-store.js';
 import { checkAttribute } from '../paths.js';
 import type { Environment } from '../environment.js';
+import { parseJson } from '../json-syntax.js';
 import { probeActive, type TypeDevicesIndex } from '../sysfs-model.js';
 import { MdevError, codeOf } from '../errors.js';
-import { describeJsonSyntaxError } from '../../common/json-syntax.js';
 import type { HostHooks, JsonSource, MdevDevice } from './types.js';
 
 /** The mutable record the operations work on (mdevctl's MDev). */
@@ -138,10 +138,30 @@ export function addAttributes(d: Draft, value: unknown): void {
 
 export function sortDevices<T extends { uuid: string }>(map: Map<string, T[]>): Map<string, T[]> {
   const out = new Map<string, T[]>();
-  for (const parent of [...map.keys()].sort()) {
-    const list = map.get(parent)!;
-    list.sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
-    out.set(parent, list);
+  for (const parent of [...map.keys()].sort()) out.set(parent, sortedByUuid(map.get(parent)!));
+  return out;
+}
+
+/**
+ * The devices in UUID order (stable). The UUID strings are sorted by the
+ * default comparison (UTF-16 code units, as `<` compares), which
+ * JavaScriptCore does natively: a comparator function called for every
+ * pair cost ten times more at 10k devices.
+ */
+function sortedByUuid<T extends { uuid: string }>(list: T[]): T[] {
+  if (list.length < 2) return list;
+  const byUuid = new Map<string, T | T[]>();
+  for (const d of list) {
+    const seen = byUuid.get(d.uuid);
+    if (seen === undefined) byUuid.set(d.uuid, d);
+    else if (Array.isArray(seen)) seen.push(d);
+    else byUuid.set(d.uuid, [seen, d]);
+  }
+  const out: T[] = [];
+  for (const uuid of [...byUuid.keys()].sort()) {
+    const d = byUuid.get(uuid)!;
+    if (Array.isArray(d)) out.push(...d);
+    else out.push(d);
   }
   return out;
 }
@@ -179,10 +199,10 @@ export function readJsonSource(src: JsonSource): unknown {
     throw MdevError.causedBy(err, `Unable to read jsonfile "${src.name}"`, { path: src.name });
   }
   try {
-    return JSON.parse(text);
-  } catch {
+    return parseJson(text);
+  } catch (err) {
     throw new MdevError('invalid-config', `Invalid JSON in "${src.name}"`, {
-      cause: new Error(describeJsonSyntaxError(text)),
+      cause: err,
       context: { path: src.name },
     });
   }

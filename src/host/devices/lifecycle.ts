@@ -1,5 +1,6 @@
 /** Running devices: start (create, then attributes in order), stop, and autostart of a parent. */
 import type { SysfsPort } from '../../port/sysfs-port.js';
+import { withScriptListings } from '../callouts.js';
 import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS, checkAttribute, deviceAttributePath } from '../paths.js';
 import { probeActive, type SysfsPresence } from '../sysfs-model.js';
@@ -267,17 +268,19 @@ export function startParentDevices(
 ): StartOutcome[] {
   const devs = listDefinedDevices(env, { parent }, hooks);
   const outcomes: StartOutcome[] = [];
-  for (const list of devs.values()) {
-    for (const dev of list) {
-      if (dev.start !== 'auto') continue;
-      const d = toDraft(dev);
-      try {
-        invoke(env, 'start', d, hooks, () => createAndConfigure(env, d));
-        outcomes.push({ device: freeze(d, true) });
-      } catch (error) {
-        outcomes.push({ device: dev, error });
+  withScriptListings(() => {
+    for (const list of devs.values()) {
+      for (const dev of list) {
+        if (dev.start !== 'auto') continue;
+        const d = toDraft(dev);
+        try {
+          invoke(env, 'start', d, hooks, () => createAndConfigure(env, d));
+          outcomes.push({ device: freeze(d, true) });
+        } catch (error) {
+          outcomes.push({ device: dev, error });
+        }
       }
     }
-  }
+  });
   return outcomes;
 }

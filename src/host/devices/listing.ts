@@ -293,8 +293,18 @@ export function listTypes(env: Environment, parent?: string): Map<string, MdevTy
           });
         }
       };
-      const readIfPresent = (attr: string): string =>
-        existsInSysfs(port, `${dir}/${attr}`) ? read(attr).trim() : '';
+      // Optional attributes, as mdevctl's Path::exists then read, but
+      // reading first: one call fewer per attribute, and the existence
+      // check only when the read failed.
+      const readIfPresent = (attr: string): string => {
+        const file = `${dir}/${attr}`;
+        try {
+          return port.read(file).trim();
+        } catch (err) {
+          if (!existsInSysfs(port, file)) return '';
+          throw sysfsError(`Unable to read ${file}`, err);
+        }
+      };
       types.push({
         id,
         availableInstances: parseI32(read('available_instances'), `${dir}/available_instances`),

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { describeJsonSyntaxError } from '../../common/json-syntax.js';
 import { readFileLimited } from '../../common/read-limited.js';
 import { DRIVER_MODULES, driverModule } from '../drivers/registry.js';
 import labProfile from './lab.json' with { type: 'json' };
@@ -81,8 +80,8 @@ export function loadProfile(nameOrPath: string = DEFAULT_PROFILE): HostProfile {
   try {
     json = JSON.parse(text);
   } catch {
-    // Where, never what: the path may name any file (V8's message quotes it).
-    throw new ProfileError(`${nameOrPath}: not valid JSON: ${describeJsonSyntaxError(text)}`);
+    // Never V8's message: it quotes the file, and the path may name any file.
+    throw new ProfileError(`${nameOrPath}: not valid JSON`);
   }
   return parseProfile(json, nameOrPath);
 }

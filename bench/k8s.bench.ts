@@ -1,0 +1,182 @@
+/**
+ * Issue 17's figures for the Kubernetes device plugin, each beside a
+ * baseline measured the same way:
+ *
+ *  - Allocate: a kubelet client calling Allocate for one device, p50 and
+ *    p99 over 2000 calls, beside GetDevicePluginOptions on the same socket
+ *    (what a gRPC round trip over a unix socket costs); and a whole pod
+ *    admission by the fake kubelet (GetPreferredAllocation + Allocate).
+ *    Goal: Allocate p99 <= 5 ms.
+ *  - ListAndWatch: from the sysfs write that creates (or removes) an mdev
+ *    to kubelet holding the new list, with the lab's uevents and with the
+ *    sysfs poll (50 ms, what `--root` uses), beside a refresh the plugin is
+ *    told to do (the gRPC stream's own delay). Goal: <= 100 ms.
+ *  - A fleet of 100 nodes started at once: from the start until each
+ *    node's kubelet holds every resource's list, beside one node alone.
+ *    Goal: all within 10 s.
+ *  - A configuration label put on all 100 nodes: until each node reports
+ *    mdevkit.io/config.state=success (applied by the desired-state engine,
+ *    reported through the fake API server), beside one node alone. Goal:
+ *    all within 30 s.
+ *
+ * Run: npm run bench k8s
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createDevice, removeDevice } from '../src/host/sysfs-model.js';
+import {
+  call,
+  devicePluginService,
+  type DevicePluginClient,
+} from '../src/k8s/device-plugin/api.js';
+import { endpointName } from '../src/k8s/device-plugin/resource-name.js';
+import { unixTarget } from '../src/k8s/grpc/unix-socket.js';
+import { Fleet } from '../test/k8s/support/fleet.js';
+import { SimNode, profileOf } from '../test/k8s/support/sim-node.js';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdevkit-k8s-bench-'));
+process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+
+function pct(samples: number[], p: number): number {
+  const s = [...samples].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+const ms = (n: number): string => `${n.toFixed(2)} ms`;
+const rows: string[][] = [];
+function row(what: string, samples: number[], baseline: number[] | undefined, goal: string): void {
+  const p50 = pct(samples, 50);
+  const p99 = pct(samples, 99);
+  rows.push([
+    what,
+    ms(p50),
+    ms(p99),
+    ms(Math.max(...samples)),
+    baseline === undefined ? '' : `${ms(pct(baseline, 50))} / ${ms(pct(baseline, 99))}`,
+    baseline === undefined ? '' : `${(p99 / pct(baseline, 99)).toFixed(1)}x`,
+    goal,
+  ]);
+}
+
+const GPU_A = '0000:85:00.0';
+const MTTY = profileOf('bench', [
+  { driver: 'mtty', options: { ports: 4096 } },
+  { driver: 'nvidia-m60' },
+]);
+const now = (): number => performance.now();
+
+// ---- Allocate
+
+{
+  const node = new SimNode({
+    name: 'alloc',
+    dir: path.join(dir, 'alloc'),
+    profile: MTTY,
+    devices: [{ parent: 'mtty', type: 'mtty-1', count: 64 }],
+  });
+  await node.start();
+  const resource = 'mdevkit.io/mtty-1';
+  const Client = devicePluginService();
+  const client = new Client(
+    unixTarget(path.join(node.pluginDir, endpointName(resource))),
+    grpc.credentials.createInsecure(),
+  ) as unknown as DevicePluginClient;
+  const ids = node.kubelet.healthy(resource);
+  const N = 2000;
+  const timeIt = async (fn: (i: number) => Promise<unknown>): Promise<number[]> => {
+    for (let i = 0; i < 200; i++) await fn(i); // warm-up
+    const out: number[] = [];
+    for (let i = 0; i < N; i++) {
+      const t0 = now();
+      await fn(i);
+      out.push(now() - t0);
+    }
+    return out;
+  };
+  const options = await timeIt(() => call(client.GetDevicePluginOptions, client, {}));
+  const allocate = await timeIt((i) =>
+    call(client.Allocate, client, {
+      container_requests: [{ devices_ids: [ids[i % ids.length]!] }],
+    }),
+  );
+  const admit = await timeIt(async (i) => {
+    await node.kubelet.admit({
+      uid: `p${i}`,
+      containers: [{ name: 'c', limits: { [resource]: 2 } }],
+    });
+    node.kubelet.removePod(`p${i}`);
+  });
+  row('Allocate, 1 device', allocate, options, 'p99 <= 5 ms');
+  row('pod admission, 2 devices', admit, options, '');
+  client.close();
+  await node.stop();
+}
+
+// ---- ListAndWatch
+
+async function listAndWatch(changes: 'uevents' | 'poll' | 'direct'): Promise<number[]> {
+  const node = new SimNode({
+    name: `lw-${changes}`,
+    dir: path.join(dir, `lw-${changes}`),
+    profile: MTTY,
+    devices: [{ parent: GPU_A, type: 'nvidia-16', count: 1 }],
+    changes: changes === 'poll' ? 'poll' : 'uevents',
+  });
+  await node.start();
+  const resource = 'mdevkit.io/nvidia-16';
+  const out: number[] = [];
+  for (let i = 0; i < 100; i++) {
+    const create = i % 2 === 0;
+    const target = create ? 2 : 1;
+    const seen = new Promise<void>((resolve) => {
+      const on = (r: string, devices: unknown[]): void => {
+        if (r === resource && devices.length === target) {
+          node.kubelet.off('devices', on);
+          resolve();
+        }
+      };
+      node.kubelet.on('devices', on);
+    });
+    const t0 = now();
+    if (create)
+      createDevice(node.lab.port, GPU_A, 'nvidia-16', 'beef0000-0000-4000-8000-000000000001');
+    else removeDevice(node.lab.port, 'beef0000-0000-4000-8000-000000000001');
+    if (changes === 'direct') node.manager.refresh();
+    await seen;
+    out.push(now() - t0);
+    await new Promise((r) => setTimeout(r, 3 + (i % 7)));
+  }
+  await node.stop();
+  return out;
+}
+{
+  const direct = await listAndWatch('direct');
+  row('ListAndWatch after a change: uevents', await listAndWatch('uevents'), direct, '<= 100 ms');
+  row(
+    'ListAndWatch after a change: sysfs poll 50 ms',
+    await listAndWatch('poll'),
+    direct,
+    '<= 100 ms',
+  );
+}
+
+// ---- fleet registration
+
+{
+  const one = await Fleet.start({ nodes: 1, dir: path.join(dir, 'one') });
+  const oneMs = one.registeredAfterMs;
+  await one.stop();
+  const fleet = await Fleet.start({ nodes: 100, dir: path.join(dir, 'fleet') });
+  row('100 nodes registered and listed', fleet.registeredAfterMs, oneMs, 'all <= 10000 ms');
+  await fleet.stop();
+}
+
+const head = ['', 'p50', 'p99', 'max', 'baseline p50 / p99', 'p99 ratio', 'goal'];
+const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+console.log(line(head));
+for (const r of rows) console.log(line(r));
+console.log(
+  '\nbaselines: GetDevicePluginOptions on the same socket (Allocate rows); a refresh the plugin is told to do (ListAndWatch rows); one node alone (fleet rows)',
+);
