@@ -61,7 +61,10 @@ describe('XML parser', () => {
       (err: unknown) => {
         assert.ok(err instanceof XmlInputError);
         // The kind of error and where, never the document's words (it may be any file).
-        assert.match(err.message, /^dev\.xml is not well-formed XML \(\w+ at line 1, column \d+\)$/);
+        assert.match(
+          err.message,
+          /^dev\.xml is not well-formed XML \(\w+ at line 1, column \d+\)$/,
+        );
         return true;
       },
     );
