@@ -124,6 +124,13 @@ export const HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   'queue-in-use': 409,
   'queue-host-owned': 409,
   'queue-assigned': 409,
+  'config-unreadable': 400,
+  'config-invalid': 400,
+  'config-unknown': 400,
+  'request-impossible': 400,
+  locked: 409,
+  'record-unusable': 500,
+  'not-owner': 403,
   // the agent's
   'origin-refused': 403,
   'uri-too-long': 414,

@@ -28,6 +28,28 @@ export type HostEvent =
   | { readonly kind: 'parent-unregistered'; readonly parent: string }
   /** An AP mask or a matrix device's assignment changed (made through this agent). */
   | { readonly kind: 'matrix-changed'; readonly uuid?: string }
+  /** A step of a desired-state apply run by this agent (src/host/desired). */
+  | {
+      readonly kind: 'apply-progress';
+      readonly config: string;
+      readonly done: number;
+      readonly total: number;
+      readonly action: string;
+      readonly parent?: string;
+      readonly uuid?: string;
+      readonly ok: boolean;
+      readonly error?: string;
+    }
+  /** A desired-state apply run by this agent ended. */
+  | {
+      readonly kind: 'apply-finished';
+      readonly config: string;
+      readonly created: number;
+      readonly removed: number;
+      readonly kept: number;
+      readonly blocked: number;
+      readonly failed: number;
+    }
   /**
    * A definition file cannot be read as one and is left out of the
    * listing (reported once; the file is never quoted).
@@ -52,6 +74,8 @@ const KINDS: Record<HostEventKind, true> = {
   'parent-registered': true,
   'parent-unregistered': true,
   'matrix-changed': true,
+  'apply-progress': true,
+  'apply-finished': true,
   'definition-skipped': true,
 };
 

@@ -25,6 +25,7 @@ import { eventRoutes } from './routes/events.js';
 import { hostRoutes, registerMetrics } from './routes/host.js';
 import { libvirtRoutes } from './routes/libvirt.js';
 import { registerWebRoutes } from './routes/web.js';
+import { desiredRoutes } from './routes/desired.js';
 import { DeviceView } from './device-view.js';
 import { Operations, type WorkerPlan } from './operations.js';
 import { MAX_PARAM_LENGTH, clientErrorHandler, frameworkErrors, installGuards } from './guard.js';
@@ -59,6 +60,11 @@ export interface AgentOptions {
   readonly logger?: boolean;
   /** Largest request body in bytes. */
   readonly bodyLimit?: number;
+  /**
+   * Who holds a device open (sysfs does not say): the lab's VMs, or this
+   * machine's /dev/vfio users. Plans report such devices as blocked.
+   */
+  readonly inUse?: (uuid: string) => string | undefined;
   /**
    * Where writes that may wait (callouts, blocking sysfs stores) run off
    * the event loop (operations.ts); without it every write runs inline.
@@ -254,6 +260,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     ...deviceRoutes(context),
     ...libvirtRoutes(context),
     ...apRoutes(context),
+    ...desiredRoutes(context),
     ...eventRoutes(context),
   ]);
   registerMetrics(app, context);

@@ -13,6 +13,7 @@ import {
 import { buildAgent } from '../agent/server.js';
 import { Autostart, describeAutostartRun } from '../host/autostart.js';
 import { environmentAt, type Environment } from '../host/environment.js';
+import { procInUseProbe, type InUseProbe } from '../host/desired/in-use.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
 import type { CommandIo } from '../ctl/io.js';
@@ -184,9 +185,14 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
   let env: Environment;
   let events: HostEventSource;
   let hostLabel: string;
+  let inUse: InUseProbe;
   if (isLab) {
     const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
     env = labEnvironment(stateDir, lab);
+    // Who holds a device open is the VMs' business, not sysfs's: on the
+    // in-process lab, the emulator says (the pairing this layer exists for).
+    inUse = (uuid) =>
+      (lab.core.device(uuid)?.openCount ?? 0) > 0 ? 'open by a VM of the lab' : undefined;
     checkEnvironmentDirs(env);
     // Uevents are the lab's word for what changed in sysfs; definitions are files.
     events = mergeSources(
@@ -214,6 +220,7 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     checkEnvironmentDirs(env);
     events = mergeSources(new SysfsPoller(env.port, pollMs), new ConfigDirWatcher(env.configDir));
     hostLabel = env.root;
+    inUse = env.root === '/' ? procInUseProbe(env.port) : () => undefined;
   }
 
   const agent = await buildAgent({
@@ -225,6 +232,7 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     loopbackOnly: listen !== undefined && loopback,
     mode: isLab ? 'lab' : 'host',
     hostLabel,
+    inUse,
     logger: io.env['MDEVKIT_AGENT_LOG'] === '1',
     // Writes that may wait (callouts; on a host also sysfs stores) run in
     // the operations worker; the lab's sysfs is reached through the agent's thread.

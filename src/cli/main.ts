@@ -1,5 +1,5 @@
 import type { CommandIo } from '../ctl/io.js';
-import { group, runProgram, type Entry } from './command.js';
+import { group, runAt, runProgram, type Entry, type RawCommand } from './command.js';
 
 /**
  * Entry point of `bin/mdevkit`: the table of commands. Each entry imports
@@ -11,6 +11,7 @@ import { group, runProgram, type Entry } from './command.js';
 export const VERSION = '0.1.0';
 
 const libvirt = () => import('./libvirt.js');
+const desired = () => import('./desired.js');
 
 export const MDEVKIT = group({
   version: VERSION,
@@ -36,6 +37,23 @@ export const MDEVKIT = group({
     aggregation: {
       summary: 'how many instances a device aggregates (mdev/aggregation), read or changed',
       load: async () => (await import('./aggregation.js')).aggregationCommand,
+    },
+    // desired state (src/host/desired, wired in ./desired.ts)
+    plan: {
+      summary: 'what apply would change to make the host match a configuration file',
+      load: async () => (await desired()).planCommand,
+    },
+    apply: {
+      summary: 'make the host match a configuration file (idempotent, crash-safe, owned)',
+      load: async () => (await desired()).applyCommand,
+    },
+    capacity: {
+      summary: "how many more devices of each type fit, by the vendors' rules",
+      load: async () => (await desired()).capacityCommand,
+    },
+    drain: {
+      summary: "stop placing devices on a parent and remove mdevkit's idle devices there",
+      load: async () => (await desired()).drainCommand,
     },
     // libvirt integration (src/libvirt, wired in ./libvirt.ts)
     'nodedev-list': {
@@ -87,8 +105,25 @@ function mdevctlCommands(): Record<string, Entry> {
       return { kind: 'raw', run: (io, args) => runMdevctl(io, [...prefix, ...args], prog) };
     },
   });
+  const mdevctlList = entry('list mediated devices (mdevctl list; alias lsmdev)', ['list']);
   return {
-    list: entry('list mediated devices (mdevctl list; alias lsmdev)', ['list']),
+    // `mdevkit list --owner` adds who made each device (src/host/desired's
+    // record); without --owner it is mdevctl's list, byte for byte, and
+    // `mdevctl list` never changes.
+    list: {
+      summary: `${mdevctlList.summary}; --owner adds who made each device`,
+      load: async () => {
+        const plain = (await mdevctlList.load()) as RawCommand;
+        const { listWithOwnerCommand } = await desired();
+        return {
+          kind: 'raw',
+          run: (io, args) =>
+            args.includes('--owner')
+              ? runAt(['list'], listWithOwnerCommand, io, args)
+              : plain.run(io, args),
+        };
+      },
+    },
     types: entry('list the mdev types of each parent (mdevctl types)', ['types']),
     define: entry('store a device definition (mdevctl define)', ['define']),
     undefine: entry('remove a device definition (mdevctl undefine)', ['undefine']),

@@ -156,6 +156,28 @@ export const LIBRARY_ERRORS = {
     errno: 'EBUSY',
     meaning: 'giving adapters or domains back to the host would take queues from matrix devices',
   },
+  // ---- desired state (src/host/desired)
+  'config-unreadable': { errno: 'ENOENT', meaning: 'the host configuration file cannot be read' },
+  'config-invalid': {
+    errno: 'EINVAL',
+    meaning:
+      'the host configuration is not YAML, or a field is unknown, of the wrong type, or a hostile name',
+  },
+  'config-unknown': {
+    errno: 'ENOENT',
+    meaning: 'the file has no configuration of the name asked for',
+  },
+  'request-impossible': {
+    errno: 'EINVAL',
+    meaning:
+      'a request no parent it selects could ever satisfy (a type none has, aggregation on a type that does not aggregate)',
+  },
+  locked: { errno: 'EBUSY', meaning: 'another apply holds the host (its pid and owner are named)' },
+  'record-unusable': { errno: 'EIO', meaning: 'the ownership record cannot be read or written' },
+  'not-owner': {
+    errno: 'EPERM',
+    meaning: 'the device was made by another owner (or by another tool); force to remove it anyway',
+  },
 } as const satisfies Record<string, { errno: ErrnoCode; meaning: string }>;
 
 export type LibraryErrorCode = keyof typeof LIBRARY_ERRORS;
@@ -189,7 +211,12 @@ export type ErrorContextKey =
   | 'adapter'
   | 'domain'
   | 'controlDomain'
-  | 'max';
+  | 'max'
+  | 'line'
+  | 'column'
+  | 'field'
+  | 'config'
+  | 'pid';
 
 export type ErrorContext = Readonly<Partial<Record<ErrorContextKey, string>>>;
 

@@ -254,6 +254,10 @@ describe('the dashboard in headless Chromium', () => {
       'GET /api/v1/parents',
       'GET /api/v1/devices?limit=500',
       'GET /api/v1/ap/matrix',
+      // the desired-state view: three lists, whatever the number of devices
+      'GET /api/v1/desired/status',
+      'GET /api/v1/desired/capacity',
+      'GET /api/v1/owners',
     ]);
     assert.deepEqual(
       requests.filter((q) => !lists.has(q)),

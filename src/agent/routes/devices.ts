@@ -8,9 +8,11 @@ import {
 } from '../../host/aggregation.js';
 import { deleteConfig } from '../../host/config-store.js';
 import { getDefinedDevice } from '../../host/devices.js';
+import { assertMayRemove, forgetOwner, recordOwner } from '../../host/desired/engine.js';
 import { toApi, type ApiDevice, type SkippedDefinition } from '../device-view.js';
 import { ApiError, during } from '../errors.js';
 import { route, type Route } from '../route.js';
+import { clientOwner } from './desired.js';
 import {
   Aggregation,
   Attribute,
@@ -51,6 +53,18 @@ const ModifyBody = z
   });
 
 const ParentQuery = z.object({ parent: SysfsName.optional() });
+/**
+ * Removals: a device another owner made (a configuration, another client,
+ * or a tool mdevkit has no record of) is refused with 409 EPERM unless
+ * `force` says to go ahead anyway.
+ */
+const RemoveQuery = ParentQuery.extend({
+  force: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => v === 'true' || v === '1')
+    .describe("remove it even when it is not this client's (another owner's, or unrecorded)"),
+});
 const StartBody = z.object({ parent: SysfsName.optional() }).default({});
 const AggregationBody = z.object({
   value: z
@@ -97,6 +111,10 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
     return all[0]!;
   };
 
+  /** An ownership check or record update (its refusal is a library error: not-owner, 403). */
+  const owned = async (fn: () => unknown): Promise<void> => {
+    await fn();
+  };
   /**
    * Remove the definition files of `uuid` (on `parent`) that the listing
    * skipped as unreadable; returns how many. The library refuses to read
@@ -223,13 +241,16 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       body: CreateBody,
       response: Device,
       status: 201,
-      handler({ body: b }) {
+      async handler({ body: b, req }) {
         if (!b.define && !b.activate) {
           throw new ApiError('invalid-request', 'nothing to do: give define or activate (or both)');
         }
         // The answer is built from what the library returns: re-reading the
         // merged list after each create would cost O(devices) per request.
-        return changingLater(b.uuid, ctx.ops.run('create', b)).then(toApi);
+        const made = toApi(await changingLater(b.uuid, ctx.ops.run('create', b)));
+        // Ours from now on: only this client (or a force) removes it.
+        await owned(() => recordOwner(env, made, clientOwner(req)));
+        return made;
       },
     }),
     route({
@@ -272,8 +293,14 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       operation: 'stop',
       summary: 'stop (remove) an active device (mdevctl stop); its definition stays',
       params: DeviceParams,
+      query: RemoveQuery,
       status: 204,
-      handler: ({ params: { uuid } }) => changingLater(uuid, ctx.ops.run('stop', { uuid })),
+      async handler({ params: { uuid }, query, req }) {
+        // No such device: the library's answer (404) says so, not ownership.
+        if (ctx.view.byUuid(uuid).length > 0)
+          await owned(() => assertMayRemove(env, uuid, clientOwner(req), query.force));
+        await changingLater(uuid, ctx.ops.run('stop', { uuid }));
+      },
     }),
     route({
       method: 'DELETE',
@@ -282,11 +309,13 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       operation: 'undefine',
       summary: 'remove the definition (mdevctl undefine); an active device keeps running',
       params: DeviceParams,
-      query: ParentQuery,
+      query: RemoveQuery,
       status: 204,
-      async handler({ params, query }) {
+      async handler({ params, query, req }) {
         const repaired = removeSkipped(params.uuid, query.parent);
         if (repaired > 0 && !definedHere(params.uuid, query.parent)) return;
+        if (definedHere(params.uuid, query.parent))
+          await owned(() => assertMayRemove(env, params.uuid, clientOwner(req), query.force));
         await changingLater(
           undefined,
           ctx.ops.run('undefine', { uuid: params.uuid, parent: query.parent }),
@@ -300,17 +329,19 @@ export function deviceRoutes(ctx: AgentContext): Route[] {
       operation: 'remove',
       summary: 'stop the device if active, then remove its definition if any',
       params: DeviceParams,
-      query: ParentQuery,
+      query: RemoveQuery,
       status: 204,
-      async handler({ params, query }) {
+      async handler({ params, query, req }) {
         if (
           removeSkipped(params.uuid, query.parent) > 0 &&
           ctx.view.byUuid(params.uuid).length === 0
         )
           return;
         const d = one(params.uuid, query.parent);
+        await owned(() => assertMayRemove(env, d.uuid, clientOwner(req), query.force));
         const args = { uuid: d.uuid, parent: d.parent, active: d.active, defined: d.defined };
         await changingLater(d.uuid, ctx.ops.run('remove', args));
+        await owned(() => forgetOwner(env, d.uuid));
       },
     }),
     route({

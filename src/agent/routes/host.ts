@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { readCapacity, readParentCapacity, readTypeCapacity } from '../../host/capacity.js';
+import { desiredMetricsLines } from '../desired-metrics.js';
 import { ApiError } from '../errors.js';
 import { METRICS_CONTENT_TYPE, type TypeCapacity } from '../metrics.js';
 import { route, type Route } from '../route.js';
@@ -87,8 +88,10 @@ export function registerMetrics(app: ApiApp, ctx: AgentContext): void {
     }
     let defined = 0;
     for (const d of ctx.view.all()) if (d.defined) defined++;
-    return reply
-      .type(METRICS_CONTENT_TYPE)
-      .send(ctx.metrics.render(capacity, defined, ctx.view.skipped().length));
+    const text =
+      ctx.metrics.render(capacity, defined, ctx.view.skipped().length) +
+      desiredMetricsLines(ctx.env).join('\n') +
+      '\n';
+    return reply.type(METRICS_CONTENT_TYPE).send(text);
   });
 }

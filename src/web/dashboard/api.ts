@@ -11,6 +11,7 @@ import type {
   ParentInfo,
   TypeInfo,
 } from '../../agent/schemas.js';
+import type { Capacity, Owner, Status } from '../../agent/routes/desired.js';
 import { token } from './token.js';
 
 export type Parent = z.infer<typeof ParentInfo>;
@@ -19,6 +20,9 @@ export type ApiDevice = z.infer<typeof Device>;
 export type Listing = z.infer<typeof DeviceList>;
 export type Matrix = z.infer<typeof ApMatrix>;
 export type HealthInfo = z.infer<typeof Health>;
+export type DesiredStatus = z.infer<typeof Status>;
+export type HostCapacity = z.infer<typeof Capacity>;
+export type OwnerEntry = z.infer<typeof Owner>;
 type ErrorInfo = z.infer<typeof ErrorBody>['error'];
 
 export const API = '/api/v1';
@@ -76,8 +80,14 @@ export const api = {
   }): Promise<ApiDevice> => request('POST', '/devices', body),
   start: (d: ApiDevice): Promise<ApiDevice> =>
     request('POST', `/devices/${d.uuid}/start`, { parent: d.parent }),
-  stop: (d: ApiDevice): Promise<null> => request('POST', `/devices/${d.uuid}/stop`),
-  remove: (d: ApiDevice): Promise<null> => request('DELETE', `/devices/${d.uuid}${q(d.parent)}`),
+  stop: (d: ApiDevice, force = false): Promise<null> =>
+    request('POST', `/devices/${d.uuid}/stop${force ? '?force=true' : ''}`),
+  remove: (d: ApiDevice, force = false): Promise<null> =>
+    request('DELETE', `/devices/${d.uuid}${q(d.parent)}${force ? '&force=true' : ''}`),
+  desiredStatus: (): Promise<DesiredStatus> => request('GET', '/desired/status'),
+  capacity: (): Promise<HostCapacity> => request('GET', '/desired/capacity'),
+  owners: async (): Promise<OwnerEntry[]> =>
+    (await request<{ owners: OwnerEntry[] }>('GET', '/owners')).owners,
   setAggregation: (d: ApiDevice, value: number): Promise<unknown> =>
     request('PUT', `/devices/${d.uuid}/aggregation${q(d.parent)}`, { value }),
   apChange: (

@@ -4,6 +4,7 @@
 import { api, type ApiDevice } from './api.js';
 import { aggregationControl } from './aggregation.js';
 import { byId, h } from './dom.js';
+import { ownerBadge, removing } from './desired.js';
 import { act, state } from './store.js';
 
 const short = (d: ApiDevice): string => d.uuid.slice(0, 8);
@@ -21,6 +22,7 @@ function deviceRow(d: ApiDevice): HTMLElement {
         ? h('span', { class: 'badge defined' }, d.start === 'auto' ? 'defined, auto' : 'defined')
         : null,
       `${d.parent} / ${d.type}`,
+      ownerBadge(d),
     ),
     h(
       'span',
@@ -36,13 +38,21 @@ function deviceRow(d: ApiDevice): HTMLElement {
       d.active
         ? h(
             'button',
-            { class: 'plain', onclick: () => void act(`stopped ${short(d)}`, () => api.stop(d)) },
+            {
+              class: 'plain',
+              onclick: () =>
+                void act(`stopped ${short(d)}`, () => removing(d, (force) => api.stop(d, force))),
+            },
             'stop',
           )
         : null,
       h(
         'button',
-        { class: 'danger', onclick: () => void act(`removed ${short(d)}`, () => api.remove(d)) },
+        {
+          class: 'danger',
+          onclick: () =>
+            void act(`removed ${short(d)}`, () => removing(d, (force) => api.remove(d, force))),
+        },
         'remove',
       ),
     ),

@@ -8,13 +8,15 @@ import { chosenType, renderParents } from './capacity.js';
 import { renderDevices } from './devices.js';
 import { byId, toast } from './dom.js';
 import { connectEvents } from './event-stream.js';
-import { act, loadAp, loadDevices, loadParents, onReloaded } from './store.js';
+import { renderDesired } from './desired.js';
+import { act, loadAp, loadDesired, loadDevices, loadParents, onReloaded } from './store.js';
 import { saveToken, takeTokenFromFragment, token } from './token.js';
 
 function render(): void {
   renderParents();
   renderDevices();
   renderAp();
+  renderDesired();
 }
 
 function wireForms(): void {
@@ -50,7 +52,7 @@ async function start(): Promise<void> {
   } catch {
     // the header keeps "connecting…"; the loads below say what failed
   }
-  await Promise.all([loadParents(), loadDevices(), loadAp()]);
+  await Promise.all([loadParents(), loadDevices(), loadAp(), loadDesired()]);
   onReloaded(render);
   render();
   connectEvents();

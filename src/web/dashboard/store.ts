@@ -3,7 +3,15 @@
 // burst of them costs one reload per REDRAW_DELAY_MS, and a reload is a
 // fixed number of requests however many devices the host has: the
 // listing carries each device's aggregation, so nothing is asked per device.
-import { api, ApiRequestError, type ApiDevice, type Matrix, type Parent } from './api.js';
+import {
+  api,
+  ApiRequestError,
+  type ApiDevice,
+  type DesiredStatus,
+  type HostCapacity,
+  type Matrix,
+  type Parent,
+} from './api.js';
 import { byId, toast } from './dom.js';
 
 /** Rows drawn; the count says when the host has more. */
@@ -16,9 +24,38 @@ export interface DashboardState {
   total: number;
   /** null: no AP bus on this host (or an agent without the endpoint). */
   ap: Matrix | null;
+  /** Desired (as last applied) next to actual, capacity by the vendors' rules, owners by UUID. */
+  desired: DesiredStatus | null;
+  capacity: HostCapacity | null;
+  owners: Map<string, string>;
 }
 
-export const state: DashboardState = { parents: [], devices: [], total: 0, ap: null };
+export const state: DashboardState = {
+  parents: [],
+  devices: [],
+  total: 0,
+  ap: null,
+  desired: null,
+  capacity: null,
+  owners: new Map(),
+};
+
+/** The desired-state view's data; an agent without those endpoints leaves it empty. */
+export async function loadDesired(): Promise<void> {
+  try {
+    const [desired, capacity, owners] = await Promise.all([
+      api.desiredStatus(),
+      api.capacity(),
+      api.owners(),
+    ]);
+    state.desired = desired;
+    state.capacity = capacity;
+    state.owners = new Map(owners.map((o) => [o.uuid, o.owner]));
+  } catch {
+    state.desired = null;
+    state.capacity = null;
+  }
+}
 
 export async function loadParents(): Promise<void> {
   state.parents = await api.parents();
@@ -56,7 +93,7 @@ export function scheduleReload(withAp: boolean): void {
     reloadTimer = undefined;
     const ap = reloadAp;
     reloadAp = false;
-    Promise.all([loadParents(), loadDevices(), ap ? loadAp() : undefined])
+    Promise.all([loadParents(), loadDevices(), loadDesired(), ap ? loadAp() : undefined])
       .then(() => render())
       .catch((err: unknown) => toast(`could not reload: ${String(err)}`, true));
   }, REDRAW_DELAY_MS);
