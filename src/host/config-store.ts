@@ -8,7 +8,13 @@ import {
 } from '../common/read-limited.js';
 import { MdevError } from './errors.js';
 import { parseJson } from './json-syntax.js';
-import { checkComponent, controlCharacterProblem, printable } from './paths.js';
+import {
+  checkAttribute,
+  checkComponent,
+  checkNoControlCharacters,
+  controlCharacterProblem,
+  printable,
+} from './paths.js';
 
 /**
  * Persistent mdev definitions, stored as mdevctl 1.2.0 stores them:
@@ -453,6 +459,17 @@ export function ensureParentDir(configDir: string, parent: string): string {
   return dir;
 }
 
+/**
+ * What no definition mdevkit writes may hold, whoever asks (the commands,
+ * the agent, the desired-state engine): a type or attribute with a control
+ * character, an attribute name that leaves the device or is a file of the
+ * device core (codes `control-character`, `invalid-name`, `core-attribute`).
+ */
+export function checkConfigContent(config: MdevConfig): void {
+  checkNoControlCharacters(config.mdevType, 'mdev_type', { type: config.mdevType });
+  for (const a of config.attrs) checkAttribute(a);
+}
+
 /** Store a definition atomically, creating the parent's directory if needed. */
 export function writeConfig(
   configDir: string,
@@ -460,6 +477,7 @@ export function writeConfig(
   uuid: string,
   config: MdevConfig,
 ): string {
+  checkConfigContent(config);
   ensureParentDir(configDir, parent);
   const path = configPath(configDir, parent, uuid);
   writeFileAtomic(path, formatConfig(config));

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { writeConfig } from '../../src/host/config-store.js';
+import { formatConfig, writeConfig, type MdevConfig } from '../../src/host/config-store.js';
 import {
   MdevError,
   defineDevice,
@@ -54,6 +54,12 @@ function jsonFile(h: HostLab, name: string, doc: unknown): string {
 }
 
 const devices = (h: HostLab): string[] => h.lab.port.list('/sys/bus/mdev/devices');
+
+/** A definition as an editor leaves it (the library refuses to write these). */
+function writeByHand(h: HostLab, uuid: string, config: MdevConfig): void {
+  fs.mkdirSync(path.join(h.configDir, 'mtty'), { recursive: true });
+  fs.writeFileSync(path.join(h.configDir, 'mtty', uuid), formatConfig(config));
+}
 
 describe('parent names that collide with the config directory', () => {
   for (const parent of ['scripts.d', '.#x', '.#00000000-0000-4000-8000-000000000001.1.0']) {
@@ -299,11 +305,38 @@ describe("attribute names that are the device core's files", () => {
     assert.deepEqual(treeOf(h.root), before);
   });
 
+  it('are never written into a definition, whoever asks the store', () => {
+    const h = hostLab();
+    for (const name of names) {
+      assert.equal(
+        codeOf(() =>
+          writeConfig(h.configDir, 'mtty', uuidN(1), {
+            mdevType: 'mtty-2',
+            start: 'manual',
+            attrs: [{ name, value: '1' }],
+          }),
+        ),
+        'core-attribute',
+      );
+    }
+    assert.equal(
+      codeOf(() =>
+        writeConfig(h.configDir, 'mtty', uuidN(1), {
+          mdevType: 'mtty-2',
+          start: 'manual',
+          attrs: [{ name: 'x', value: '\u001b[2J' }],
+        }),
+      ),
+      'control-character',
+    );
+    assert.deepEqual(fs.readdirSync(h.configDir), ['scripts.d']);
+  });
+
   it('in a definition written by hand, make start refuse before the device is created', () => {
     const h = hostLab();
     for (const [i, name] of names.entries()) {
       const u = uuidN(100 + i);
-      writeConfig(h.configDir, 'mtty', u, {
+      writeByHand(h, u, {
         mdevType: 'mtty-2',
         start: 'manual',
         attrs: [{ name, value: name === 'uevent' ? 'remove' : '1' }],
