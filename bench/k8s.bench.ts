@@ -33,7 +33,8 @@ import {
 } from '../src/k8s/device-plugin/api.js';
 import { endpointName } from '../src/k8s/device-plugin/resource-name.js';
 import { unixTarget } from '../src/k8s/grpc/unix-socket.js';
-import { Fleet } from '../test/k8s/support/fleet.js';
+import { Fleet, desiredApplierFor } from '../test/k8s/support/fleet.js';
+import { parsePluginConfig } from '../src/k8s/device-plugin/config.js';
 import { SimNode, profileOf } from '../test/k8s/support/sim-node.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdevkit-k8s-bench-'));
@@ -170,6 +171,56 @@ async function listAndWatch(changes: 'uevents' | 'poll' | 'direct'): Promise<num
   const fleet = await Fleet.start({ nodes: 100, dir: path.join(dir, 'fleet') });
   row('100 nodes registered and listed', fleet.registeredAfterMs, oneMs, 'all <= 10000 ms');
   await fleet.stop();
+}
+
+// ---- configuration rollout
+
+async function rollout(nodes: number, where: string): Promise<number[]> {
+  const d = path.join(dir, where);
+  fs.mkdirSync(d, { recursive: true });
+  fs.writeFileSync(
+    path.join(d, 'host.yaml'),
+    'version: 1\nconfigs:\n  serial:\n    entries:\n      - parents: mtty\n        devices: [{ type: mtty-2, count: 2 }]\n',
+  );
+  const fleet = await Fleet.start({
+    nodes,
+    dir: d,
+    config: parsePluginConfig(
+      'version: 1\nnodeConfig: { file: host.yaml }\n',
+      path.join(d, 'dp.yaml'),
+    ),
+    applier: desiredApplierFor(path.join(d, 'host.yaml')),
+  });
+  const done = new Map<string, number>();
+  const all = new Promise<void>((resolve) => {
+    fleet.api!.on(
+      'change',
+      (
+        _type: string,
+        resource: string,
+        obj: { metadata: { name: string; labels?: Record<string, string> } },
+      ) => {
+        if (resource !== 'nodes' || done.has(obj.metadata.name)) return;
+        if (obj.metadata.labels?.['mdevkit.io/config.state'] !== 'success') return;
+        done.set(obj.metadata.name, now() - t0);
+        if (done.size === nodes) resolve();
+      },
+    );
+  });
+  const t0 = now();
+  for (const n of fleet.nodes) fleet.api!.labelNode(n.name, { 'mdevkit.io/config': 'serial' });
+  await all;
+  await fleet.stop();
+  return [...done.values()];
+}
+{
+  const single = await rollout(1, 'rollout-one');
+  row(
+    'config applied + reported on 100 nodes',
+    await rollout(100, 'rollout'),
+    single,
+    'all <= 30000 ms',
+  );
 }
 
 const head = ['', 'p50', 'p99', 'max', 'baseline p50 / p99', 'p99 ratio', 'goal'];

@@ -10,6 +10,11 @@ import { K8sError } from '../k8s/errors.js';
 import { loadKubeConfig, nodeNameFrom } from '../k8s/kube/client.js';
 import { NodeAgent, vfioDirOf } from '../k8s/node-agent.js';
 import { kubeNodeApi } from '../k8s/node-config/node-api.js';
+import { combineProbes, procInUseProbe } from '../host/desired/in-use.js';
+import type { Environment } from '../host/environment.js';
+import type { ConfigApplier } from '../k8s/node-config/controller.js';
+import { desiredApplier } from '../k8s/node-config/desired-applier.js';
+import { kubeletInUse } from '../k8s/node-config/kubelet-checkpoint.js';
 import { command, group, untilStopped, type Call } from './command.js';
 
 /**
@@ -81,7 +86,7 @@ async function runDevicePlugin(
     );
     nodeConfig = {
       api: kubeNodeApi({ kubeConfig, node, log }),
-      applier: await loadApplier(env, config.nodeConfig.file),
+      applier: nodeApplier(env, config.nodeConfig.file, pluginDir),
     };
     log(
       `node ${node}: configuration from label ${config.nodeConfig.label}, file ${config.nodeConfig.file}`,
@@ -112,15 +117,17 @@ async function runDevicePlugin(
   return 0;
 }
 
-/** The desired-state engine behind the node configuration loop. */
-async function loadApplier(
-  _env: import('../host/environment.js').Environment,
-  file: string,
-): Promise<import('../k8s/node-config/controller.js').ConfigApplier> {
-  throw new K8sError(
-    'unknown-configuration',
-    `node configuration (${file}) needs the desired-state engine, which this build lacks`,
-  );
+/**
+ * The desired-state engine behind the node configuration loop, told which
+ * devices are in use: those kubelet gave to pods (its checkpoint) and, on
+ * a host seen from its own root, those a process holds open.
+ */
+function nodeApplier(env: Environment, file: string, pluginDir: string): ConfigApplier {
+  const checkpoint = kubeletInUse(pluginDir);
+  return desiredApplier(env, file, {
+    inUse: () =>
+      combineProbes(checkpoint(), env.root === '/' ? procInUseProbe(env.port) : undefined),
+  });
 }
 
 export const K8S = group({

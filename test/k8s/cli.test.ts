@@ -8,6 +8,7 @@ import { requires } from '../support/capabilities.js';
 import { MDEVKIT_BIN, runMdevkit } from '../support/cli.js';
 import { tmpDir } from '../support/tmp.js';
 import { FUSE_NEEDS, serveLab, type ServedLab } from '../fuse/served-lab.js';
+import { FakeApiServer } from './support/fake-apiserver.js';
 import { FakeKubelet } from './support/fake-kubelet.js';
 import { waitFor } from './support/wait.js';
 
@@ -124,6 +125,64 @@ describe('mdevkit k8s device-plugin on a FUSE-served lab', () => {
       [],
     );
     assert.deepEqual(kubelet!.violations, []);
+  });
+});
+
+describe('mdevkit k8s device-plugin with node configuration (FUSE lab, fake API server)', () => {
+  it('applies the configuration its node label names and reports it on the Node', async (t) => {
+    if (!requires(t, FUSE_NEEDS, 'serves a lab over FUSE')) return;
+    const lab = await serveLab();
+    const api = await FakeApiServer.start();
+    const dir = tmpDir();
+    const pluginDir = nodePath.join(dir, 'dp');
+    const kubelet = await FakeKubelet.start({ dir: pluginDir });
+    let plugin: Running | undefined;
+    try {
+      api.put('nodes', { metadata: { name: 'gpu-1', labels: { 'mdevkit.io/config': 'serial' } } });
+      fs.writeFileSync(nodePath.join(dir, 'kubeconfig'), api.kubeConfigYaml());
+      fs.writeFileSync(
+        nodePath.join(dir, 'host.yaml'),
+        'version: 1\nconfigs:\n  serial:\n    entries:\n      - parents: mtty\n        devices: [{ type: mtty-2, count: 2 }]\n',
+      );
+      fs.writeFileSync(
+        nodePath.join(dir, 'dp.yaml'),
+        'version: 1\nresources:\n  - name: example.com/serial\n    mdevTypes: [mtty-2]\nnodeConfig: { file: host.yaml }\n',
+      );
+      plugin = startPlugin([
+        '--root',
+        lab.dir,
+        '--device-plugin-dir',
+        pluginDir,
+        '--config',
+        nodePath.join(dir, 'dp.yaml'),
+        '--node',
+        'gpu-1',
+        '--kubeconfig',
+        nodePath.join(dir, 'kubeconfig'),
+      ]);
+      const state = (): string | undefined =>
+        api.get('nodes', 'gpu-1')!.metadata.labels?.['mdevkit.io/config.state'];
+      await waitFor('success', () => state() === 'success', 30_000);
+      assert.equal(
+        fs.readdirSync(`${lab.sys}/class/mdev_bus/mtty/mdev_supported_types/mtty-2/devices`).length,
+        2,
+      );
+      await waitFor(
+        'kubelet has both',
+        () => kubelet.capacity('example.com/serial').allocatable === 2,
+        10_000,
+      );
+      const reasons = api.list('events', 'default').map((e) => e['reason']);
+      assert.deepEqual(reasons, ['ConfigApplying', 'ConfigApplied']);
+      plugin.child.kill('SIGTERM');
+      assert.equal(await plugin.exited, 0);
+      assert.match(plugin.err, /configuration serial: success: 2 created/);
+    } finally {
+      plugin?.child.kill('SIGKILL');
+      kubelet.stop();
+      await api.stop();
+      await lab.close();
+    }
   });
 });
 

@@ -1,6 +1,8 @@
 import * as nodePath from 'node:path';
 import type { PluginConfig } from '../../../src/k8s/device-plugin/config.js';
 import type { ConfigApplier } from '../../../src/k8s/node-config/controller.js';
+import { desiredApplier } from '../../../src/k8s/node-config/desired-applier.js';
+import { kubeletInUse } from '../../../src/k8s/node-config/kubelet-checkpoint.js';
 import type { HostProfile } from '../../../src/sim/profiles/profile.js';
 import { FakeApiServer } from './fake-apiserver.js';
 import { SimNode, profileOf } from './sim-node.js';
@@ -41,7 +43,7 @@ export const FLEET_PROFILES: readonly FleetProfile[] = [
   },
   {
     name: 'gvt-siov',
-    profile: profileOf('gvt-siov', [{ driver: 'gvt' }, { driver: 'siov' }]),
+    profile: profileOf('gvt-siov', [{ driver: 'gvt' }, { driver: 'siov' }, { driver: 'mtty' }]),
     devices: [
       { parent: IGD, type: 'i915-GVTg_V5_4', count: 2 },
       { parent: DSA, type: 'idxd-1wq', count: 8 },
@@ -129,4 +131,24 @@ export class Fleet {
     await Promise.all(this.nodes.map((n) => n.stop()));
     await this.api?.stop();
   }
+}
+
+/**
+ * The desired-state engine as each node's applier, on `file`, as
+ * `mdevkit k8s device-plugin` wires it: devices kubelet gave to pods (its
+ * checkpoint) are in use, and so are those a VM of the lab holds open.
+ */
+export function desiredApplierFor(file: string): (node: SimNode) => ConfigApplier {
+  return (node) => {
+    const checkpoint = kubeletInUse(node.pluginDir);
+    return desiredApplier(node.env, file, {
+      inUse: () => {
+        const pods = checkpoint();
+        return (uuid) => {
+          const d = node.lab.core.device(uuid);
+          return pods(uuid) ?? (d !== undefined && d.openCount > 0 ? 'open by a VM' : undefined);
+        };
+      },
+    });
+  };
 }
