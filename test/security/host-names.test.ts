@@ -274,6 +274,107 @@ describe('control characters are refused at the edge', () => {
   });
 });
 
+/** A file tree as a map from relative path to contents (directories map to ""). */
+function filesUnder(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const rel of fs.readdirSync(dir, { recursive: true }) as string[]) {
+    const p = path.join(dir, rel);
+    out.set(rel, fs.lstatSync(p).isFile() ? fs.readFileSync(p, 'latin1') : '');
+  }
+  return out;
+}
+
+describe("control characters and core attributes at the API, with the CLI's codes", () => {
+  // The library's rule: every control character, the invisible formatting
+  // characters (a left-to-right mark, the BOM) and a lone surrogate.
+  const hostile = [...CONTROLS.filter((c) => c !== '\u0000'), '\u200e', '\ufeff', '\ud800'];
+
+  it('POST /api/v1/devices refuses them in names, types and attributes: 400 control-character', async () => {
+    const la = await labAgent(tmpDir('mdevkit-sec-names-api-cc-'));
+    after(() => la.agent.close());
+    const before = filesUnder(la.env.configDir);
+    const bodies = hostile.flatMap((c) => [
+      { parent: 'mtty', type: 'mtty-1', attrs: [{ name: `a${c}`, value: '1' }] },
+      { parent: 'mtty', type: 'mtty-1', attrs: [{ name: 'a', value: `1${c}` }] },
+      { parent: 'mtty', type: `mtty-1${c}` },
+      { parent: `mtty${c}`, type: 'mtty-1' },
+    ]);
+    for (const body of bodies) {
+      for (const activate of [false, true]) {
+        const r = await la.agent.app.inject({
+          method: 'POST',
+          url: '/api/v1/devices',
+          headers: AUTH,
+          payload: { ...body, activate },
+        });
+        const what = JSON.stringify({ ...body, activate });
+        assert.equal(r.statusCode, 400, `${what}: ${r.body}`);
+        assert.equal(JSON.parse(r.body).error.code, 'control-character', `${what}: ${r.body}`);
+      }
+    }
+    assert.deepEqual(filesUnder(la.env.configDir), before);
+    assert.deepEqual(la.lab.port.list('/sys/bus/mdev/devices'), []);
+  });
+
+  it('PATCH /api/v1/devices/{uuid} (attribute edits) refuses them, and core attributes, leaving the definition as it was', async () => {
+    const la = await labAgent(tmpDir('mdevkit-sec-names-api-patch-'));
+    after(() => la.agent.close());
+    const u = uuidN(7);
+    const made = await la.agent.app.inject({
+      method: 'POST',
+      url: '/api/v1/devices',
+      headers: AUTH,
+      payload: { uuid: u, parent: 'mtty', type: 'mtty-1', attrs: [{ name: 'a', value: '1' }] },
+    });
+    assert.equal(made.statusCode, 201, made.body);
+    const definition = fs.readFileSync(path.join(la.env.configDir, 'mtty', u), 'utf8');
+    const edits: [attrs: { name: string; value: string }[], code: string][] = [
+      ...hostile.flatMap((c): [{ name: string; value: string }[], string][] => [
+        [[{ name: `a${c}`, value: '1' }], 'control-character'],
+        [[{ name: 'a', value: `1${c}` }], 'control-character'],
+      ]),
+      ...[...CORE_DEVICE_FILES, 'power/control', 'driver/unbind', 'mdev_type/create'].map(
+        (name): [{ name: string; value: string }[], string] => [
+          [
+            { name: 'a', value: '1' },
+            { name, value: '1' },
+          ],
+          'core-attribute',
+        ],
+      ),
+    ];
+    for (const [attrs, code] of edits) {
+      const r = await la.agent.app.inject({
+        method: 'PATCH',
+        url: `/api/v1/devices/${u}`,
+        headers: AUTH,
+        payload: { attrs },
+      });
+      assert.equal(r.statusCode, 400, `${JSON.stringify(attrs)}: ${r.body}`);
+      assert.equal(JSON.parse(r.body).error.code, code, `${JSON.stringify(attrs)}: ${r.body}`);
+    }
+    assert.equal(fs.readFileSync(path.join(la.env.configDir, 'mtty', u), 'utf8'), definition);
+    // Core attributes at create too, define-only and with activate.
+    for (const activate of [false, true]) {
+      const r = await la.agent.app.inject({
+        method: 'POST',
+        url: '/api/v1/devices',
+        headers: AUTH,
+        payload: {
+          parent: 'mtty',
+          type: 'mtty-1',
+          activate,
+          attrs: [{ name: 'driver/unbind', value: '1' }],
+        },
+      });
+      assert.equal(r.statusCode, 400, r.body);
+      assert.equal(JSON.parse(r.body).error.code, 'core-attribute', r.body);
+    }
+    assert.deepEqual(fs.readdirSync(path.join(la.env.configDir, 'mtty')), [u]);
+    assert.deepEqual(la.lab.port.list('/sys/bus/mdev/devices'), []);
+  });
+});
+
 describe("attribute names that are the device core's files", () => {
   const names = [
     ...CORE_DEVICE_FILES,
