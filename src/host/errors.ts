@@ -59,7 +59,8 @@ export const LIBRARY_ERRORS = {
   },
   'control-character': {
     errno: 'EINVAL',
-    meaning: 'a name or attribute value holds a control character (U+0000-U+001F, U+007F-U+009F)',
+    meaning:
+      'a name, type or attribute (name or value) holds a control character (U+0000-U+001F, U+007F-U+009F), an invisible formatting character or a lone surrogate',
   },
   'core-attribute': {
     errno: 'EINVAL',
