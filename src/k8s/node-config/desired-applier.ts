@@ -68,7 +68,8 @@ export function desiredApplier(
       for (const p of inventory.parents) for (const t of p.types) names.set(t.id, t.name);
       const types = new Set<string>();
       for (const p of plans) {
-        for (const i of p.items) if (CHANGES.has(i.action) && i.type !== undefined) types.add(i.type);
+        for (const i of p.items)
+          if (CHANGES.has(i.action) && i.type !== undefined) types.add(i.type);
       }
       return [...types].sort().map((type) => {
         const name = names.get(type);
@@ -115,7 +116,11 @@ export function desiredApplier(
 /** What kept a plan from being carried out, in words. */
 function problemsOf(
   plan: Plan,
-  results: readonly { ok: boolean; error?: string; item: { parent?: string; type?: string; uuid?: string } }[],
+  results: readonly {
+    ok: boolean;
+    error?: string;
+    item: { parent?: string; type?: string; uuid?: string };
+  }[],
   what: string,
 ): string[] {
   const out: string[] = [];
