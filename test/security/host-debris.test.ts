@@ -15,8 +15,11 @@ import {
   cleanConfigDirDebris,
   cleanStaleTempFiles,
 } from '../../src/host/config-store.js';
+import { startAgent } from '../agent/running.js';
 import { isRoot, requires } from '../support/capabilities.js';
+import { runMdevkit } from '../support/cli.js';
 import { uuidN } from '../support/labs.js';
+import { tmpDir } from '../support/tmp.js';
 import { hostLab, mdevctl } from './host-support.js';
 
 /** The PID of a process that has exited. */
@@ -113,5 +116,28 @@ describe('debris of interrupted writes', () => {
     fs.chownSync(p, 65534, 65534);
     assert.deepEqual(cleanStaleTempFiles(dir), []);
     assert.ok(fs.existsSync(p));
+  });
+
+  it('the agent cleans its config dir at start, on its lab and with --root', async () => {
+    const dead = deadPid();
+    const lab = tmpDir('mdevkit-sec-debris-agent-');
+    const root = tmpDir('mdevkit-sec-debris-root-');
+    assert.equal(runMdevkit(['lab', 'snapshot', root]).status, 0);
+    for (const [configDir, args] of [
+      [path.join(lab, 'etc/mdevctl.d'), ['--state-dir', lab]],
+      [path.join(root, 'etc/mdevctl.d'), ['--root', root, '--state-dir', tmpDir('mdevkit-sec-')]],
+    ] as const) {
+      const mtty = path.join(configDir, 'mtty');
+      fs.mkdirSync(mtty, { recursive: true, mode: 0o755 });
+      const stale = plant(mtty, `.#${uuidN(1)}.${dead}.0`);
+      const notOurs = plant(mtty, '.#notes');
+      const agent = await startAgent(['--listen', '127.0.0.1:0', ...args]);
+      try {
+        assert.equal(fs.existsSync(stale), false, `${args.join(' ')}: the debris is still there`);
+        assert.ok(fs.existsSync(notOurs), `${args.join(' ')}: a file not ours was removed`);
+      } finally {
+        await agent.stop();
+      }
+    }
   });
 });
