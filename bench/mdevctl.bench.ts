@@ -19,12 +19,17 @@
  * compiled program, or Node's launcher (docs/ARCHITECTURE.md); the first
  * line says which.
  *
+ * Last, `start-parent-mdevs` of 1000 start=auto definitions on the live lab
+ * served over FUSE (needs /dev/fuse), each program after an empty reboot of
+ * the lab: issue 13's goal there is bin/mdevctl no slower than mdevctl.
+ *
  *   npm run bench mdevctl            (MDEVKIT_BENCH_SIZES=10,1000 to pick sizes)
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { controlCall } from '../src/sim/control.js';
 import { mdevctlReference } from '../test/support/capabilities.js';
 import { generateTree } from '../test/support/gen-tree.js';
 
@@ -38,8 +43,10 @@ const REFERENCE = mdevctlReference('1.2.0');
 const REFERENCE_14 = mdevctlReference('1.4.0');
 
 const sizes = (process.env['MDEVKIT_BENCH_SIZES'] ?? '10,1000,10000').split(',').map(Number);
-// Small hosts take more runs: their figures are a few ms, and CPU time comes in 10 ms ticks.
-const reps = (n: number): number => (n >= 10000 ? 7 : n >= 1000 ? 11 : 41);
+// Small hosts take more runs: their figures are a few ms, and CPU time comes
+// in 10 ms ticks. Large ones take 11: fewer left a loaded VM's medians at
+// the mercy of a few unlucky runs.
+const reps = (n: number): number => (n >= 1000 ? 11 : 41);
 
 if (process.getuid?.() !== 0 || REFERENCE === undefined) {
   console.log('mdevctl bench: needs root and mdevctl 1.2.0 (apt-get install mdevctl); skipped');
@@ -194,6 +201,121 @@ for (const r of rows) {
   );
 }
 
+// start-parent-mdevs over FUSE: what mdevctl's udev rule runs when a parent
+// registers, on the live lab (mdevkit lab serve) with FUSE_DEFS start=auto
+// definitions of one mtty parent, every sysfs call a round trip to the lab.
+// Each run follows a reboot of the lab with the definitions out of sight,
+// so the parent comes back empty; the programs take turns, and the time of
+// entering the namespace alone (`true`) is subtracted from each.
+const FUSE_DEFS = 1000;
+const FUSE_REPS = 5;
+const MDEVKIT = path.join(ROOT, 'bin/mdevkit');
+
+interface FuseResult {
+  /** ms per program name (1.2.0, 1.4.0, mdevkit), namespace time subtracted */
+  readonly ms: Record<string, number>;
+  readonly nsMs: number;
+}
+
+async function startParentMdevsOverFuse(): Promise<FuseResult | string> {
+  if (!fs.existsSync('/dev/fuse')) return 'needs /dev/fuse';
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdevkit-bench-fuse-'));
+  const lab = path.join(dir, 'lab');
+  const defs = path.join(lab, 'etc/mdevctl.d/mtty');
+  const hidden = path.join(dir, 'mtty-hidden');
+  const profile = path.join(dir, 'profile.json');
+  fs.writeFileSync(
+    profile,
+    JSON.stringify({
+      name: 'start-parent-mdevs-bench',
+      devices: [{ driver: 'mtty', options: { ports: 2 * FUSE_DEFS } }],
+    }),
+  );
+  fs.mkdirSync(defs, { recursive: true });
+  for (let i = 1; i <= FUSE_DEFS; i++) {
+    const h = i.toString(16).padStart(12, '0');
+    fs.writeFileSync(
+      path.join(defs, `${h.slice(0, 8)}-0000-4000-8000-${h}`),
+      JSON.stringify({ mdev_type: 'mtty-1', start: 'auto', attrs: [] }, null, 2),
+    );
+  }
+  const active = (): number => fs.readdirSync(path.join(lab, 'sys/bus/mdev/devices')).length;
+  const emptyReboot = async (): Promise<void> => {
+    fs.renameSync(defs, hidden);
+    try {
+      await controlCall(path.join(lab, 'lab.sock'), { op: 'reboot' }, 300_000);
+    } finally {
+      fs.renameSync(hidden, defs);
+    }
+    if (active() !== 0) throw new Error('an empty reboot left devices');
+  };
+  const inLab = (argv: string[]): number => {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(MDEVCTL_NS, [lab, '--', ...argv], { encoding: 'utf8' });
+    const took = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (r.status !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
+    return took;
+  };
+  const programs: [string, string][] = [
+    ['1.2.0', REFERENCE!],
+    ...(REFERENCE_14 !== undefined ? [['1.4.0', REFERENCE_14] as [string, string]] : []),
+    ['mdevkit', CANDIDATE],
+  ];
+  let server: ChildProcess | undefined;
+  try {
+    server = spawn(
+      process.execPath,
+      [MDEVKIT, 'lab', 'serve', '--profile', profile, '--mount', lab],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    await new Promise<void>((resolve, reject) => {
+      server!
+        .stdout!.setEncoding('utf8')
+        .on('data', (d: string) => d.includes('ready') && resolve());
+      server!.once('exit', (code) => reject(new Error(`lab serve exited with ${code}`)));
+    });
+    const times = new Map<string, number[]>(programs.map(([name]) => [name, []]));
+    const ns: number[] = [];
+    for (let r = 0; r < FUSE_REPS; r++) {
+      for (const [name, program] of programs) {
+        await emptyReboot();
+        ns.push(inLab(['true']));
+        times.get(name)!.push(inLab([program, 'start-parent-mdevs', 'mtty']));
+        if (active() !== FUSE_DEFS) throw new Error(`${name} started ${active()} of ${FUSE_DEFS}`);
+      }
+    }
+    const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    const nsMs = med(ns);
+    const ms: Record<string, number> = {};
+    for (const [name, xs] of times) ms[name] = med(xs) - nsMs;
+    return { ms, nsMs };
+  } finally {
+    if (server !== undefined && server.exitCode === null) {
+      const exited = new Promise((r) => server!.once('exit', r));
+      server.kill('SIGTERM');
+      await exited;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const fuse = await startParentMdevsOverFuse();
+if (typeof fuse === 'string') {
+  console.log(`\nstart-parent-mdevs over FUSE: skipped (${fuse})`);
+} else {
+  console.log(
+    `\nstart-parent-mdevs mtty over FUSE, ${FUSE_DEFS} start=auto definitions (median of ${FUSE_REPS}, ms; entering the namespace, ${fuse.nsMs.toFixed(1)} ms, subtracted)`,
+  );
+  console.log(
+    `${'1.2.0'.padStart(8)} ${'1.4.0'.padStart(8)} ${'mdevkit'.padStart(8)}  ${'x1.2.0'.padStart(6)} ${'x1.4.0'.padStart(6)}`,
+  );
+  const m = fuse.ms;
+  console.log(
+    `${fmt(m['1.2.0'] ?? NaN)} ${fmt(m['1.4.0'] ?? NaN)} ${fmt(m['mdevkit'] ?? NaN)}` +
+      `  ${ratio(m['mdevkit'] ?? NaN, m['1.2.0'] ?? NaN)} ${ratio(m['mdevkit'] ?? NaN, m['1.4.0'] ?? NaN)}`,
+  );
+}
+
 // Issue 13's goals: bin/mdevctl's time as a multiple of mdevctl's.
 const GOALS: readonly { size: number; command: string; atMost: number }[] = [
   { size: 10, command: 'list', atMost: 3 },
@@ -221,6 +343,16 @@ for (const g of GOALS) {
     `${String(g.size).padStart(7)}  ${g.command.padEnd(20)} ${`<=${g.atMost}`.padStart(6)}` +
       `  ${ratio(r.cand, r.ref14)} (${ratio(r.candCpu, r.ref14Cpu)}) ${verdict(v14, g.atMost)}` +
       `  ${ratio(r.cand, r.ref)} (${ratio(r.candCpu, r.refCpu)}) ${verdict(v12, g.atMost)}`,
+  );
+}
+if (typeof fuse !== 'string') {
+  const m = fuse.ms;
+  const v14 = (m['mdevkit'] ?? NaN) / (m['1.4.0'] ?? NaN);
+  const v12 = (m['mdevkit'] ?? NaN) / (m['1.2.0'] ?? NaN);
+  console.log(
+    `${'FUSE'.padStart(7)}  ${'start-parent-mdevs'.padEnd(20)} ${'<=1'.padStart(6)}` +
+      `  ${ratio(m['mdevkit'] ?? NaN, m['1.4.0'] ?? NaN)} ${''.padStart(9)} ${verdict(v14, 1)}` +
+      `  ${ratio(m['mdevkit'] ?? NaN, m['1.2.0'] ?? NaN)} ${''.padStart(9)} ${verdict(v12, 1)}`,
   );
 }
 if (!with14) console.log('(mdevctl 1.4.0 is not installed: scripts/install-mdevctl-ref.sh)');

@@ -115,6 +115,7 @@ export const HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   'hostdev-unsupported': 400,
   'callout-refused': 409,
   'callout-failed': 500,
+  'callout-timeout': 504,
   'live-modify-unsupported': 501,
   environment: 500,
   'sysfs-malformed': 500,

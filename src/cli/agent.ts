@@ -56,6 +56,9 @@ function labEnvironment(stateDir: string, lab: Lab): Environment {
     env.configDir,
     nodePath.join(env.configDir, 'scripts.d', 'callouts'),
     nodePath.join(env.configDir, 'scripts.d', 'notifiers'),
+    // what mdevctl 1.4 (and `mdevkit list --root STATE`) requires under a root
+    ...env.calloutDirs.slice(0, 1),
+    ...env.notifierDirs.slice(0, 1),
   ]) {
     // 0755 whatever the umask adds: script directories must not be writable by others.
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });

@@ -126,6 +126,9 @@ export class LiveLab {
       this.sysDir,
       nodePath.join(this.configDir, 'scripts.d', 'callouts'),
       nodePath.join(this.configDir, 'scripts.d', 'notifiers'),
+      // mdevctl ≥ 1.3 (and bin/mdevctl) require these under the root they run in
+      nodePath.join(this.dir, 'usr', 'lib', 'mdevctl', 'scripts.d', 'callouts'),
+      nodePath.join(this.dir, 'usr', 'lib', 'mdevctl', 'scripts.d', 'notifiers'),
     ]) {
       await fs.promises.mkdir(d, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
         // mkdir on a stale FUSE mount fails with ENOTCONN; handled below.

@@ -14,6 +14,7 @@ import {
   checkNoControlCharacters,
   controlCharacterProblem,
   printable,
+  printableJson,
 } from './paths.js';
 
 /**
@@ -174,8 +175,10 @@ export function readConfigValue(json: unknown): PartialConfig {
     }
     const [name, value] = entries[0]!;
     if (typeof value !== 'string') {
-      // mdevctl 1.2.0 panics here too.
-      out.error = `invalid JSON format for attribute ${index}: value is not a string`;
+      // mdevctl 1.2.0 panics here too; 1.4.0 says this (the key in Rust's
+      // {:?}, the value as compact JSON), escaped so no control character
+      // of the file reaches a terminal.
+      out.error = `invalid JSON format for attribute {${printable(name)}, ${printableJson(value)}}: value must be of type str`;
       return out;
     }
     const problem =

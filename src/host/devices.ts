@@ -22,13 +22,23 @@
  * as `not-defined`), its `errno`, the objects involved in `context`, and an
  * optional `cause` chain (the CLI prints it as mdevctl's "Caused by:"); a
  * failed attribute write during start is an `AttributeWriteError` naming the
- * device, parent, type, attribute file, with the write's errno as its code. The decision rules (which
- * option wins, which errors) are mdevctl 1.2.0's so the CLI stays a drop-in;
- * where 1.2.0 panics this library throws a clear MdevError instead.
+ * device, parent, type, attribute file, with the write's errno as its
+ * code. The decision rules (which option wins, which errors, which callout
+ * script speaks for a device) are mdevctl 1.4.0's so the CLI stays a
+ * drop-in; where mdevctl panics this library throws a clear MdevError.
  *
  * `hooks.warn` receives what mdevctl logs at WARN level (e.g. a config file
  * whose name is not a UUID); `hooks.calloutStderr` what callout scripts say.
- * All calls are synchronous, like the port and like mdevctl itself.
+ *
+ * Sysfs and definition files are read and written synchronously, like the
+ * port. Operations that may run callout scripts (start, stop, define,
+ * undefine, modify, modify --live, autostart, the listing of running
+ * devices) come three ways: `xxxSteps` is the operation as a generator
+ * that yields each script run (src/host/script-runner.ts), `xxx` runs it
+ * with spawnSync (the CLI), `xxxAsync` with spawn and await (the agent: its
+ * event loop keeps running while a script does). Every script run has a
+ * time limit (`hooks.calloutTimeoutMs`); one that runs out fails the
+ * operation with `callout-timeout`, naming the script.
  *
  * This file is the library's one import path; the code lives in
  * src/host/devices/ along its seams: errors.ts, types.ts (what the calls
@@ -44,6 +54,7 @@ export type {
   JsonSource,
   MdevDevice,
   MdevTypeEntry,
+  WarnSource,
 } from './devices/types.js';
 export { AttributeWriteError, describeError } from './devices/errors.js';
 export {
@@ -60,26 +71,54 @@ export { selfCheck } from './devices/self-check.js';
 export {
   getDefinedDevice,
   listActiveDevices,
+  listActiveDevicesAsync,
+  listActiveDevicesSteps,
   listDefinedDevices,
   listTypes,
 } from './devices/listing.js';
 export {
   defineDevice,
+  defineDeviceAsync,
+  defineDeviceSteps,
   jsonFileSource,
   modifyDevice,
+  modifyDeviceAsync,
+  modifyDeviceSteps,
   modifyLive,
+  modifyLiveAsync,
+  modifyLiveSteps,
   undefineDevice,
+  undefineDeviceAsync,
+  undefineDeviceSteps,
   type DefineRequest,
+  type Defined,
   type LiveModifyRequest,
   type ModifyRequest,
 } from './devices/definitions.js';
 export {
   startDevice,
+  startDeviceAsync,
+  startDeviceSteps,
   startParentDevices,
+  startParentDevicesAsync,
+  startParentDevicesSteps,
   stopDevice,
+  stopDeviceAsync,
+  stopDeviceSteps,
   type StartOutcome,
   type StartRequest,
+  type Started,
 } from './devices/lifecycle.js';
+export {
+  DEFAULT_CALLOUT_TIMEOUT_MS,
+  runAsync,
+  runSync,
+  type RunnerOptions,
+  type ScriptRequest,
+  type ScriptResult,
+  type Steps,
+} from './script-runner.js';
+export { CalloutError, CalloutTimeoutError } from './callouts.js';
 /** Canonical form of a UUID in any spelling mdevctl accepts, or undefined. */
 export { parseUuid } from './uuid-forms.js';
 /** Parse one definition file's text (exposed for tools that validate configs). */

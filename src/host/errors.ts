@@ -123,6 +123,10 @@ export const LIBRARY_ERRORS = {
     errno: 'EIO',
     meaning: 'a callout script could not be run, failed, or printed something unreadable',
   },
+  'callout-timeout': {
+    errno: 'ETIMEDOUT',
+    meaning: 'a callout script ran past its time limit and was killed',
+  },
   'live-modify-unsupported': {
     errno: 'EOPNOTSUPP',
     meaning: 'no callout script can change this running device (modify --live)',
@@ -206,6 +210,7 @@ export type ErrorContextKey =
   | 'path'
   | 'script'
   | 'exitStatus'
+  | 'timeout'
   | 'index'
   | 'queue'
   | 'owner'

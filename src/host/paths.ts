@@ -36,6 +36,11 @@ const CONTROL_CHARACTER =
  * for the start of an escape sequence).
  */
 export function printable(value: string): string {
+  return printableJson(value);
+}
+
+/** Any JSON value as compact JSON, escaped as `printable` escapes a string. */
+export function printableJson(value: unknown): string {
   return JSON.stringify(value).replace(
     /[\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,

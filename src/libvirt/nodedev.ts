@@ -464,8 +464,12 @@ export function listMdevNodeDevices(
     const key = `${dev.parent}/${dev.uuid}`;
     seen.add(key);
     const def = definedKey.get(key);
+    // A running device shows its definition's attributes, as libvirt 9.0
+    // with Debian 12's mdevctl does. (mdevctl 1.4's own listing of running
+    // devices has only what a callout script reports.)
+    const shown = def === undefined ? dev : { ...dev, attrs: def.attrs };
     out.push(
-      mdevNode(env.port, dev, nameOf(dev.parent), def !== undefined, def?.start ?? 'manual'),
+      mdevNode(env.port, shown, nameOf(dev.parent), def !== undefined, def?.start ?? 'manual'),
     );
   }
   for (const def of defined) {

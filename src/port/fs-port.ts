@@ -4,6 +4,15 @@ import { toErrnoError } from '../common/errno.js';
 import type { SysfsNodeKind, SysfsPort } from './sysfs-port.js';
 
 /**
+ * Bun's readdirSync gives the names in readdir(3)'s order in one call (the
+ * compiled bin/mdevctl runs on Bun); Node's sorts them (libuv's scandir), so
+ * there a directory is read entry by entry through opendir. On a host with
+ * 10k devices the one call saves about a microsecond per entry of the bus
+ * and of each type's devices/ (bench/mdevctl.bench.ts).
+ */
+const READDIR_KEEPS_ORDER = process.versions['bun'] !== undefined;
+
+/**
  * The sysfs port over node:fs, under a root directory: "/" on a real host,
  * a FUSE mount of the live lab, or a static snapshot. sysfs paths are
  * prefixed with the root; results are mapped back so callers never see it.
@@ -57,6 +66,13 @@ export class FsSysfsPort implements SysfsPort {
    * (libuv's scandir does).
    */
   list(path: string): string[] {
+    if (READDIR_KEEPS_ORDER) {
+      try {
+        return fs.readdirSync(this.#host(path));
+      } catch (err) {
+        throw toErrnoError(err, path);
+      }
+    }
     let dir: fs.Dir | undefined;
     try {
       dir = fs.opendirSync(this.#host(path), { bufferSize: 256 });

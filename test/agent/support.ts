@@ -31,6 +31,8 @@ export async function labAgent(
   for (const d of ['', 'scripts.d/callouts', 'scripts.d/notifiers']) {
     fs.mkdirSync(nodePath.join(env.configDir, d), { recursive: true });
   }
+  // what mdevctl 1.4 requires under its root (the CLI is run on this state dir)
+  for (const d of [env.calloutDirs[0]!, env.notifierDirs[0]!]) fs.mkdirSync(d, { recursive: true });
   const agent = await buildAgent({
     env,
     events: mergeSources(

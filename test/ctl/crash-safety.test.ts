@@ -40,9 +40,9 @@ function makeRoot(dir: string): string {
   fs.mkdirSync(path.join(dir, 'sys/bus/mdev/devices'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'sys/class/mdev_bus'), { recursive: true });
   for (const d of ['callouts', 'notifiers']) {
-    fs.mkdirSync(path.join(dir, 'etc/mdevctl.d/scripts.d', d), { recursive: true });
+    fs.mkdirSync(path.join(dir, 'usr/lib/mdevctl/scripts.d', d), { recursive: true });
   }
-  fs.mkdirSync(path.join(dir, 'etc/mdevctl.d', PARENT));
+  fs.mkdirSync(path.join(dir, 'etc/mdevctl.d', PARENT), { recursive: true });
   return dir;
 }
 

@@ -149,6 +149,10 @@ test('hostile names never reach outside their directory', () => {
   const configDir = path.join(root, 'etc/mdevctl.d');
   fs.mkdirSync(path.join(configDir, 'scripts.d/callouts'), { recursive: true });
   fs.mkdirSync(path.join(configDir, 'scripts.d/notifiers'), { recursive: true });
+  // what mdevctl 1.4 checks for before it reads its command line
+  for (const d of ['callouts', 'notifiers']) {
+    fs.mkdirSync(path.join(root, 'usr/lib/mdevctl/scripts.d', d), { recursive: true });
+  }
   fs.writeFileSync(path.join(dir, 'outside'), 'untouched');
   const env: Environment = {
     port: lab.port,
@@ -243,7 +247,7 @@ test('hostile names never reach outside their directory', () => {
       readStdin: () => '',
     };
     assert.equal(runMdevctl(io, ['define', '-u', u, '-p', 'mtty', '-t', type]), 2, stderr.join(''));
-    assert.match(stderr.join(''), /Invalid value/);
+    assert.match(stderr.join(''), /invalid value/);
     checked += 4;
   }
   assert.deepEqual(readTree(dir), configBefore);
@@ -253,8 +257,9 @@ test('hostile names never reach outside their directory', () => {
 
 test('the command line names a refused parent in its error', () => {
   const dir = tmpDir('mdevkit-hostile-cli-');
-  fs.mkdirSync(path.join(dir, 'etc/mdevctl.d/scripts.d/callouts'), { recursive: true });
-  fs.mkdirSync(path.join(dir, 'etc/mdevctl.d/scripts.d/notifiers'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'etc/mdevctl.d'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'usr/lib/mdevctl/scripts.d/callouts'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'usr/lib/mdevctl/scripts.d/notifiers'), { recursive: true });
   const stderr: string[] = [];
   const io = {
     stdout: { write: () => true },

@@ -106,6 +106,7 @@ function staticTree(): {
 } {
   const root = tmpDir('mdevkit-beyond-cli-');
   for (const d of ['callouts', 'notifiers']) {
+    fs.mkdirSync(path.join(root, 'usr/lib/mdevctl/scripts.d', d), { recursive: true });
     fs.mkdirSync(path.join(root, 'etc/mdevctl.d/scripts.d', d), { recursive: true });
   }
   const parentDir = path.join(root, 'sys/devices/pci0000:00/0000:00:02.0');
@@ -173,6 +174,7 @@ test('modify --jsonfile replaces the definition (mdevctl 1.3)', () => {
     attrs: [{ name: 'a', value: '1' }],
   });
   assert.equal(run(['modify', '-u', u, '--live'])[0], 2, '--live requires --jsonfile');
+  assert.equal(run(['modify', '-u', u])[0], 2, 'and modify one of its options (1.4)');
 });
 
 test('--force goes past a refusing pre callout; callouts in /usr/lib/mdevctl/scripts.d come first', () => {
@@ -193,20 +195,28 @@ test('--force goes past a refusing pre callout; callouts in /usr/lib/mdevctl/scr
   let [code, , err] = run(['stop', '-u', uuidN(9)]);
   assert.equal(code, 1, err);
   assert.match(err, /policy\.sh: not now/);
-  assert.match(err, /failed with return code 1/);
+  assert.match(err, /^Error: Script '".*policy\.sh"' failed with status '1'\n/m);
   assert.equal(fs.readFileSync(removeFile, 'utf8'), '', 'the refused stop wrote nothing');
 
   [code, , err] = run(['stop', '--force', '-u', uuidN(9)]);
   assert.equal(code, 0, err);
+  assert.match(
+    err,
+    /WARN {2}mdevctl::callouts\] Forcing operation 'stop' despite callout failure\. Error was: Script '".*policy\.sh"' failed with status '1'\n/,
+  );
   assert.equal(fs.readFileSync(removeFile, 'utf8'), '1');
   const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
   const args = `-t i915-GVTg_V5_4 -a stop -u ${uuidN(9)} -p 0000:00:02.0`.split(' ');
+  // Every script is asked for its version first (none has one); then the
+  // first that claims the device, in the newer directory, gets the events.
   assert.ok(
-    lines.every((l) => l.startsWith('policy.sh ')),
-    `the old directory's script is not asked:\n${lines.join('\n')}`,
+    lines.every((l) => l.startsWith('policy.sh ') || l.includes('-e get -a capabilities')),
+    `the old directory's script gets no event:\n${lines.join('\n')}`,
   );
+  assert.ok(lines[0]!.startsWith('policy.sh -t i915-GVTg_V5_4 -e get -a capabilities'));
   assert.ok(lines.some((l) => l.includes('-e post') && l.includes('-s success')));
-  for (const a of args) assert.ok(lines[0]!.includes(a), lines[0]);
+  const pre = lines.find((l) => l.includes('-e pre'))!;
+  for (const a of args) assert.ok(pre.includes(a), pre);
 });
 
 test('modify --live goes through a versioned callout script (capabilities protocol)', () => {
@@ -229,8 +239,8 @@ test('modify --live goes through a versioned callout script (capabilities protoc
   const supports = JSON.stringify({
     supports: {
       version: 2,
-      actions: ['modify', 'define', 'start', 'stop'],
-      events: ['pre', 'post', 'live'],
+      actions: ['modify', 'define', 'start', 'stop', 'attributes'],
+      events: ['pre', 'post', 'live', 'get'],
     },
   });
   fs.writeFileSync(
@@ -282,8 +292,8 @@ test('a malformed definition is reported with its path and skipped; the rest is 
   });
   const [code, out, err] = run(['list', '-d']);
   assert.equal(code, 0, err);
-  assert.equal(out, `${uuidN(2)} 0000:00:02.0 i915-GVTg_V5_4 auto\n\n`);
-  assert.match(err, /WARN +mdevctl\] Skipping invalid definition: malformed JSON/);
+  assert.equal(out, `${uuidN(2)} 0000:00:02.0 i915-GVTg_V5_4 auto\n`);
+  assert.match(err, /WARN +mdevctl::environment\] Skipping invalid definition: malformed JSON/);
   assert.ok(err.includes(path.join(dir, uuidN(1))), err);
   const [jcode, jout] = run(['list', '-d', '--dumpjson']);
   assert.equal(jcode, 0);

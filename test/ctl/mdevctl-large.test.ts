@@ -3,14 +3,14 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { MDEVCTL_NS, hasMdevctl, isRoot, requires } from '../support/capabilities.js';
+import { MDEVCTL_NS, isRoot, mdevctlReference, requires } from '../support/capabilities.js';
 import { generateTree } from '../support/gen-tree.js';
 import { tmpDir } from '../support/tmp.js';
 
 /**
  * Listings of a host with hundreds of devices take a faster path (parent
  * and type from each type's devices/ listing, one readlink per device to
- * confirm): it must print exactly what mdevctl 1.2.0 prints, including for
+ * confirm): it must print exactly what mdevctl 1.4.0 prints, including for
  * devices that break the fast path's assumptions.
  */
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -20,12 +20,13 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-test('list and list -d on 600 devices and 700 definitions, some broken: identical to mdevctl 1.2.0', (t) => {
+test('list and list -d on 600 devices and 700 definitions, some broken: identical to mdevctl 1.4.0', (t) => {
+  const reference = mdevctlReference('1.4.0');
   if (
     !requires(
       t,
-      { root: isRoot, mdevctl: hasMdevctl },
-      'compares with the real mdevctl in a mount namespace',
+      { root: isRoot, 'mdevctl 1.4.0': reference !== undefined },
+      'compares with the real mdevctl 1.4.0 in a mount namespace',
     )
   )
     return;
@@ -60,7 +61,7 @@ test('list and list -d on 600 devices and 700 definitions, some broken: identica
     ['list', '-d', '--dumpjson'],
     ['list', '-p', parent],
   ]) {
-    const ref = run(MDEVCTL_NS, [tree, '--', 'mdevctl', ...args]);
+    const ref = run(MDEVCTL_NS, [tree, '--', reference!, ...args]);
     const cand = run(`${ROOT}bin/mdevctl`, args, { MDEVCTL_ENV_ROOT: tree });
     assert.equal(cand.status, ref.status, `${args.join(' ')}: exit\n${cand.stderr}`);
     assert.equal(cand.stdout, ref.stdout, `${args.join(' ')}: stdout`);

@@ -39,6 +39,16 @@ function isCompiled(): boolean {
 const U1 = '6a0f5c1e-0001-4a4b-8c8d-000000000001';
 const U2 = '6a0f5c1e-0002-4a4b-8c8d-000000000002';
 const U3 = '6a0f5c1e-0003-4a4b-8c8d-000000000003';
+const NOT_UUIDS = ['zz-not-a-uuid', 'aa-not-a-uuid', 'mm-not-a-uuid', 'bb-not-a-uuid'];
+
+/** A directory's names in the order readdir(3) gives them (fs.readdirSync sorts in Node). */
+function directoryOrder(dir: string): string[] {
+  const d = fs.opendirSync(dir);
+  const names: string[] = [];
+  for (let e = d.readSync(); e !== null; e = d.readSync()) names.push(e.name);
+  d.closeSync();
+  return names;
+}
 
 // Owns mtty devices (exit 2 for the others, as the protocol says), records
 // its arguments and what it got on stdin, and says something on stderr.
@@ -66,6 +76,10 @@ function makeTree(dir: string): void {
   fs.writeFileSync(path.join(dir, 'usr/lib/mdevctl/scripts.d/notifiers/log'), NOTIFIER, {
     mode: 0o755,
   });
+  // Bus entries that are not UUIDs, made out of name order: `list` warns of
+  // each in the order the directory gives them, which Node reads entry by
+  // entry and Bun in one readdirSync (src/port/fs-port.ts).
+  for (const name of NOT_UUIDS) fs.mkdirSync(path.join(dir, 'sys/bus/mdev/devices', name));
   // Enough definitions that a listing is larger than a pipe's 64 KiB.
   const many = path.join(dir, 'etc/mdevctl.d/mdpy');
   fs.mkdirSync(many, { recursive: true });
@@ -200,6 +214,15 @@ test('the compiled bin/mdevctl and Node running dist/mdevctl.cjs behave the same
   const [parents] = JSON.parse(big.stdout) as [Record<string, unknown[]>];
   assert.deepEqual(Object.keys(parents), ['mdpy', 'mtty']);
   assert.equal(parents['mdpy']!.length, 1500);
+  const warned = [
+    ...outcome({ args: ['list'] }).stderr.matchAll(/Can't determine uuid for file '([^']+)'/g),
+  ].map((m) => m[1]);
+  const bus = directoryOrder(path.join(trees.compiled, 'sys/bus/mdev/devices'));
+  assert.deepEqual(
+    warned,
+    bus.filter((n) => NOT_UUIDS.includes(n)),
+    'the bus in its directory order',
+  );
   const cut = outcome({ args: ['list', '-d', '-v'], pipe: '| head -c 300' });
   assert.deepEqual([cut.status, cut.stdout.length, cut.stderr], [0, 300, '']);
 });

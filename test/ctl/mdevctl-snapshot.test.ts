@@ -1,5 +1,5 @@
 /**
- * bin/mdevctl against Debian's mdevctl 1.2.0 on a tree written by
+ * bin/mdevctl against Debian 13's mdevctl 1.4.0 on a tree written by
  * `mdevkit lab snapshot` (the emulated lab host, ten parents of six
  * drivers), with active devices and definitions added by hand: every
  * command and option of the issue runs in sequence on both sides (each in
@@ -36,8 +36,8 @@ function buildTree(dir: string): string {
   const tree = path.join(dir, 'lab');
   const r = runMdevkit(['lab', 'snapshot', tree]);
   assert.equal(r.status, 0, r.stderr);
-  fs.mkdirSync(path.join(tree, 'etc/mdevctl.d/scripts.d/callouts'), { recursive: true });
-  fs.mkdirSync(path.join(tree, 'etc/mdevctl.d/scripts.d/notifiers'), { recursive: true });
+  fs.mkdirSync(path.join(tree, 'usr/lib/mdevctl/scripts.d/callouts'), { recursive: true });
+  fs.mkdirSync(path.join(tree, 'usr/lib/mdevctl/scripts.d/notifiers'), { recursive: true });
   addActiveDevice(tree, '0000:00:02.0', 'i915-GVTg_V5_4', ACTIVE_GVT);
   addActiveDevice(tree, '0000:85:00.0', 'nvidia-11', ACTIVE_NV);
   addActiveDevice(tree, '0.0.0313', 'vfio_ccw-io', ACTIVE_CCW);
@@ -136,12 +136,12 @@ function runSide(tree: string, work: string, argv: string): Promise<SideRun> {
 }
 
 test(
-  'a lab snapshot: every command, option by option, as mdevctl 1.2.0',
+  'a lab snapshot: every command, option by option, as mdevctl 1.4.0',
   { timeout: 180_000 },
   async (t) => {
-    const reference = mdevctlReference('1.2.0');
-    const needs = { root: isRoot, 'mdevctl 1.2.0': reference !== undefined };
-    if (!requires(t, needs, 'runs mdevctl 1.2.0 in a mount namespace')) return;
+    const reference = mdevctlReference('1.4.0');
+    const needs = { root: isRoot, 'mdevctl 1.4.0': reference !== undefined };
+    if (!requires(t, needs, 'runs mdevctl 1.4.0 in a mount namespace')) return;
     const dir = tmpDir('mdevkit-snapshot-');
     const tree = buildTree(dir);
     const [ref, cand] = await Promise.all([

@@ -111,8 +111,8 @@ const HOSTS: HostUnderTest[] = [
     async open() {
       const lab = labWith(DEVICES);
       const env = environmentAt(tmpDir('mdevkit-errors-'), lab.port);
-      for (const d of ['scripts.d/callouts', 'scripts.d/notifiers'])
-        fs.mkdirSync(path.join(env.configDir, d), { recursive: true });
+      for (const d of [env.configDir, env.calloutDirs[0]!, env.notifierDirs[0]!])
+        fs.mkdirSync(d, { recursive: true });
       return {
         env,
         async mdevctl(args) {

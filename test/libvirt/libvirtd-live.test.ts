@@ -5,14 +5,21 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { mdevNodeDeviceName } from '../../src/libvirt/names.js';
-import { hasLibvirtd, hasMdevctl, hasNetns, REQUIRE_ALL } from '../support/capabilities.js';
+import {
+  hasLibvirtd,
+  hasMdevctl,
+  hasNetns,
+  mdevctlReference,
+  REQUIRE_ALL,
+} from '../support/capabilities.js';
 import { MDEVKIT_BIN, runMdevkit } from '../support/cli.js';
 import { FUSE_NEEDS } from '../fuse/served-lab.js';
 
 /**
  * Real libvirtd (Debian 12's 9.0) on the live lab, started by `mdevkit lab
  * libvirtd`, driven with real virsh — once with mdevkit's bin/mdevctl on
- * libvirtd's PATH and once with Debian's mdevctl (the reference). libvirt
+ * libvirtd's PATH, once with Debian's mdevctl 1.2.0 and once with mdevctl
+ * 1.4.0 (the references: the release bin/mdevctl follows). libvirt
  * learns of devices from the lab's udev events and from sysfs, and changes
  * them through whichever mdevctl it finds.
  */
@@ -24,6 +31,11 @@ const MDEVCTLS: { name: string; path: string; available: boolean }[] = [
     available: true,
   },
   { name: "Debian's mdevctl (reference)", path: '/usr/bin/mdevctl', available: hasMdevctl },
+  {
+    name: 'mdevctl 1.4.0 (reference, scripts/install-mdevctl-ref.sh)',
+    path: mdevctlReference('1.4.0') ?? '',
+    available: mdevctlReference('1.4.0') !== undefined,
+  },
 ];
 
 const NEEDS = { ...FUSE_NEEDS, libvirtd: hasLibvirtd, netns: hasNetns };

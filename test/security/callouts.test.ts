@@ -138,6 +138,6 @@ describe('slow and hung callouts keep /healthz answering', () => {
     const body = (await r.json()) as { error: { errno: string; message: string } };
     assert.equal(r.status, 409, JSON.stringify(body));
     assert.equal(body.error.errno, 'ECANCELED');
-    assert.match(body.error.message, /callout script .*gate.* failed with return code 1/);
+    assert.match(body.error.message, /^Script '".*gate"' failed with status '1'$/);
   });
 });

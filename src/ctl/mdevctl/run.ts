@@ -14,33 +14,27 @@ import {
   undefineDevice,
   type HostHooks,
   type JsonSource,
+  type WarnSource,
 } from '../../host/devices.js';
-import { withScriptListings } from '../../host/callouts.js';
 import { environmentFrom, type Environment } from '../../host/environment.js';
 import { MdevError, jsonErrorLine } from '../../host/errors.js';
 import { terminalSafe, type CommandIo } from '../io.js';
-import { ArgError, ArgExit, commandHelp, parse, type ParsedArgs } from './args.js';
+import { ArgError, ArgExit, parse, type ParsedArgs } from './args.js';
 import { listJson, listText, typesJson, typesText } from './output.js';
-import { LIST, MDEVCTL_VERSION, findCommand, topHelp } from './spec.js';
+import { LIST, MDEVCTL_VERSION, programSpec } from './spec.js';
 
 /**
  * The mdevctl-compatible command line. `runMdevctl` takes what follows the
  * program name and returns the exit status: 0 success, 1 runtime error
  * ("Error: ..." and a "Caused by:" chain on stderr), 2 usage error — as
- * mdevctl does. `prog` is how we were invoked: "mdevctl" (drop-in, exact
- * behaviour), "lsmdev" (list only), or "mdevkit" (also takes --root DIR).
+ * mdevctl 1.4.0 does. `prog` is how we were invoked: "mdevctl" (drop-in,
+ * exact behaviour), "lsmdev" (list only), or "mdevkit" (also takes --root DIR).
  */
 
 export type Prog = 'mdevctl' | 'lsmdev' | 'mdevkit';
 
-function usageError(io: CommandIo, err: ArgError): number {
-  io.stderr.write(
-    terminalSafe(
-      `error: ${err.message}\n\n${err.usage === undefined ? '' : `${err.usage}\n`}For more information try --help\n`,
-    ),
-  );
-  return 2;
-}
+/** The environment variable with a callout script's time limit in seconds (0: none). */
+export const CALLOUT_TIMEOUT_VARIABLE = 'MDEVKIT_CALLOUT_TIMEOUT';
 
 /** anyhow's report: the message, then each cause. */
 export function formatError(err: unknown): string {
@@ -67,8 +61,53 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function warnLine(message: string): string {
-  return `[${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} WARN  mdevctl] ${message}\n`;
+/** The module mdevctl logs a warning from, as env_logger names it. */
+const WARN_MODULE: Record<WarnSource, string> = {
+  listing: 'mdevctl::environment',
+  callouts: 'mdevctl::callouts',
+  device: 'mdevctl::mdev',
+  command: 'mdevctl',
+};
+
+/** An env_logger line: `[2025-01-02T03:04:05Z WARN  mdevctl::callouts] message`. */
+function warnLine(message: string, source: WarnSource = 'command'): string {
+  const time = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  return `[${time} WARN  ${WARN_MODULE[source]}] ${message}\n`;
+}
+
+const LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'];
+
+/**
+ * Whether mdevctl would log a warning of `module`, as env_logger reads
+ * MDEVCTL_LOG (default "warn"): comma-separated directives, `level`,
+ * `module=level` or `module` (everything of it); the longest module that
+ * prefixes the warning's decides, a bare level otherwise, none at all means
+ * off; a spec with no valid directive means errors only.
+ */
+export function warnEnabled(spec: string | undefined, module: string): boolean {
+  const directives: { name: string | undefined; level: number }[] = [];
+  for (const part of (spec ?? 'warn').split('/')[0]!.split(',')) {
+    const d = part.trim();
+    if (d === '') continue;
+    const eq = d.indexOf('=');
+    const [name, level] = eq < 0 ? [d, undefined] : [d.slice(0, eq), d.slice(eq + 1)];
+    if (level === undefined) {
+      const asLevel = LEVELS.indexOf(name.toLowerCase());
+      if (asLevel >= 0) directives.push({ name: undefined, level: asLevel });
+      else directives.push({ name, level: LEVELS.length - 1 });
+    } else {
+      const n = LEVELS.indexOf(level.toLowerCase());
+      if (n >= 0) directives.push({ name, level: n });
+    }
+  }
+  if (directives.length === 0) directives.push({ name: undefined, level: 1 });
+  let best: { name: string | undefined; level: number } | undefined;
+  for (const d of directives) {
+    if (d.name !== undefined && !module.startsWith(d.name)) continue;
+    // a later directive of the same length wins, as env_logger sorts them stably
+    if (best === undefined || (d.name?.length ?? -1) >= (best.name?.length ?? -1)) best = d;
+  }
+  return best !== undefined && best.level >= 2;
 }
 
 function jsonSource(io: CommandIo, path: string): JsonSource {
@@ -94,6 +133,33 @@ function extractRoot(args: string[]): { args: string[]; root?: string } {
   return root === undefined ? { args: out } : { args: out, root };
 }
 
+/** Columns clap wraps help at: the terminal's, else $COLUMNS, else 100. */
+function helpWidth(io: CommandIo): number {
+  const tty = (io.stdout as { columns?: unknown }).columns;
+  if (typeof tty === 'number' && tty > 0) return tty;
+  const cols = Number(io.env['COLUMNS']);
+  return Number.isInteger(cols) && cols > 0 ? cols : 100;
+}
+
+/** MDEVKIT_CALLOUT_TIMEOUT in seconds (fractions allowed, 0: no limit), as ms. */
+function calloutTimeout(io: CommandIo): number | undefined {
+  const raw = io.env[CALLOUT_TIMEOUT_VARIABLE];
+  if (raw === undefined || raw === '') return undefined;
+  const s = Number(raw);
+  return Number.isFinite(s) && s >= 0 ? Math.round(s * 1000) : undefined;
+}
+
+/** What the command did wrong (not a bug of ours): "Error: ..." and exit 1. */
+function isOperationError(err: unknown): err is Error {
+  // TypeError, RangeError and ReferenceError are mdevkit's bugs: keep the stack.
+  return (
+    err instanceof Error &&
+    !(err instanceof TypeError) &&
+    !(err instanceof RangeError) &&
+    !(err instanceof ReferenceError)
+  );
+}
+
 /**
  * `environment`, when given, replaces the one found from --root or
  * MDEVCTL_ENV_ROOT (tests run the CLI on an in-process lab's port this way).
@@ -107,88 +173,58 @@ export function runMdevctl(
   let args = [...argv];
   let root: string | undefined;
   if (prog === 'mdevkit') ({ args, root } = extractRoot(args));
-  const name = prog === 'lsmdev' ? 'list' : args.shift();
-  const shown = prog === 'mdevkit' ? 'mdevkit' : 'mdevctl';
-  const version = `${MDEVCTL_VERSION}${prog === 'mdevkit' ? ' (mdevkit)' : ''}`;
-  if (name === undefined) {
-    io.stderr.write(topHelp(shown, version));
-    return 2;
-  }
-  if (name === '-h' || name === '--help') {
-    io.stdout.write(topHelp(shown, version));
-    return 0;
-  }
-  if (name === '-V' || name === '--version') {
-    io.stdout.write(`${shown} ${version}\n`);
-    return 0;
-  }
-  if (name === 'help') {
-    const sub = args[0] === undefined ? undefined : findCommand(args[0]);
-    if (args[0] !== undefined && sub === undefined) {
-      return usageError(
-        io,
-        new ArgError(`Unrecognized subcommand '${args[0]}'`, `USAGE:\n    ${shown} <SUBCOMMAND>\n`),
-      );
-    }
-    io.stdout.write(
-      sub === undefined ? topHelp(shown, version) : commandHelp(shown, sub, MDEVCTL_VERSION),
-    );
-    return 0;
-  }
   // `mdevkit lsmdev` is list; mdevctl itself knows lsmdev only as its program name.
-  const spec = name === 'lsmdev' && prog === 'mdevkit' ? LIST : findCommand(name);
-  if (spec === undefined) {
-    return usageError(
-      io,
-      new ArgError(
-        `Found argument '${name}' which wasn't expected, or isn't valid in this context`,
-        `USAGE:\n    ${shown} <SUBCOMMAND>\n`,
-      ),
-    );
+  if (prog === 'mdevkit' && args[0] === 'lsmdev') args[0] = 'list';
+  const env = environment ?? environmentFrom(io.env, root);
+  const fail = (err: unknown): number => {
+    if (!isOperationError(err)) throw err;
+    io.stderr.write(jsonErrorLine(io.env, err) ?? terminalSafe(formatError(err)));
+    return 1;
+  };
+  // mdevctl checks its directories before it reads its command line.
+  try {
+    selfCheck(env);
+  } catch (err) {
+    return fail(err);
   }
-  const progName = prog === 'lsmdev' ? 'lsmdev' : shown;
+  const version = `${MDEVCTL_VERSION}${prog === 'mdevkit' ? ' (mdevkit)' : ''}`;
+  const program = programSpec(prog, version);
+  let command: string;
   let opts: ParsedArgs;
   try {
-    opts = parse(
-      progName,
-      spec,
-      args,
-      () => commandHelp(progName, spec, MDEVCTL_VERSION),
-      `${progName === 'lsmdev' ? progName : `${progName}-${spec.name}`} ${MDEVCTL_VERSION}\n`,
-    );
+    const parsed = parse(program, args, {
+      width: helpWidth(io),
+      ...(prog === 'lsmdev' ? { single: LIST } : {}),
+    });
+    command = parsed.command.name;
+    opts = parsed.values;
   } catch (err) {
     if (err instanceof ArgExit) {
-      io.stdout.write(err.text);
-      return 0;
+      (err.stream === 'stdout' ? io.stdout : io.stderr).write(err.text);
+      return err.status;
     }
-    if (err instanceof ArgError) return usageError(io, err);
+    if (err instanceof ArgError) {
+      io.stderr.write(terminalSafe(err.text));
+      return 2;
+    }
     throw err;
   }
 
-  const env = environment ?? environmentFrom(io.env, root);
+  const timeout = calloutTimeout(io);
   const hooks: HostHooks = {
-    warn: (m) => io.stderr.write(terminalSafe(warnLine(m))),
+    warn: (m, source = 'command') => {
+      if (warnEnabled(io.env['MDEVCTL_LOG'], WARN_MODULE[source])) {
+        io.stderr.write(terminalSafe(warnLine(m, source)));
+      }
+    },
     calloutStderr: (script, text) => io.stderr.write(`${script}: ${text}`),
     force: opts['force'] === true,
+    ...(timeout === undefined ? {} : { calloutTimeoutMs: timeout }),
   };
   try {
-    selfCheck(env);
-    // One command reads the callout and notifier directories once.
-    return withScriptListings(() => dispatch(io, env, spec.name, opts, hooks));
+    return dispatch(io, env, command, opts, hooks);
   } catch (err) {
-    // What went wrong in the operation (MdevError, a config or errno error, a
-    // refusing callout) is for the user: "Error: ..." and exit 1, as mdevctl.
-    // TypeError, RangeError and ReferenceError are mdevkit's bugs: keep the stack.
-    if (
-      err instanceof Error &&
-      !(err instanceof TypeError) &&
-      !(err instanceof RangeError) &&
-      !(err instanceof ReferenceError)
-    ) {
-      io.stderr.write(jsonErrorLine(io.env, err) ?? terminalSafe(formatError(err)));
-      return 1;
-    }
-    throw err;
+    return fail(err);
   }
 }
 
@@ -212,24 +248,27 @@ function dispatch(
       const defined = o['defined'] === true;
       // A malformed definition is reported with its path and skipped: one
       // broken file must not hide every other definition from libvirt
-      // (1.2.0 aborts the whole listing; see docs/mdevctl-compat.md).
+      // (mdevctl aborts the whole listing; see docs/mdevctl-compat.md).
       const devices = defined
         ? listDefinedDevices(env, filter, {
             ...hooks,
             invalidDefinition: (_path, error) =>
-              hooks.warn?.(`Skipping invalid definition: ${describe(error.cause ?? error)}`),
+              hooks.warn?.(
+                `Skipping invalid definition: ${describe(error.cause ?? error)}`,
+                'listing',
+              ),
           })
         : listActiveDevices(env, filter, hooks);
-      const text =
+      io.stdout.write(
         o['dumpjson'] === true
           ? listJson(devices, uuid !== undefined)
-          : listText(devices, defined, o['verbose'] === true);
-      io.stdout.write(`${text}\n`);
+          : listText(devices, defined, o['verbose'] === true),
+      );
       return 0;
     }
     case 'types': {
       const types = listTypes(env, parent);
-      io.stdout.write(`${o['dumpjson'] === true ? typesJson(types) : typesText(types)}\n`);
+      io.stdout.write(o['dumpjson'] === true ? typesJson(types) : typesText(types));
       return 0;
     }
     case 'define': {
@@ -242,6 +281,8 @@ function dispatch(
       return 0;
     case 'modify': {
       if (o['live'] === true) {
+        if (type !== undefined)
+          throw new MdevError('invalid-argument', "'type' cannot be changed on active mdev");
         if (o['auto'] === true)
           throw new MdevError('invalid-argument', "'auto' cannot be changed on active mdev");
         if (o['manual'] === true)
@@ -282,14 +323,13 @@ function dispatch(
       stopDevice(env, uuid!, hooks);
       return 0;
     case 'start-parent-mdevs': {
-      for (const outcome of startParentDevices(env, str(o['PARENT'])!, hooks)) {
-        if (outcome.error === undefined) continue;
-        let cur: unknown = outcome.error;
-        while (cur !== undefined && cur !== null) {
-          hooks.warn?.(describe(cur));
+      // Each failure as it happens, every error of its chain, as mdevctl logs them.
+      startParentDevices(env, str(o['PARENT'])!, hooks, (outcome) => {
+        for (let cur: unknown = outcome.error; cur !== undefined && cur !== null;) {
+          hooks.warn?.(describe(cur), 'command');
           cur = (cur as { cause?: unknown }).cause;
         }
-      }
+      });
       return 0;
     }
     default:

@@ -1,6 +1,6 @@
 /** Definitions: define, undefine, modify (and modify --live, through the callout). */
 import * as nodePath from 'node:path';
-import { getAttributesFromCallouts, invokeLiveModify } from '../callouts.js';
+import { CalloutContext } from '../callouts.js';
 import {
   MAX_JSON_BYTES,
   deleteConfig,
@@ -9,23 +9,29 @@ import {
   type StartMode,
 } from '../config-store.js';
 import type { Environment } from '../environment.js';
+import { MdevError, codeOf } from '../errors.js';
+import { runAsync, runSync, type Steps } from '../script-runner.js';
 import { checkedNames, newUuid, parentArg, typeArg, uuidArg } from './args.js';
 import {
   addAttributes,
   applyJson,
-  calloutView,
+  applySysfs,
+  calloutContext,
+  calloutFor,
   checkRequestAttributes,
   configOf,
   draft,
   freeze,
   invoke,
   isDefined,
-  loadFromSysfs,
+  readJsonText,
+  runnerOptions,
+  sysfsState,
   toDraft,
   type Draft,
 } from './draft.js';
-import { MdevError } from '../errors.js';
-import { getDefinedDevice, listDefinedDevices } from './listing.js';
+import { osErrorText, sysfsLookupError } from './errors.js';
+import { getActiveDeviceSteps, getDefinedDevice, listDefinedDevices } from './listing.js';
 import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
 
 /**
@@ -57,19 +63,24 @@ export interface DefineRequest {
   readonly json?: JsonSource | undefined;
 }
 
+export type Defined = MdevDevice & { readonly generatedUuid: boolean };
+
 /**
- * Store a new definition. With a UUID of an active device, parent and type
- * default to the running device's (and the callouts may supply its
- * attributes). `generatedUuid` in the result says a UUID was made up.
+ * Store a new definition. With a UUID of a running device, parent and type
+ * default to the running device's, and its callout script may add the
+ * device's attributes (asked between pre and post). `generatedUuid` in the
+ * result says a UUID was made up. With `hooks.force`, a device sysfs
+ * cannot resolve is defined from the request alone (mdevctl 1.4).
  */
-export function defineDevice(
+export function* defineDeviceSteps(
   env: Environment,
   req: DefineRequest,
   hooks: HostHooks = noHooks,
-): MdevDevice & { readonly generatedUuid: boolean } {
+): Steps<Defined> {
   req = checkedNames(req);
   const d = draft(req.uuid ?? newUuid());
   if (req.json !== undefined) {
+    const text = readJsonText(req.json, true);
     if (req.type !== undefined) {
       throw new MdevError(
         'invalid-argument',
@@ -89,15 +100,29 @@ export function defineDevice(
         { context: { uuid: d.uuid, parent: req.parent } },
       );
     }
-    applyJson(d, req.parent, req.json, hooks);
+    applyJson(d, req.parent, req.json, hooks, text);
   } else {
     if (req.uuid !== undefined) {
-      loadFromSysfs(env.port, d);
-      if (req.parent === undefined && (!d.active || req.type !== undefined)) {
+      let found;
+      let broken = false;
+      try {
+        found = sysfsState(env.port, d.uuid);
+      } catch (err) {
+        if (hooks.force !== true) {
+          throw sysfsLookupError(err, d.uuid);
+        }
+        hooks.warn?.(
+          `For device ${d.uuid} a sysfs update caused the error: ${osErrorText(err)}`,
+          'command',
+        );
+        broken = true;
+      }
+      if (!broken && req.parent === undefined && (found === undefined || req.type !== undefined)) {
         throw new MdevError('invalid-argument', 'No parent specified', {
           context: { uuid: d.uuid },
         });
       }
+      applySysfs(d, found);
     }
     d.start = req.auto === true ? 'auto' : 'manual';
     if (req.parent !== undefined) d.parent = req.parent;
@@ -113,15 +138,34 @@ export function defineDevice(
       });
     }
   }
-  if (d.active) {
-    addAttributes(
-      d,
-      getAttributesFromCallouts(env, calloutView(d)!, hooks.calloutStderr ?? (() => {})),
-    );
-    checkRequestAttributes(d, d.attrs);
-  }
-  invoke(env, 'define', d, hooks, () => storeConfig(env, d));
+  const ctx = calloutContext(env, hooks);
+  const c = calloutFor(ctx, d);
+  yield* c.invoke('define', hooks.force ?? false, function* () {
+    // A running device's script may know attributes it was started with,
+    // checked as a request's would be (no core file, no control character).
+    if (d.active) {
+      addAttributes(d, yield* c.getAttributes());
+      checkRequestAttributes(d, d.attrs);
+    }
+    storeConfig(env, d);
+  });
   return { ...freeze(d, true), generatedUuid: req.uuid === undefined };
+}
+
+export function defineDevice(
+  env: Environment,
+  req: DefineRequest,
+  hooks: HostHooks = noHooks,
+): Defined {
+  return runSync(defineDeviceSteps(env, req, hooks), runnerOptions(hooks));
+}
+
+export function defineDeviceAsync(
+  env: Environment,
+  req: DefineRequest,
+  hooks: HostHooks = noHooks,
+): Promise<Defined> {
+  return runAsync(defineDeviceSteps(env, req, hooks), runnerOptions(hooks));
 }
 
 function storeConfig(env: Environment, d: Draft): void {
@@ -137,14 +181,17 @@ function storeConfig(env: Environment, d: Draft): void {
 
 /**
  * Remove the definitions of `uuid` (on every parent unless `parent` is
- * given). Returns the removed definitions; throws `not-defined` when none matched.
+ * given). Returns the removed definitions; throws `not-defined` when none
+ * matched. When a callout refuses one, the others are still removed, each
+ * refusal is reported as a warning and the call fails ("Undefine failed",
+ * the first refusal's code), as mdevctl 1.4 does.
  */
-export function undefineDevice(
+export function* undefineDeviceSteps(
   env: Environment,
   uuid: string,
   parent?: string,
   hooks: HostHooks = noHooks,
-): MdevDevice[] {
+): Steps<MdevDevice[]> {
   uuid = uuidArg(uuid);
   parentArg(parent);
   const devs = listDefinedDevices(env, { uuid, parent }, hooks);
@@ -153,19 +200,54 @@ export function undefineDevice(
       context: { uuid, parent },
     });
   }
+  const ctx = calloutContext(env, hooks);
   const removed: MdevDevice[] = [];
+  let firstFailure: unknown;
   for (const list of devs.values()) {
     for (const dev of list) {
       const d = toDraft(dev);
       try {
-        invoke(env, 'undefine', d, hooks, () => deleteConfig(env.configDir, dev.parent, dev.uuid));
+        yield* invoke(ctx, 'undefine', d, hooks, function* () {
+          deleteConfig(env.configDir, dev.parent, dev.uuid);
+        });
         removed.push({ ...dev, defined: false });
-      } catch {
-        // mdevctl goes on with the other parents and reports success
+      } catch (err) {
+        if (!(err instanceof MdevError)) throw err;
+        firstFailure ??= err;
+        for (let e: unknown = err; e instanceof Error; e = e.cause) {
+          hooks.warn?.(
+            `Undefine of ${dev.uuid} on parent ${dev.parent} failed with error: ${osErrorText(e)}`,
+            'command',
+          );
+        }
       }
     }
   }
+  if (firstFailure !== undefined) {
+    const script = firstFailure instanceof MdevError ? firstFailure.context.script : undefined;
+    throw new MdevError(codeOf(firstFailure) ?? 'callout-refused', 'Undefine failed', {
+      context: { uuid, parent, script },
+    });
+  }
   return removed;
+}
+
+export function undefineDevice(
+  env: Environment,
+  uuid: string,
+  parent?: string,
+  hooks: HostHooks = noHooks,
+): MdevDevice[] {
+  return runSync(undefineDeviceSteps(env, uuid, parent, hooks), runnerOptions(hooks));
+}
+
+export function undefineDeviceAsync(
+  env: Environment,
+  uuid: string,
+  parent?: string,
+  hooks: HostHooks = noHooks,
+): Promise<MdevDevice[]> {
+  return runAsync(undefineDeviceSteps(env, uuid, parent, hooks), runnerOptions(hooks));
 }
 
 export interface ModifyRequest {
@@ -182,12 +264,30 @@ export interface ModifyRequest {
   readonly json?: JsonSource | undefined;
 }
 
+/** What mdevctl shows after "Attribute index N is invalid": the attributes, or that there are none. */
+function attributeHint(d: Draft): string {
+  if (d.attrs.length === 0) return `Device ${d.uuid} has no attributes`;
+  let out = '  Attrs:\n';
+  d.attrs.forEach((a, i) => (out += `    @{${i}}: {"${a.name}":"${a.value}"}\n`));
+  return out;
+}
+
+function invalidIndex(d: Draft, index: number): MdevError {
+  return new MdevError(
+    'invalid-index',
+    `Attribute index ${index} is invalid\n${attributeHint(d)}`,
+    {
+      context: { uuid: d.uuid, parent: d.parent, index },
+    },
+  );
+}
+
 /** Change a definition; the running device is unaffected. Returns the new definition. */
-export function modifyDevice(
+export function* modifyDeviceSteps(
   env: Environment,
   req: ModifyRequest,
   hooks: HostHooks = noHooks,
-): MdevDevice {
+): Steps<MdevDevice> {
   req = { ...req, uuid: uuidArg(req.uuid), parent: parentArg(req.parent), type: typeArg(req.type) };
   let d: Draft;
   if (req.json !== undefined) {
@@ -209,23 +309,34 @@ export function modifyDevice(
   if (req.addAttr !== undefined) {
     checkRequestAttributes(d, [req.addAttr]);
     const at = req.index ?? d.attrs.length;
-    if (at > d.attrs.length) {
-      throw new MdevError('invalid-index', `Attribute index ${at} is invalid`, {
-        context: { uuid: d.uuid, parent: d.parent, index: at },
-      });
-    }
+    if (at > d.attrs.length) throw invalidIndex(d, at);
     d.attrs.splice(at, 0, { name: req.addAttr.name, value: req.addAttr.value });
   } else if (req.delAttr === true) {
     if (req.index === undefined) d.attrs.pop();
-    else if (req.index >= d.attrs.length) {
-      // mdevctl 1.2.0 accepts index == length here and then panics
-      throw new MdevError('invalid-index', `Attribute index ${req.index} is invalid`, {
-        context: { uuid: d.uuid, parent: d.parent, index: req.index },
-      });
-    } else d.attrs.splice(req.index, 1);
+    // mdevctl 1.2.0 accepts index == length here and then panics
+    else if (req.index >= d.attrs.length) throw invalidIndex(d, req.index);
+    else d.attrs.splice(req.index, 1);
   }
-  invoke(env, 'modify', d, hooks, () => storeConfig(env, d));
+  yield* invoke(calloutContext(env, hooks), 'modify', d, hooks, function* () {
+    storeConfig(env, d);
+  });
   return freeze(d, true);
+}
+
+export function modifyDevice(
+  env: Environment,
+  req: ModifyRequest,
+  hooks: HostHooks = noHooks,
+): MdevDevice {
+  return runSync(modifyDeviceSteps(env, req, hooks), runnerOptions(hooks));
+}
+
+export function modifyDeviceAsync(
+  env: Environment,
+  req: ModifyRequest,
+  hooks: HostHooks = noHooks,
+): Promise<MdevDevice> {
+  return runAsync(modifyDeviceSteps(env, req, hooks), runnerOptions(hooks));
 }
 
 export interface LiveModifyRequest {
@@ -238,29 +349,23 @@ export interface LiveModifyRequest {
 }
 
 /**
- * Change a running device (mdevctl 1.3's `modify --live`): its versioned
- * callout script applies the new configuration (event live); with
- * `alsoDefined` the definition is rewritten too. The type cannot change.
+ * Change a running device (mdevctl 1.3's `modify --live`): the device is
+ * looked up as `list` does (its script asked for its attributes), its
+ * versioned callout script applies the new configuration (event live);
+ * with `alsoDefined` the definition is rewritten too, through the usual
+ * modify callouts. The type cannot change.
  */
-export function modifyLive(
+export function* modifyLiveSteps(
   env: Environment,
   req: LiveModifyRequest,
   hooks: HostHooks = noHooks,
-): MdevDevice {
+): Steps<MdevDevice> {
   const uuid = uuidArg(req.uuid);
   const parent = parentArg(req.parent);
-  const running = draft(uuid);
-  running.parent = parent;
-  loadFromSysfs(env.port, running);
-  if (!running.active) {
-    const what = parent === undefined ? uuid : `${parent}/${uuid}`;
-    throw new MdevError('not-active', `Mediated device ${what} is not active`, {
-      context: { uuid, parent },
-    });
-  }
+  const ctx: CalloutContext = calloutContext(env, hooks);
+  const running = yield* getActiveDeviceSteps(env, uuid, parent, hooks, ctx);
   const next = draft(uuid);
-  next.active = true;
-  applyJson(next, running.parent!, req.json, hooks);
+  applyJson(next, running.parent, req.json, hooks);
   const context = { uuid, parent: running.parent, type: running.type };
   if (next.type !== running.type)
     throw new MdevError('type-mismatch', "'type' cannot be changed on active mdev", { context });
@@ -272,7 +377,32 @@ export function modifyLive(
       });
     }
   }
-  invokeLiveModify(env, calloutView(next)!, hooks.calloutStderr ?? (() => {}));
-  if (req.alsoDefined === true) invoke(env, 'modify', next, hooks, () => storeConfig(env, next));
+  const c = calloutFor(ctx, next);
+  yield* c.modifyLive(() => {
+    const now = sysfsState(env.port, uuid);
+    next.active = now !== undefined;
+    return { active: now !== undefined, parent: now?.parent, type: now?.type };
+  });
+  if (req.alsoDefined === true) {
+    yield* c.invoke('modify', hooks.force ?? false, function* () {
+      storeConfig(env, next);
+    });
+  }
   return freeze(next, isDefined(env, next));
+}
+
+export function modifyLive(
+  env: Environment,
+  req: LiveModifyRequest,
+  hooks: HostHooks = noHooks,
+): MdevDevice {
+  return runSync(modifyLiveSteps(env, req, hooks), runnerOptions(hooks));
+}
+
+export function modifyLiveAsync(
+  env: Environment,
+  req: LiveModifyRequest,
+  hooks: HostHooks = noHooks,
+): Promise<MdevDevice> {
+  return runAsync(modifyLiveSteps(env, req, hooks), runnerOptions(hooks));
 }

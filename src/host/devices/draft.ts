@@ -3,8 +3,15 @@
  * it is filled: from sysfs, from a definition's JSON, from callouts.
  */
 import * as nodePath from 'node:path';
+import { ErrnoError, errnoCodeIn } from '../../common/errno.js';
 import type { SysfsPort } from '../../port/sysfs-port.js';
-import { withCallouts, type CalloutAction, type CalloutDevice } from '../callouts.js';
+import {
+  CalloutContext,
+  DeviceCallout,
+  rustDebug,
+  type CalloutAction,
+  type CalloutDevice,
+} from '../callouts.js';
 import {
   ConfigError,
   MAX_JSON_BYTES,
@@ -18,8 +25,9 @@ import {
 import { checkAttribute } from '../paths.js';
 import type { Environment } from '../environment.js';
 import { parseJson } from '../json-syntax.js';
-import { probeActive, type TypeDevicesIndex } from '../sysfs-model.js';
+import { probeActive, type SysfsPresence, type TypeDevicesIndex } from '../sysfs-model.js';
 import { MdevError, codeOf } from '../errors.js';
+import type { RunnerOptions, Steps } from '../script-runner.js';
 import type { HostHooks, JsonSource, MdevDevice } from './types.js';
 
 /** The mutable record the operations work on (mdevctl's MDev). */
@@ -36,6 +44,36 @@ export function draft(uuid: string): Draft {
   return { uuid, parent: undefined, type: undefined, start: 'manual', attrs: [], active: false };
 }
 
+/**
+ * Where sysfs has the device (mdevctl 1.4's MDevSysfsData::load): its
+ * parent and type, or undefined when it is not there — the bus entry or
+ * its mdev_type link leads nowhere (ENOENT). Any other failure to resolve
+ * them (a link loop, no access) is thrown: the device is there but broken.
+ */
+export function sysfsState(
+  port: SysfsPort,
+  uuid: string,
+  typeDirCache?: Map<string, boolean>,
+  typeIndex?: TypeDevicesIndex,
+): SysfsPresence | undefined {
+  try {
+    return probeActive(port, uuid, typeDirCache, typeIndex);
+  } catch (err) {
+    if (err instanceof ErrnoError && err.code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Mark the draft active where sysfs has it on the draft's parent and type (when it has them). */
+export function applySysfs(d: Draft, found: SysfsPresence | undefined): void {
+  if (found === undefined) return;
+  if (d.parent !== undefined && d.parent !== found.parent) return;
+  if (d.type !== undefined && d.type !== found.type) return;
+  d.parent = found.parent;
+  d.type = found.type;
+  d.active = true;
+}
+
 /** mdevctl's load_from_sysfs: mark active when sysfs agrees on parent and type. */
 export function loadFromSysfs(
   port: SysfsPort,
@@ -43,13 +81,7 @@ export function loadFromSysfs(
   typeDirCache?: Map<string, boolean>,
   typeIndex?: TypeDevicesIndex,
 ): void {
-  const found = probeActive(port, d.uuid, typeDirCache, typeIndex);
-  if (found === undefined) return;
-  if (d.parent !== undefined && d.parent !== found.parent) return;
-  if (d.type !== undefined && d.type !== found.type) return;
-  d.parent = found.parent;
-  d.type = found.type;
-  d.active = true;
+  applySysfs(d, sysfsState(port, d.uuid, typeDirCache, typeIndex));
 }
 
 /** mdevctl's load_from_json; throws ConfigError, leaving what was read before the error applied. */
@@ -64,7 +96,10 @@ export function loadFromJson(
   const partial = readConfigValue(json);
   if (partial.mdevType !== undefined) {
     if (d.type !== undefined && d.type !== partial.mdevType) {
-      hooks.warn?.(`Overwriting mdev type for mdev ${d.uuid}: ${d.type} => ${partial.mdevType}`);
+      hooks.warn?.(
+        `Overwriting mdev type for mdev ${d.uuid}: ${d.type} => ${partial.mdevType}`,
+        'device',
+      );
     }
     d.type = partial.mdevType;
     d.start = partial.start ?? 'manual';
@@ -113,15 +148,42 @@ export function calloutView(d: Draft): CalloutDevice | undefined {
   return { uuid: d.uuid, parent: d.parent, type: d.type, configJson };
 }
 
-export function invoke<T>(
-  env: Environment,
+/** The callout context of one operation, reporting through `hooks`. */
+export function calloutContext(env: Environment, hooks: HostHooks): CalloutContext {
+  return new CalloutContext(env, hooks.calloutStderr ?? (() => {}), (m) =>
+    hooks.warn?.(m, 'callouts'),
+  );
+}
+
+/** How the runners treat this caller's scripts. */
+export function runnerOptions(hooks: HostHooks): RunnerOptions {
+  return { timeoutMs: hooks.calloutTimeoutMs };
+}
+
+/** The draft's callouts (mdevctl's `callout(&mut dev)?`): it needs a parent and a type. */
+export function calloutFor(ctx: CalloutContext, d: Draft): DeviceCallout {
+  if (d.type === undefined) {
+    throw new MdevError('invalid-argument', 'Device must have a defined mdev_type', {
+      context: { uuid: d.uuid },
+    });
+  }
+  if (d.parent === undefined) {
+    throw new MdevError('invalid-argument', `Device ${d.uuid} is missing a parent`, {
+      context: { uuid: d.uuid },
+    });
+  }
+  return new DeviceCallout(ctx, () => calloutView(d)!);
+}
+
+/** Run `op` between the draft's pre and post callouts, then its notifiers. */
+export function* invoke<T>(
+  ctx: CalloutContext,
   action: CalloutAction,
   d: Draft,
   hooks: HostHooks,
-  op: () => T,
-): T {
-  const sink = hooks.calloutStderr ?? (() => {});
-  return withCallouts(env, action, () => calloutView(d), sink, op, hooks.force ?? false);
+  op: () => Steps<T>,
+): Steps<T> {
+  return yield* calloutFor(ctx, d).invoke(action, hooks.force ?? false, op);
 }
 
 /** Attributes reported by callouts for an active device, applied as mdevctl's add_attributes. */
@@ -178,26 +240,34 @@ export function toDraft(dev: MdevDevice): Draft {
 }
 
 /**
- * The JSON document of a request (--jsonfile, an API body): at most
- * MAX_JSON_BYTES, and a syntax error says where, never what (the "document"
- * may be /etc/shadow).
+ * The document's text, read once, at most MAX_JSON_BYTES (a request's
+ * document may be /dev/zero). `opened`: mdevctl opens the file first
+ * (define, modify) and says so when that fails ("Unable to read file");
+ * a failed read of an opened file (a directory) is "Unable to read
+ * jsonfile", as it is for start, which only reads. A syntax error (in
+ * parseJsonDocument) says where, never what: the document may be
+ * /etc/shadow.
  */
-export function readJsonSource(src: JsonSource): unknown {
-  let text: string;
+export function readJsonText(src: JsonSource, opened = false): string {
   try {
-    text = src.read();
+    const text = src.read();
     if (text.length > MAX_JSON_BYTES && Buffer.byteLength(text) > MAX_JSON_BYTES) {
       throw new MdevError(
         'file-too-large',
         `${src.name} is larger than 1 MiB (${MAX_JSON_BYTES} bytes)`,
-        {
-          context: { path: src.name },
-        },
+        { context: { path: src.name } },
       );
     }
+    return text;
   } catch (err) {
-    throw MdevError.causedBy(err, `Unable to read jsonfile "${src.name}"`, { path: src.name });
+    const what = opened && errnoCodeIn(err) !== 'EISDIR' ? 'file' : 'jsonfile';
+    throw MdevError.causedBy(err, `Unable to read ${what} ${rustDebug(src.name)}`, {
+      path: src.name,
+    });
   }
+}
+
+export function parseJsonDocument(src: JsonSource, text: string): unknown {
   try {
     return parseJson(text);
   } catch (err) {
@@ -218,8 +288,19 @@ export function checkRequestAttributes(d: Draft, attrs: readonly MdevAttribute[]
   for (const a of attrs) checkAttribute(a, { uuid: d.uuid, parent: d.parent, type: d.type });
 }
 
-export function applyJson(d: Draft, parent: string, src: JsonSource, hooks: HostHooks): void {
-  const json = readJsonSource(src);
+export function readJsonSource(src: JsonSource, opened = false): unknown {
+  return parseJsonDocument(src, readJsonText(src, opened));
+}
+
+/** Fill `d` from the document (on `parent`); `text` when it was read already. */
+export function applyJson(
+  d: Draft,
+  parent: string,
+  src: JsonSource,
+  hooks: HostHooks,
+  text?: string,
+): void {
+  const json = parseJsonDocument(src, text ?? readJsonText(src, true));
   try {
     loadFromJson(d, parent, json, hooks);
   } catch (err) {

@@ -6,7 +6,7 @@
  * `invalid-name` when the name would lead outside the device. Everything
  * else is a plain `MdevError` (src/host/errors.ts).
  */
-import { errnoCodeIn, strerror } from '../../common/errno.js';
+import { errnoCodeIn, errnoNumber, strerror } from '../../common/errno.js';
 import { MdevError, codeOf, type HostErrorCode } from '../errors.js';
 
 /**
@@ -74,4 +74,19 @@ export function describeError(err: unknown): string {
   const errno = err instanceof MdevError ? undefined : errnoCodeIn(err);
   if (errno !== undefined) return `${strerror(errno)} (${errno})`;
   return err instanceof Error ? err.message : String(err);
+}
+
+/** An errno as Rust's io::Error shows it ("No such file or directory (os error 2)"), else the message. */
+export function osErrorText(err: unknown): string {
+  const errno = err instanceof MdevError ? undefined : errnoCodeIn(err);
+  if (errno !== undefined) return `${strerror(errno)} (os error ${errnoNumber(errno)})`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * A device sysfs cannot resolve (a link loop, no access): mdevctl says only
+ * what the system said; the code is that errno, the context the device.
+ */
+export function sysfsLookupError(err: unknown, uuid: string): MdevError {
+  return new MdevError(codeOf(err) ?? 'EIO', osErrorText(err), { context: { uuid } });
 }

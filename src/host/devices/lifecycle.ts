@@ -1,25 +1,29 @@
 /** Running devices: start (create, then attributes in order), stop, and autostart of a parent. */
 import type { SysfsPort } from '../../port/sysfs-port.js';
-import { withScriptListings } from '../callouts.js';
+import type { CalloutContext } from '../callouts.js';
 import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS, checkAttribute, deviceAttributePath } from '../paths.js';
-import { probeActive, type SysfsPresence } from '../sysfs-model.js';
+import type { SysfsPresence } from '../sysfs-model.js';
+import { runAsync, runSync, type Steps } from '../script-runner.js';
 import { checkedNames, newUuid, uuidArg } from './args.js';
 import {
+  applySysfs,
+  calloutContext,
   checkRequestAttributes,
   draft,
   freeze,
   invoke,
   isDefined,
   loadFromJson,
-  loadFromSysfs,
   readJsonSource,
+  runnerOptions,
+  sysfsState,
   toDraft,
   type Draft,
 } from './draft.js';
 import { MdevError, codeOf } from '../errors.js';
-import { AttributeWriteError } from './errors.js';
-import { definedCount, listDefinedDevices } from './listing.js';
+import { AttributeWriteError, osErrorText, sysfsLookupError } from './errors.js';
+import { definedCount, definitionsInDirectoryOrder, listDefinedDevices } from './listing.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
 import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
 
@@ -131,7 +135,7 @@ function removeActive(port: SysfsPort, uuid: string): void {
 }
 
 /** Create the device, then write its attributes in order; undo on failure. */
-function createAndConfigure(env: Environment, d: Draft): void {
+function createAndConfigure(env: Environment, d: Draft, hooks: HostHooks): void {
   const port = env.port;
   const parent = d.parent!;
   const type = d.type!;
@@ -150,9 +154,13 @@ function createAndConfigure(env: Environment, d: Draft): void {
   }
   let existing: SysfsPresence | undefined;
   try {
-    existing = probeActive(port, d.uuid);
-  } catch {
-    existing = undefined;
+    existing = sysfsState(port, d.uuid);
+  } catch (err) {
+    // Broken in sysfs: the kernel will say whether the UUID is free.
+    hooks.warn?.(
+      `A sysfs lookup for device ${d.uuid} caused the error: ${osErrorText(err)}`,
+      'device',
+    );
   }
   if (existing !== undefined) {
     const context = { uuid: d.uuid, parent: existing.parent, type: existing.type };
@@ -224,31 +232,88 @@ function createAndConfigure(env: Environment, d: Draft): void {
   }
 }
 
+export type Started = MdevDevice & { readonly generatedUuid: boolean };
+
 /**
  * Start a device: a definition (by UUID, parent to disambiguate), a fully
  * specified transient device (parent + type), or a JSON document. Writes the
  * UUID to the type's `create`, then each attribute in order.
  */
+export function* startDeviceSteps(
+  env: Environment,
+  req: StartRequest,
+  hooks: HostHooks = noHooks,
+): Steps<Started> {
+  req = checkedNames(req);
+  const d = resolveStart(env, req, hooks);
+  yield* invoke(calloutContext(env, hooks), 'start', d, hooks, function* () {
+    createAndConfigure(env, d, hooks);
+  });
+  return { ...freeze(d, isDefined(env, d)), generatedUuid: req.uuid === undefined };
+}
+
 export function startDevice(
   env: Environment,
   req: StartRequest,
   hooks: HostHooks = noHooks,
-): MdevDevice & { readonly generatedUuid: boolean } {
-  req = checkedNames(req);
-  const d = resolveStart(env, req, hooks);
-  invoke(env, 'start', d, hooks, () => createAndConfigure(env, d));
-  return { ...freeze(d, isDefined(env, d)), generatedUuid: req.uuid === undefined };
+): Started {
+  return runSync(startDeviceSteps(env, req, hooks), runnerOptions(hooks));
 }
 
-/** Stop (remove) an active device. */
-export function stopDevice(env: Environment, uuid: string, hooks: HostHooks = noHooks): void {
+export function startDeviceAsync(
+  env: Environment,
+  req: StartRequest,
+  hooks: HostHooks = noHooks,
+): Promise<Started> {
+  return runAsync(startDeviceSteps(env, req, hooks), runnerOptions(hooks));
+}
+
+/**
+ * Stop (remove) a running device. A device sysfs cannot resolve is an
+ * error, unless `hooks.force`: then it is reported and the callouts still
+ * run (mdevctl 1.4).
+ */
+export function* stopDeviceSteps(
+  env: Environment,
+  uuid: string,
+  hooks: HostHooks = noHooks,
+): Steps<void> {
   uuid = uuidArg(uuid);
   const d = draft(uuid);
-  loadFromSysfs(env.port, d);
-  invoke(env, 'stop', d, hooks, () => {
+  let found: SysfsPresence | undefined;
+  try {
+    found = sysfsState(env.port, uuid);
+    if (found === undefined) {
+      throw new MdevError('not-active', `Device ${uuid} is not an active mdev`, {
+        context: { uuid },
+      });
+    }
+  } catch (err) {
+    if (err instanceof MdevError || hooks.force !== true) {
+      throw err instanceof MdevError ? err : sysfsLookupError(err, uuid);
+    }
+    hooks.warn?.(
+      `For device ${uuid} a sysfs update caused the error: ${osErrorText(err)}`,
+      'command',
+    );
+  }
+  applySysfs(d, found);
+  yield* invoke(calloutContext(env, hooks), 'stop', d, hooks, function* () {
     removeActive(env.port, uuid);
     d.active = false;
   });
+}
+
+export function stopDevice(env: Environment, uuid: string, hooks: HostHooks = noHooks): void {
+  runSync(stopDeviceSteps(env, uuid, hooks), runnerOptions(hooks));
+}
+
+export function stopDeviceAsync(
+  env: Environment,
+  uuid: string,
+  hooks: HostHooks = noHooks,
+): Promise<void> {
+  return runAsync(stopDeviceSteps(env, uuid, hooks), runnerOptions(hooks));
 }
 
 export interface StartOutcome {
@@ -259,28 +324,54 @@ export interface StartOutcome {
 
 /**
  * Start every start=auto definition of `parent` (udev runs this when a
- * parent registers). One device failing does not stop the others.
+ * parent registers). One device failing does not stop the others; no
+ * --force here (a refusing script keeps its device down).
  */
+export function* startParentDevicesSteps(
+  env: Environment,
+  parent: string,
+  hooks: HostHooks = noHooks,
+  /** Told of each device as it is done (mdevctl reports a failure before starting the next). */
+  onOutcome?: (o: StartOutcome) => void,
+): Steps<StartOutcome[]> {
+  // In the order the parent's directory lists them, as mdevctl starts them.
+  const devs = definitionsInDirectoryOrder(env, { parent }, hooks);
+  const outcomes: StartOutcome[] = [];
+  const ctx: CalloutContext = calloutContext(env, hooks);
+  const noForce = { ...hooks, force: false };
+  for (const list of devs.values()) {
+    for (const dev of list) {
+      if (dev.start !== 'auto') continue;
+      const d = toDraft(dev);
+      try {
+        yield* invoke(ctx, 'start', d, noForce, function* () {
+          createAndConfigure(env, d, hooks);
+        });
+        outcomes.push({ device: freeze(d, true) });
+      } catch (error) {
+        if (!(error instanceof Error) || error instanceof TypeError) throw error;
+        outcomes.push({ device: dev, error });
+      }
+      onOutcome?.(outcomes.at(-1)!);
+    }
+  }
+  return outcomes;
+}
+
 export function startParentDevices(
   env: Environment,
   parent: string,
   hooks: HostHooks = noHooks,
+  onOutcome?: (o: StartOutcome) => void,
 ): StartOutcome[] {
-  const devs = listDefinedDevices(env, { parent }, hooks);
-  const outcomes: StartOutcome[] = [];
-  withScriptListings(() => {
-    for (const list of devs.values()) {
-      for (const dev of list) {
-        if (dev.start !== 'auto') continue;
-        const d = toDraft(dev);
-        try {
-          invoke(env, 'start', d, hooks, () => createAndConfigure(env, d));
-          outcomes.push({ device: freeze(d, true) });
-        } catch (error) {
-          outcomes.push({ device: dev, error });
-        }
-      }
-    }
-  });
-  return outcomes;
+  return runSync(startParentDevicesSteps(env, parent, hooks, onOutcome), runnerOptions(hooks));
+}
+
+export function startParentDevicesAsync(
+  env: Environment,
+  parent: string,
+  hooks: HostHooks = noHooks,
+  onOutcome?: (o: StartOutcome) => void,
+): Promise<StartOutcome[]> {
+  return runAsync(startParentDevicesSteps(env, parent, hooks, onOutcome), runnerOptions(hooks));
 }

@@ -2,26 +2,30 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ErrnoError } from '../../common/errno.js';
-import { getAttributesFromCallouts, hasCalloutScripts } from '../callouts.js';
-import { SCRIPTS_DIR, TEMP_PREFIX, configSymlinkError } from '../config-store.js';
+import { CalloutTimeoutError, rustDebug, type CalloutContext } from '../callouts.js';
+import { SCRIPTS_DIR, TEMP_PREFIX, configSymlinkError, readConfigValue } from '../config-store.js';
 import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../paths.js';
 import { indexTypeDevices, type TypeDevicesIndex } from '../sysfs-model.js';
 import { parseUuid } from '../uuid-forms.js';
 import { parentArg, uuidArg } from './args.js';
+import { runAsync, runSync, type Steps } from '../script-runner.js';
 import {
   addAttributes,
-  calloutView,
+  applySysfs,
+  calloutContext,
+  calloutFor,
   draft,
   freeze,
   loadFromJson,
-  loadFromSysfs,
   parseJsonText,
   readSmallFile,
+  runnerOptions,
   sortDevices,
+  sysfsState,
 } from './draft.js';
 import { MdevError, codeOf } from '../errors.js';
-import { describeError } from './errors.js';
+import { osErrorText } from './errors.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
 import {
   noHooks,
@@ -35,18 +39,19 @@ import {
 const TYPE_INDEX_THRESHOLD = 256;
 
 /**
- * Active devices, merged with their definitions on the same parent (type,
- * start mode and attributes come from the definition; a broken definition
- * contributes what could be read of it). Undefined devices get attributes
- * from the callouts. A bus entry whose device is gone makes the listing fail
- * ("missing a parent"), as in mdevctl; entries that are not UUIDs are
- * skipped with a warning.
+ * Active devices, as mdevctl 1.4 lists them: each running device on its
+ * parent with its type; its start mode from its definition on that parent
+ * (when that can be read); its attributes only as its callout script
+ * reports them (`get attributes`), never the definition's. A bus entry
+ * that leads nowhere or whose device cannot be resolved is left out;
+ * entries that are not UUIDs are skipped with a warning.
  */
-export function listActiveDevices(
+export function* listActiveDevicesSteps(
   env: Environment,
   filter: DeviceFilter = {},
   hooks: HostHooks = noHooks,
-): Map<string, MdevDevice[]> {
+  ctx: CalloutContext = calloutContext(env, hooks),
+): Steps<Map<string, MdevDevice[]>> {
   const port = env.port;
   let names: string[];
   try {
@@ -79,54 +84,97 @@ export function listActiveDevices(
   for (const name of names) {
     const uuid = parseUuid(name);
     if (uuid === undefined) {
-      hooks.warn?.(`Can't determine uuid for file '${name}'`);
+      hooks.warn?.(`Can't determine uuid for file '${name}'`, 'listing');
       continue;
     }
     if (filter.uuid !== undefined && filter.uuid !== uuid) continue;
-    const d = draft(uuid);
+    let where;
     try {
-      loadFromSysfs(port, d, typeDirs, typeIndex);
+      where = sysfsState(port, uuid, typeDirs, typeIndex);
     } catch {
-      continue; // no readable mdev_type: not a usable device
+      continue; // there, but its parent or type cannot be resolved
     }
-    if (filter.parent !== undefined && filter.parent !== d.parent) continue;
-    let defined = false;
-    if (d.parent !== undefined) {
-      defined = definedIn(d.parent)?.has(uuid) === true;
-      if (defined) {
-        const path = `${env.configDir}/${d.parent}/${uuid}`;
-        try {
-          // O_NOFOLLOW: a definition that is a link is marked defined (the
-          // name is there, as mdevctl says) but nothing is read through it.
-          loadFromJson(d, d.parent, JSON.parse(readSmallFile(path)), hooks, path);
-        } catch {
-          // mdevctl shows what it could read of a broken definition
-        }
+    if (where === undefined) continue; // gone, or never a whole device
+    if (filter.parent !== undefined && filter.parent !== where.parent) continue;
+    const d = draft(uuid);
+    applySysfs(d, where);
+    const defined = definedIn(where.parent)?.has(uuid) === true;
+    // readSmallFile opens with O_NOFOLLOW: a definition that is a link is
+    // marked defined (the name is there) but nothing is read through it.
+    if (defined) d.start = startModeOf(`${env.configDir}/${where.parent}/${uuid}`) ?? 'manual';
+    callouts ??= ctx.hasCallouts();
+    if (callouts) {
+      try {
+        addAttributes(d, yield* calloutFor(ctx, d).getAttributes());
+      } catch (err) {
+        // Attributes are optional in a listing; a script out of time is worth a word.
+        if (err instanceof CalloutTimeoutError) hooks.warn?.(err.message, 'callouts');
+        else if (!(err instanceof MdevError)) throw err;
       }
     }
-    if (!defined && d.type !== undefined && d.parent !== undefined) {
-      callouts ??= hasCalloutScripts(env);
-      if (callouts) {
-        try {
-          addAttributes(
-            d,
-            getAttributesFromCallouts(env, calloutView(d)!, hooks.calloutStderr ?? (() => {})),
-          );
-        } catch {
-          // attributes are optional in a listing
-        }
-      }
-    }
-    if (d.parent === undefined) {
-      throw new MdevError('sysfs-malformed', `Device ${uuid} is missing a parent`, {
-        context: { uuid },
-      });
-    }
-    let list = out.get(d.parent);
-    if (list === undefined) out.set(d.parent, (list = []));
+    let list = out.get(where.parent);
+    if (list === undefined) out.set(where.parent, (list = []));
     list.push(freeze(d, defined));
   }
   return sortDevices(out);
+}
+
+/** `listActiveDevicesSteps`, its callouts run synchronously. */
+export function listActiveDevices(
+  env: Environment,
+  filter: DeviceFilter = {},
+  hooks: HostHooks = noHooks,
+): Map<string, MdevDevice[]> {
+  return runSync(listActiveDevicesSteps(env, filter, hooks), runnerOptions(hooks));
+}
+
+/** `listActiveDevicesSteps`, its callouts run without blocking the event loop. */
+export function listActiveDevicesAsync(
+  env: Environment,
+  filter: DeviceFilter = {},
+  hooks: HostHooks = noHooks,
+): Promise<Map<string, MdevDevice[]>> {
+  return runAsync(listActiveDevicesSteps(env, filter, hooks), runnerOptions(hooks));
+}
+
+/**
+ * The start mode a definition file gives, as mdevctl reads it for a
+ * listing of running devices: undefined when the file cannot be read or is
+ * not a whole definition (the device then shows as manual).
+ */
+function startModeOf(path: string): 'auto' | 'manual' | undefined {
+  try {
+    const partial = readConfigValue(JSON.parse(readSmallFile(path)));
+    return partial.error === undefined ? partial.start : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The running device `uuid` (on `parent`, when given), as `list` shows it
+ * (with its callout attributes): mdevctl's get_active_device.
+ */
+export function* getActiveDeviceSteps(
+  env: Environment,
+  uuid: string,
+  parent: string | undefined,
+  hooks: HostHooks,
+  ctx: CalloutContext,
+): Steps<MdevDevice> {
+  const devs = yield* listActiveDevicesSteps(env, { uuid, parent }, hooks, ctx);
+  if (devs.size === 0) {
+    const what = parent === undefined ? uuid : `${parent}/${uuid}`;
+    throw new MdevError('not-active', `Mediated device ${what} is not active`, {
+      context: { uuid, parent },
+    });
+  }
+  if (devs.size > 1) {
+    throw new MdevError('ambiguous', `Multiple parents found for ${uuid}. System error?`, {
+      context: { uuid },
+    });
+  }
+  return [...devs.values()][0]![0]!;
 }
 
 /**
@@ -143,6 +191,18 @@ export function listActiveDevices(
  * shows nothing of it.
  */
 export function listDefinedDevices(
+  env: Environment,
+  filter: DeviceFilter = {},
+  hooks: HostHooks = noHooks,
+): Map<string, MdevDevice[]> {
+  return sortDevices(definitionsInDirectoryOrder(env, filter, hooks));
+}
+
+/**
+ * The definitions by parent (parents sorted), each parent's in the order
+ * its directory lists them: the order mdevctl autostarts them in.
+ */
+export function definitionsInDirectoryOrder(
   env: Environment,
   filter: DeviceFilter = {},
   hooks: HostHooks = noHooks,
@@ -174,6 +234,7 @@ export function listDefinedDevices(
     if (pent.isSymbolicLink()) {
       hooks.warn?.(
         `Skipping "${parentDir}": a symbolic link; links in the config directory are not followed`,
+        'listing',
       );
       continue;
     }
@@ -182,7 +243,10 @@ export function listDefinedDevices(
     try {
       children = fs.readdirSync(parentDir, { withFileTypes: true });
     } catch (err) {
-      hooks.warn?.(`Unable to read directory "${parentDir}": ${describeError(err)}`);
+      hooks.warn?.(
+        `Unable to read directory ${rustDebug(parentDir)}: ${osErrorText(err)}`,
+        'listing',
+      );
       continue;
     }
     const names = new Set(children.map((c) => c.name));
@@ -194,7 +258,7 @@ export function listDefinedDevices(
       if (!link && !child.isFile()) continue;
       const uuid = parseUuid(child.name);
       if (uuid === undefined) {
-        if (!link) hooks.warn?.(`Can't determine uuid for file '${child.name}'`);
+        if (!link) hooks.warn?.(`Can't determine uuid for file '${child.name}'`, 'listing');
         continue;
       }
       if (filter.uuid !== undefined && filter.uuid !== uuid) continue;
@@ -209,7 +273,7 @@ export function listDefinedDevices(
       } catch (err) {
         if (!(err instanceof MdevError)) {
           // Gone, unreadable, or swapped for a link since the listing (ELOOP).
-          hooks.warn?.(`Unable to open file "${path}": ${describeError(err)}`);
+          hooks.warn?.(`Unable to open file ${rustDebug(path)}: ${osErrorText(err)}`, 'listing');
           continue;
         }
         const error = new MdevError(err.code, `Invalid definition ${path}`, {
@@ -237,13 +301,20 @@ export function listDefinedDevices(
         if (++probes === TYPE_INDEX_THRESHOLD && filter.uuid === undefined) {
           typeIndex = indexTypeDevices(env.port);
         }
-        loadFromSysfs(env.port, d, typeDirs, typeIndex);
+        try {
+          applySysfs(d, sysfsState(env.port, uuid, typeDirs, typeIndex));
+        } catch (err) {
+          hooks.warn?.(
+            `For device ${uuid} a sysfs update caused the error: ${osErrorText(err)}`,
+            'listing',
+          );
+        }
       }
       list.push(freeze(d, names.has(uuid)));
     }
     if (list.length > 0) out.set(parent, list);
   }
-  return sortDevices(out);
+  return new Map([...out.keys()].sort().map((p) => [p, out.get(p)!]));
 }
 
 /**

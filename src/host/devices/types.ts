@@ -30,13 +30,30 @@ export interface DeviceFilter {
   readonly parent?: string | undefined;
 }
 
+/**
+ * Which part of mdevctl logs a warning: the listings (mdevctl's
+ * environment module), the callouts, one device's sysfs and definition
+ * (mdev), or the command itself. The CLI shows it as mdevctl's logger
+ * would; nothing else depends on it.
+ */
+export type WarnSource = 'listing' | 'callouts' | 'device' | 'command';
+
 export interface HostHooks {
   /** mdevctl's WARN-level log lines. */
-  readonly warn?: (message: string) => void;
+  readonly warn?: (message: string, source?: WarnSource) => void;
   /** stderr of a callout script, shown by mdevctl as "<script>: <text>". */
   readonly calloutStderr?: (script: string, text: string) => void;
-  /** Go on although a pre callout refused (mdevctl 1.3's --force). */
+  /**
+   * Go on although a pre callout refused (mdevctl 1.3's --force), or
+   * sysfs could not be read for a device to define or stop (1.4).
+   */
   readonly force?: boolean;
+  /**
+   * Time limit for each callout script in ms (0: none); default
+   * DEFAULT_CALLOUT_TIMEOUT_MS. A script that runs out is killed and the
+   * operation fails with `callout-timeout`.
+   */
+  readonly calloutTimeoutMs?: number;
   /**
    * When given, a definition that cannot be parsed is reported here and
    * skipped, instead of failing the whole listing as mdevctl does (the

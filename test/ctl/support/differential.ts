@@ -54,6 +54,7 @@ export interface SideRun {
 export interface StepInput {
   readonly args: readonly string[];
   readonly stdinFile?: string;
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** Where scratch trees go: a tmpfs when there is one (tree building dominates the time). */
@@ -64,11 +65,11 @@ const STEP_TIMEOUT_S = 30;
 
 const shellQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
 
-/** The environment of both sides: no MDEVCTL_ENV_ROOT or RUST_BACKTRACE from the caller, C locale. */
+/** The environment of both sides: no MDEVCTL_* , RUST_* or COLUMNS from the caller, C locale. */
 function sideEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', LANG: 'C' };
   for (const k of Object.keys(env)) {
-    if (k.startsWith('MDEVCTL_') || k.startsWith('RUST_')) delete env[k];
+    if (k.startsWith('MDEVCTL_') || k.startsWith('RUST_') || k === 'COLUMNS') delete env[k];
   }
   return env;
 }
@@ -126,7 +127,12 @@ export function runInTree(
   fs.mkdirSync(out, { recursive: true });
   const lines = ['#!/bin/sh', 'cd /'];
   steps.forEach((step, i) => {
-    const cmd = [...program.argv, ...step.args].map(shellQuote).join(' ');
+    const vars = Object.entries(step.env ?? {}).flatMap(([k, v]) =>
+      v === undefined ? [] : [`${k}=${v}`],
+    );
+    const cmd = [...(vars.length > 0 ? ['env', ...vars] : []), ...program.argv, ...step.args]
+      .map(shellQuote)
+      .join(' ');
     const o = (ext: string): string => shellQuote(path.join(out, `${i}.${ext}`));
     const run = `timeout -k 2 ${STEP_TIMEOUT_S} ${cmd} >${o('out')} 2>${o('err')}`;
     lines.push(
@@ -187,7 +193,11 @@ function writeInputs(scenario: Scenario, input: string): StepInput[] {
     const args = step.args.map((a) =>
       a.replaceAll('@JSONFILE@', jsonfile).replaceAll('@INPUT@', input),
     );
-    return stdinFile === undefined ? { args } : { args, stdinFile };
+    return {
+      args,
+      ...(stdinFile === undefined ? {} : { stdinFile }),
+      ...(step.env === undefined ? {} : { env: step.env }),
+    };
   });
 }
 
@@ -319,6 +329,38 @@ function describeEntry(e: TreeEntry | undefined): string {
 
 const statusText = (s: number | 'timeout'): string => String(s);
 
+/** Log lines with their time replaced: `[2025-01-02T03:04:05Z WARN  ...` -> `[<time> WARN  ...`. */
+export function withoutLogTimes(s: string): string {
+  return s.replace(/^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ /gm, '[<time> ');
+}
+
+/**
+ * What clap's help says apart from its prose: the usage lines, the section
+ * headings, each argument's flags and value names, each command's name, in
+ * order. Help texts are our own words; this skeleton is the interface.
+ */
+export function helpSkeleton(text: string): string {
+  const out: string[] = [];
+  let section = '';
+  for (const line of text.split('\n')) {
+    if (line.startsWith('Usage: ')) out.push(line);
+    else if (/^[A-Z][A-Za-z ]*:$/.test(line)) {
+      section = line;
+      out.push(line);
+    } else if (section === 'Commands:') {
+      const m = /^ {2}(\S+)/.exec(line);
+      if (m !== null) out.push(`  ${m[1]}`);
+    } else {
+      const m =
+        /^ {2}((?:-\S, |    )?--\S+(?: <[^>]+>)?|<[^>]+>|\[[^\]]+\](?:\.\.\.)?)(?: {2,}| *$)/.exec(
+          line,
+        );
+      if (m !== null) out.push(`  ${m[1]}`);
+    }
+  }
+  return out.length === 0 ? '' : `${out.join('\n')}\n`;
+}
+
 /**
  * Everything in which `cand` differs from `ref` on `scenario`. With
  * `scenario.randomUuid`, UUIDs the scenario does not mention are compared
@@ -355,14 +397,22 @@ export function compareSides(
       if (rj !== undefined && !isDeepStrictEqual(rj, parseJsonOutput(cOut)))
         add('stdout-json', outDetail);
       else if (rOut !== cOut) add('stdout-text', outDetail);
+    } else if (cmp.stdout === 'help') {
+      const rh = helpSkeleton(rOut);
+      const ch = helpSkeleton(cOut);
+      if (rh !== ch) add('stdout-help', block('ref', rh) + block('cand', ch));
     } else if (cmp.stdout === 'presence' && (rOut === '') !== (cOut === '')) {
       add('stdout-presence', outDetail);
     }
-    if (
-      (cmp.stderr ?? 'presence') === 'presence' &&
-      (r.stderr[i] === '') !== (c.stderr[i] === '')
-    ) {
-      add('stderr-presence', block('ref', r.stderr[i]!) + block('cand', c.stderr[i]!));
+    const rErr = r.stderr[i]!;
+    const cErr = c.stderr[i]!;
+    const errDetail = block('ref', rErr) + block('cand', cErr);
+    if ((cmp.stderr ?? 'presence') === 'presence' && (rErr === '') !== (cErr === '')) {
+      add('stderr-presence', errDetail);
+    } else if (cmp.stderr === 'exact' && withoutLogTimes(rErr) !== withoutLogTimes(cErr)) {
+      add('stderr-text', errDetail);
+    } else if (cmp.stderr === 'help' && helpSkeleton(rErr) !== helpSkeleton(cErr)) {
+      add('stderr-help', block('ref', helpSkeleton(rErr)) + block('cand', helpSkeleton(cErr)));
     }
   });
   if (scenario.compare.tree !== false) {

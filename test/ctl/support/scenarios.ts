@@ -21,11 +21,16 @@
  *                 input directory; an object is written pretty-printed, a
  *                 string verbatim
  *   stdin         fed through a real pipe (mdevctl cannot read a socket)
+ *   env           a step's MDEVCTL_LOG or COLUMNS (nothing else of the
+ *                 caller's environment reaches either side)
  *   random_uuid   the command invents UUIDs: any UUID the scenario does not
  *                 mention is replaced by <UUID#n> (<non-v4-UUID#n> when not
  *                 an RFC 4122 v4 UUID) on each side, in order of appearance
- *   compare       {exit: exact|status|ignore, stdout: exact|presence|ignore,
- *                  stderr: presence|ignore, tree: true|false}
+ *   compare       {exit: exact|status|ignore, stdout: exact|help|presence|ignore,
+ *                  stderr: exact|help|presence|ignore, tree: true|false}; "help"
+ *                 compares the skeleton of clap's help (usage lines, headings,
+ *                 option and command names), not its prose, which is ours;
+ *                 stderr "exact" compares the text, log timestamps aside
  *   refs          the reference releases the scenario is meaningful for
  *                 (default: every one); e.g. callouts under
  *                 /usr/lib/mdevctl/scripts.d exist only from 1.3 on
@@ -118,14 +123,18 @@ const treeSpec = z.strictObject({
 
 const compareSpec = z.strictObject({
   exit: z.enum(['exact', 'status', 'ignore']).optional(),
-  stdout: z.enum(['exact', 'presence', 'ignore']).optional(),
-  stderr: z.enum(['presence', 'ignore']).optional(),
+  stdout: z.enum(['exact', 'help', 'presence', 'ignore']).optional(),
+  stderr: z.enum(['exact', 'help', 'presence', 'ignore']).optional(),
   tree: z.boolean().optional(),
 });
 
 const stepSpec = z.strictObject({
   args: z.array(z.string()),
   stdin: z.string().optional(),
+  /** environment variables of this step: mdevctl's log filter, the terminal width */
+  env: z
+    .strictObject({ MDEVCTL_LOG: z.string().optional(), COLUMNS: z.string().optional() })
+    .optional(),
   jsonfile: z
     .union([z.string(), z.record(z.string(), z.unknown()), z.array(z.unknown())])
     .optional(),
