@@ -62,8 +62,10 @@ export function hostLab(
   const root = path.join(dir, 'root');
   const configDir = path.join(root, 'etc/mdevctl.d');
   const outside = path.join(dir, 'outside');
+  // mdevctl 1.4.0's directories: it (and bin/mdevctl) refuse to run without them.
   for (const d of ['callouts', 'notifiers']) {
     fs.mkdirSync(path.join(configDir, 'scripts.d', d), { recursive: true });
+    fs.mkdirSync(path.join(root, 'usr/lib/mdevctl/scripts.d', d), { recursive: true });
   }
   fs.mkdirSync(outside);
   fs.writeFileSync(path.join(outside, 'shadow'), `${SECRET}\n`, { mode: 0o600 });
