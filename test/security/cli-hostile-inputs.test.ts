@@ -317,7 +317,19 @@ describe('hostile inputs on the command line', () => {
     }
     assert.deepEqual(treeOf(f.outside), outsideBefore, 'the directory outside changed');
     const top = fs.readdirSync(f.root).sort();
-    assert.deepEqual(top, ['etc'], `the root holds ${top.join(', ')}`);
+    // etc/mdevctl.d and mdevctl 1.4.0's usr/lib/mdevctl/scripts.d, nothing else.
+    assert.deepEqual(top, ['etc', 'usr'], `the root holds ${top.join(', ')}`);
+    assert.deepEqual(
+      (fs.readdirSync(path.join(f.root, 'usr'), { recursive: true }) as string[]).sort(),
+      [
+        'lib',
+        'lib/mdevctl',
+        'lib/mdevctl/scripts.d',
+        'lib/mdevctl/scripts.d/callouts',
+        'lib/mdevctl/scripts.d/notifiers',
+      ],
+      'something was written under usr/',
+    );
     t.diagnostic(
       `${counts.cases} hostile inputs: ${counts.refused} refused (exit 1/2), ${counts.accepted} accepted as harmless, all held`,
     );
