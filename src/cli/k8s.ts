@@ -15,6 +15,18 @@ import type { Environment } from '../host/environment.js';
 import type { ConfigApplier } from '../k8s/node-config/controller.js';
 import { desiredApplier } from '../k8s/node-config/desired-applier.js';
 import { kubeletInUse } from '../k8s/node-config/kubelet-checkpoint.js';
+import {
+  DEFAULT_CDI_DIR,
+  DEFAULT_DRIVER_NAME,
+  DEFAULT_PLUGINS_DIR,
+  DEFAULT_REGISTRY_DIR,
+} from '../k8s/dra/api.js';
+import { pollHostChanges } from '../k8s/device-plugin/host-changes.js';
+import { desiredEngine } from '../k8s/dra/desired-engine.js';
+import { AP_MASKS, DraDriver } from '../k8s/dra/driver.js';
+import { kubeClaimSource, kubeEvents } from '../k8s/dra/kube.js';
+import { isDriverName } from '../k8s/dra/names.js';
+import { kubeSliceApi } from '../k8s/dra/publisher.js';
 import { command, group, untilStopped, type Call } from './command.js';
 
 /**
@@ -130,12 +142,129 @@ function nodeApplier(env: Environment, file: string, pluginDir: string): ConfigA
   });
 }
 
+const draOptions = {
+  node: {
+    type: 'string',
+    value: 'NAME',
+    help: 'the Kubernetes node this runs on, whose ResourceSlices it publishes (default $NODE_NAME)',
+  },
+  kubeconfig: devicePluginOptions.kubeconfig,
+  'driver-name': {
+    type: 'string',
+    value: 'NAME',
+    help: `the DRA driver's name, as DeviceClasses and ResourceSlices name it (default ${DEFAULT_DRIVER_NAME})`,
+  },
+  'plugins-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: `kubelet's plugin directory; the driver serves <DIR>/<driver>/dra.sock (default ${DEFAULT_PLUGINS_DIR})`,
+  },
+  'registry-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: `kubelet's plugin registration directory (default ${DEFAULT_REGISTRY_DIR})`,
+  },
+  'cdi-dir': {
+    type: 'string',
+    value: 'DIR',
+    help: `where the container runtime reads CDI specs (default ${DEFAULT_CDI_DIR})`,
+  },
+  'poll-interval': {
+    type: 'string',
+    value: 'MS',
+    help: 'how often sysfs is looked at for devices, parents and the AP masks (default 100)',
+  },
+} as const;
+
+const draCommand = command({
+  synopsis:
+    '[--node NAME] [--kubeconfig FILE] [--driver-name NAME] [--plugins-dir DIR] [--registry-dir DIR] [--cdi-dir DIR] [--poll-interval MS]',
+  description:
+    "A Dynamic Resource Allocation driver (resource.k8s.io/v1) for the host's mediated devices. It publishes the node's ResourceSlices: each parent (GPU, GVT-g aperture, SIOV queue pool) a set of shared counters, each type it can create devices that consume them, and each AP queue guests may have a device of its own. The scheduler allocates claims from them; when kubelet prepares a claim, the driver creates the device — an mdev whose UUID is the claim's UID, or one vfio_ap matrix device holding the allocated queues — records it as the claim's, and writes CDI specs for /dev/vfio; unpreparing removes what it created and nothing else.\n\n" +
+    'It registers with kubelet through <registry-dir>/<driver>-reg.sock and serves kubelet on <plugins-dir>/<driver>/dra.sock. Claims use the DeviceClasses of deploy/kubernetes/dra (mdev.mdevkit.io, crypto.mdev.mdevkit.io).\n\nRuns until SIGTERM or SIGINT.',
+  options: draOptions,
+  positionals: [],
+  root: true,
+  explain: (err) => (err instanceof K8sError ? err.message : undefined),
+  run: (io, c) => runDra(io, c),
+});
+
+async function runDra(io: CommandIo, c: Call<typeof draOptions>): Promise<number> {
+  const log = (line: string): void => {
+    io.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  };
+  const node = nodeNameFrom(c.values.node, io.env);
+  if (node === undefined) {
+    throw new K8sError(
+      'no-node-name',
+      'the DRA driver publishes ResourceSlices for its node: give --node NAME or set NODE_NAME',
+    );
+  }
+  const driverName = c.values['driver-name'] ?? DEFAULT_DRIVER_NAME;
+  if (!isDriverName(driverName)) {
+    throw new K8sError(
+      'invalid-driver-name',
+      `--driver-name ${JSON.stringify(driverName)}: a DRA driver name is a DNS subdomain of at most 63 characters (lower case letters, digits, '-' and '.')`,
+      { driver: driverName },
+    );
+  }
+  const poll = c.values['poll-interval'] === undefined ? 100 : Number(c.values['poll-interval']);
+  if (!Number.isInteger(poll) || poll < 5 || poll > 60_000) {
+    throw new K8sError(
+      'invalid-option',
+      `--poll-interval ${c.values['poll-interval'] ?? ''}: a whole number of milliseconds from 5 to 60000`,
+      { option: 'poll-interval' },
+    );
+  }
+  const env = c.host();
+  const kubeConfig = loadKubeConfig(
+    c.values.kubeconfig === undefined ? undefined : nodePath.resolve(io.cwd, c.values.kubeconfig),
+    io.env,
+  );
+  const dir = (v: string | undefined, fallback: string): string =>
+    nodePath.resolve(io.cwd, v ?? fallback);
+  const driver = new DraDriver({
+    env,
+    node,
+    driverName,
+    pluginsDir: dir(c.values['plugins-dir'], DEFAULT_PLUGINS_DIR),
+    registryDir: dir(c.values['registry-dir'], DEFAULT_REGISTRY_DIR),
+    cdiDir: dir(c.values['cdi-dir'], DEFAULT_CDI_DIR),
+    engine: desiredEngine(env),
+    claims: kubeClaimSource(kubeConfig),
+    slices: kubeSliceApi(kubeConfig),
+    events: kubeEvents(kubeConfig, node),
+    changes: [pollHostChanges(env.port, poll, AP_MASKS)],
+    log,
+  });
+  log(`DRA driver ${driverName} for node ${node} on ${env.port.description}`);
+  const stopped = untilStopped();
+  void driver.start().then(
+    () => {
+      log(
+        `serving kubelet on ${driver.plugin.endpoint}, registered through ${driver.plugin.registrationSocket}`,
+      );
+      io.stdout.write(`ready ${driverName}\n`);
+    },
+    (err: unknown) => log(`starting: ${(err as Error).message}`),
+  );
+  const signal = await stopped;
+  log(`${signal}: stopping`);
+  await driver.stop();
+  return 0;
+}
+
 export const K8S = group({
   description: 'mdevkit as a Kubernetes node component.',
   commands: {
     'device-plugin': {
       summary: "kubelet device plugin for the host's mdevs, with node configuration by label",
       load: () => devicePluginCommand,
+    },
+    dra: {
+      summary:
+        "Dynamic Resource Allocation driver: ResourceSlices of the host's mdev capacity, devices created when a claim is prepared",
+      load: () => draCommand,
     },
   },
 });

@@ -10,6 +10,8 @@ export const K8S_ERRORS = {
   'no-node-name': 'the node name is neither given (--node) nor in the environment (NODE_NAME)',
   'no-credentials': 'no Kubernetes credentials: not in a cluster and no kubeconfig',
   'unknown-configuration': 'the node label names a configuration the desired-state file lacks',
+  'invalid-driver-name': 'a DRA driver name is not a DNS subdomain of at most 63 characters',
+  'invalid-option': 'a command line option has a value out of its range',
 } as const;
 
 export type K8sErrorCode = keyof typeof K8S_ERRORS;

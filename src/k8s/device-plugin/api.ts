@@ -1,4 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
+import { call, type Unary } from '../grpc/call.js';
 import { loadProto, serviceAt } from '../grpc/proto.js';
 
 /**
@@ -133,12 +134,6 @@ export interface RegistrationHandlers extends grpc.UntypedServiceImplementation 
   Register: grpc.handleUnaryCall<RegisterRequest, Empty>;
 }
 
-type Unary<Req, Res> = (
-  request: Req,
-  options: grpc.CallOptions,
-  callback: (err: grpc.ServiceError | null, response?: Res) => void,
-) => grpc.ClientUnaryCall;
-
 /** A client of a device plugin (what kubelet holds). */
 export interface DevicePluginClient extends grpc.Client {
   GetDevicePluginOptions: Unary<Empty, DevicePluginOptions>;
@@ -168,17 +163,5 @@ export function registrationService(): grpc.ServiceClientConstructor {
   return serviceAt(loadProto(PROTO), 'v1beta1.Registration');
 }
 
-/** A unary call as a promise. */
-export function call<Req, Res>(
-  method: Unary<Req, Res>,
-  client: grpc.Client,
-  request: Req,
-  options: grpc.CallOptions = {},
-): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    method.call(client, request, options, (err, res) => {
-      if (err !== null) reject(err);
-      else resolve(res as Res);
-    });
-  });
-}
+/** Kept here for the device plugin's callers; the helper lives in grpc/call.ts. */
+export { call };

@@ -23,8 +23,8 @@ import type { SysfsPort } from '../../port/sysfs-port.js';
  */
 export type HostChanges = (listener: () => void) => () => void;
 
-/** The listings whose change means "look again". */
-function signature(port: SysfsPort): string {
+/** The listings (and `files`' contents) whose change means "look again". */
+function signature(port: SysfsPort, files: readonly string[] = []): string {
   const list = (dir: string): string => {
     try {
       return port.kind(dir) === null ? '-' : port.list(dir).sort().join(',');
@@ -42,20 +42,37 @@ function signature(port: SysfsPort): string {
   } catch (err) {
     if (!(err instanceof ErrnoError)) throw err;
   }
-  return `${list(MDEV_CLASS)}|${list(MDEV_BUS_DEVICES)}|${bound}`;
+  let contents = '';
+  for (const f of files) {
+    try {
+      contents += `|${port.read(f)}`;
+    } catch (err) {
+      if (!(err instanceof ErrnoError)) throw err;
+      contents += '|-';
+    }
+  }
+  return `${list(MDEV_CLASS)}|${list(MDEV_BUS_DEVICES)}|${bound}${contents}`;
 }
 
-/** Poll sysfs every `intervalMs` while anyone listens; signal when the listings change. */
-export function pollHostChanges(port: SysfsPort, intervalMs: number): HostChanges {
+/**
+ * Poll sysfs every `intervalMs` while anyone listens; signal when the
+ * listings change, or the contents of `files` (the DRA driver adds the AP
+ * bus's masks, whose change gives or takes queues).
+ */
+export function pollHostChanges(
+  port: SysfsPort,
+  intervalMs: number,
+  files: readonly string[] = [],
+): HostChanges {
   const listeners = new Set<() => void>();
   let timer: NodeJS.Timeout | undefined;
   let last = '';
   return (listener) => {
     listeners.add(listener);
     if (timer === undefined) {
-      last = signature(port);
+      last = signature(port, files);
       timer = setInterval(() => {
-        const now = signature(port);
+        const now = signature(port, files);
         if (now === last) return;
         last = now;
         for (const l of listeners) l();

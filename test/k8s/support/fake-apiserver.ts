@@ -42,6 +42,31 @@ export const CORE_RESOURCES: readonly ResourceType[] = [
   { group: '', version: 'v1', resource: 'events', kind: 'Event', namespaced: true },
 ];
 
+/** Dynamic Resource Allocation's objects (resource.k8s.io/v1), for the DRA driver. */
+export const RESOURCE_V1_RESOURCES: readonly ResourceType[] = [
+  {
+    group: 'resource.k8s.io',
+    version: 'v1',
+    resource: 'resourceslices',
+    kind: 'ResourceSlice',
+    namespaced: false,
+  },
+  {
+    group: 'resource.k8s.io',
+    version: 'v1',
+    resource: 'resourceclaims',
+    kind: 'ResourceClaim',
+    namespaced: true,
+  },
+  {
+    group: 'resource.k8s.io',
+    version: 'v1',
+    resource: 'deviceclasses',
+    kind: 'DeviceClass',
+    namespaced: false,
+  },
+];
+
 export type KubeObject = {
   apiVersion?: string;
   kind?: string;
@@ -74,6 +99,11 @@ interface Route {
 
 export interface FakeApiServerOptions {
   readonly resources?: readonly ResourceType[];
+  /**
+   * The API server's validation of an object about to be stored (create,
+   * update, patch): the causes of a 422 Invalid, empty when it is valid.
+   */
+  readonly validate?: (type: ResourceType, obj: KubeObject) => readonly string[];
   readonly token?: string;
   /** How many watch events to keep for resuming watches. */
   readonly history?: number;
@@ -88,6 +118,8 @@ export interface RequestRecord {
 export class FakeApiServer extends EventEmitter {
   readonly token: string;
   readonly requests: RequestRecord[] = [];
+  /** Objects refused by `validate`, with why. */
+  readonly invalid: { resource: string; name: string; causes: readonly string[] }[] = [];
   readonly #types: ResourceType[];
   /** key `${typeKey}|${ns}|${name}` -> object */
   readonly #objects = new Map<string, KubeObject>();
@@ -205,6 +237,20 @@ export class FakeApiServer extends EventEmitter {
     return structuredClone(next);
   }
 
+  /** Delete an object as an admin would (`kubectl delete`); false when there was none. */
+  remove(resource: string, name: string, namespace?: string, group = ''): boolean {
+    const t = this.typeOf(resource, group);
+    const key = this.#key(t, t.namespaced ? (namespace ?? 'default') : undefined, name);
+    const old = this.#objects.get(key);
+    if (old === undefined) return false;
+    this.#rv++;
+    this.#store(t, key, undefined, 'DELETED', {
+      ...old,
+      metadata: { ...old.metadata, resourceVersion: String(this.#rv) },
+    });
+    return true;
+  }
+
   /** Change a node's labels as `kubectl label node` does (null removes). */
   labelNode(name: string, labels: Record<string, string | null>): void {
     const t = this.typeOf('nodes');
@@ -230,7 +276,10 @@ export class FakeApiServer extends EventEmitter {
   ): KubeObject {
     obj.apiVersion = t.group === '' ? t.version : `${t.group}/${t.version}`;
     obj.kind = t.kind;
-    obj.metadata.uid = old?.metadata.uid ?? `uid-${++this.#uid}`;
+    // UIDs are UUIDs, as the API server makes them (a DRA driver names devices after them).
+    obj.metadata.uid =
+      old?.metadata.uid ??
+      `00000000-0000-4000-a000-${(++this.#uid).toString(16).padStart(12, '0')}`;
     obj.metadata.creationTimestamp = old?.metadata.creationTimestamp ?? new Date().toISOString();
     if (ns !== undefined) obj.metadata.namespace = ns;
     else delete obj.metadata.namespace;
@@ -352,6 +401,8 @@ export class FakeApiServer extends EventEmitter {
           return status(res, 409, 'AlreadyExists', `${t.resource} "${name}" already exists`);
         obj.metadata.name = name;
         delete obj.metadata.generateName;
+        const invalid = this.#invalid(t, obj);
+        if (invalid !== undefined) return status(res, 422, 'Invalid', invalid);
         const made = this.#stamp(t, obj, ns, undefined);
         this.#store(t, key, made, 'ADDED');
         return json(res, 201, made);
@@ -389,6 +440,8 @@ export class FakeApiServer extends EventEmitter {
         );
       }
       obj.metadata.name = r.name;
+      const invalid = this.#invalid(t, obj);
+      if (invalid !== undefined) return status(res, 422, 'Invalid', invalid);
       const next = this.#stamp(t, obj, r.namespace, old);
       this.#store(t, key, next, old === undefined ? 'ADDED' : 'MODIFIED');
       return json(res, old === undefined ? 201 : 200, next);
@@ -417,11 +470,21 @@ export class FakeApiServer extends EventEmitter {
         );
       }
       next.metadata.name = r.name;
+      const invalid = this.#invalid(t, next);
+      if (invalid !== undefined) return status(res, 422, 'Invalid', invalid);
       const stamped = this.#stamp(t, next, r.namespace, old);
       this.#store(t, key, stamped, 'MODIFIED');
       return json(res, 200, stamped);
     }
     return status(res, 405, 'MethodNotAllowed', `${method} not allowed`);
+  }
+
+  /** The 422 message when `validate` finds the object invalid. */
+  #invalid(t: ResourceType, obj: KubeObject): string | undefined {
+    const causes = this.options.validate?.(t, obj) ?? [];
+    if (causes.length === 0) return undefined;
+    this.invalid.push({ resource: t.resource, name: obj.metadata.name ?? '', causes });
+    return `${t.kind}.${t.group === '' ? '' : `${t.group}`} "${obj.metadata.name ?? ''}" is invalid: ${causes.join(', ')}`;
   }
 
   #selected(r: Route, url: URL): (o: KubeObject) => boolean {
@@ -430,13 +493,12 @@ export class FakeApiServer extends EventEmitter {
     return (o) => {
       if (r.namespace !== undefined && o.metadata.namespace !== r.namespace) return false;
       for (const [k, v] of fields) {
-        const actual =
-          k === 'metadata.name'
-            ? o.metadata.name
-            : k === 'metadata.namespace'
-              ? o.metadata.namespace
-              : undefined;
-        if (actual !== v) return false;
+        // metadata.name, metadata.namespace, and the fields a resource
+        // offers for selection (spec.nodeName, spec.driver of ResourceSlices)
+        let actual: unknown = o;
+        for (const part of k.split('.'))
+          actual = (actual as Record<string, unknown> | undefined)?.[part];
+        if ((actual === undefined || actual === null ? '' : String(actual)) !== v) return false;
       }
       for (const [k, v] of labels) if (o.metadata.labels?.[k] !== v) return false;
       return true;
