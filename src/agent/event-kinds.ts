@@ -59,6 +59,17 @@ export type HostEvent =
       readonly uuid: string;
       readonly parent: string;
       readonly reason: string;
+    }
+  /**
+   * An NVIDIA GPU's VF vGPUs changed: VFs enabled or disabled, a VF's vGPU
+   * made or destroyed, a definition stored or removed. `vf` and `uuid` name
+   * the one that changed when it is one.
+   */
+  | {
+      readonly kind: 'vgpu-changed';
+      readonly gpu: string;
+      readonly vf?: string;
+      readonly uuid?: string;
     };
 
 export type HostEventKind = HostEvent['kind'];
@@ -77,6 +88,7 @@ const KINDS: Record<HostEventKind, true> = {
   'apply-progress': true,
   'apply-finished': true,
   'definition-skipped': true,
+  'vgpu-changed': true,
 };
 
 /** Every kind of host event, in the order the API documents them. */

@@ -24,6 +24,7 @@ import { deviceRoutes } from './routes/devices.js';
 import { eventRoutes } from './routes/events.js';
 import { hostRoutes, registerMetrics } from './routes/host.js';
 import { libvirtRoutes } from './routes/libvirt.js';
+import { vfVgpuRoutes } from './routes/vf-vgpus.js';
 import { registerWebRoutes } from './routes/web.js';
 import { desiredRoutes } from './routes/desired.js';
 import { DeviceView } from './device-view.js';
@@ -260,6 +261,7 @@ export async function buildAgent(options: AgentOptions): Promise<Agent> {
     ...deviceRoutes(context),
     ...libvirtRoutes(context),
     ...apRoutes(context),
+    ...vfVgpuRoutes(context),
     ...desiredRoutes(context),
     ...eventRoutes(context),
   ]);

@@ -11,9 +11,11 @@ import {
   type HostEventSource,
 } from '../agent/events.js';
 import { buildAgent } from '../agent/server.js';
+import { VfPoller } from '../agent/vf-events.js';
 import { Autostart, describeAutostartRun } from '../host/autostart.js';
 import { cleanConfigDirDebris } from '../host/config-store.js';
 import { environmentAt, type Environment } from '../host/environment.js';
+import { VfAutostart, describeVfAutostartRun } from '../host/vf-vgpu.js';
 import { procInUseProbe, type InUseProbe } from '../host/desired/in-use.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
@@ -204,6 +206,7 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     events = mergeSources(
       ueventSource((listener) => lab.kernel.onUevent(listener), env.port),
       new ConfigDirWatcher(env.configDir),
+      new VfPoller(env, pollMs),
     );
     hostLabel = `lab '${lab.profile.name}' (in-process emulated host)`;
     // mdevctl's udev rule, as on a host: the lab has just booted, so each
@@ -219,13 +222,28 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     lab.kernel.onUevent(autostart.uevent);
     autostart.coldplug();
     await autostart.flush();
+    // The VF vGPUs' rule: start=auto vGPUs come back once their GPU's VFs exist.
+    const vfAutostart = new VfAutostart(env, {
+      onRun: (run) => {
+        for (const line of describeVfAutostartRun(run)) {
+          io.stderr.write(`mdevkit agent: ${line}\n`);
+        }
+      },
+    });
+    lab.kernel.onUevent(vfAutostart.uevent);
+    vfAutostart.coldplug();
+    await vfAutostart.flush();
   } else {
     env = environmentAt(nodePath.resolve(io.cwd, values.root!));
     if (!fs.existsSync(env.configDir))
       fs.mkdirSync(env.configDir, { recursive: true, mode: 0o755 });
     checkEnvironmentDirs(env);
     cleanConfigDirDebris(env.configDir);
-    events = mergeSources(new SysfsPoller(env.port, pollMs), new ConfigDirWatcher(env.configDir));
+    events = mergeSources(
+      new SysfsPoller(env.port, pollMs),
+      new ConfigDirWatcher(env.configDir),
+      new VfPoller(env, pollMs),
+    );
     hostLabel = env.root;
     inUse = env.root === '/' ? procInUseProbe(env.port) : () => undefined;
   }

@@ -9,6 +9,8 @@ import {
 import { K8sError } from '../k8s/errors.js';
 import { loadKubeConfig, nodeNameFrom } from '../k8s/kube/client.js';
 import { NodeAgent, vfioDirOf } from '../k8s/node-agent.js';
+import { pollHostChanges } from '../k8s/device-plugin/host-changes.js';
+import { VfDeviceSource, vfHostChanges } from '../k8s/device-plugin/vf-devices.js';
 import { kubeNodeApi } from '../k8s/node-config/node-api.js';
 import { combineProbes, procInUseProbe } from '../host/desired/in-use.js';
 import type { Environment } from '../host/environment.js';
@@ -21,7 +23,6 @@ import {
   DEFAULT_PLUGINS_DIR,
   DEFAULT_REGISTRY_DIR,
 } from '../k8s/dra/api.js';
-import { pollHostChanges } from '../k8s/device-plugin/host-changes.js';
 import { desiredEngine } from '../k8s/dra/desired-engine.js';
 import { AP_MASKS, DraDriver } from '../k8s/dra/driver.js';
 import { kubeClaimSource, kubeEvents } from '../k8s/dra/kube.js';
@@ -109,6 +110,12 @@ async function runDevicePlugin(
     env,
     pluginDir,
     config,
+    // NVIDIA's VF vGPUs beside the mdevs (PCI_RESOURCE_<NAME> for KubeVirt).
+    sources: [new VfDeviceSource(env.port, vfioDir === undefined ? {} : { vfioDir })],
+    changes: [
+      pollHostChanges(env.port, config.pollIntervalMs),
+      vfHostChanges(env.port, config.pollIntervalMs),
+    ],
     ...(vfioDir !== undefined && { vfioDir }),
     ...(nodeConfig !== undefined && { nodeConfig }),
     log,

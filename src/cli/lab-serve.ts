@@ -14,6 +14,7 @@ import {
 import { Autostart, describeAutostartRun } from '../host/autostart.js';
 import { cleanConfigDirDebris } from '../host/config-store.js';
 import { environmentAt } from '../host/environment.js';
+import { VfAutostart, describeVfAutostartRun } from '../host/vf-vgpu.js';
 import { ControlUnavailableError, controlCall, startControlServer } from '../sim/control.js';
 import { Lab } from '../sim/lab.js';
 import { DEFAULT_PROFILE } from '../sim/profiles/profile.js';
@@ -70,6 +71,8 @@ export class LiveLab {
   #udev: UdevRelay | undefined;
   #stopUevents: (() => void) | undefined;
   readonly autostart: Autostart;
+  /** The VF vGPUs' rule: start=auto vGPUs come back once their GPU's VFs exist. */
+  readonly vfAutostart: VfAutostart;
 
   private constructor(
     readonly lab: Lab,
@@ -88,6 +91,19 @@ export class LiveLab {
         for (const line of describeAutostartRun(run)) options.log.write(`mdevkit lab: ${line}\n`);
       },
     });
+    this.vfAutostart = new VfAutostart(environmentAt(dir, lab.port), {
+      onRun: (run) => {
+        for (const line of describeVfAutostartRun(run)) {
+          options.log.write(`mdevkit lab: ${line}\n`);
+        }
+      },
+    });
+  }
+
+  /** Both rules have run for everything queued so far. */
+  async settle(): Promise<void> {
+    await this.autostart.flush();
+    await this.vfAutostart.flush();
   }
 
   static async start(options: LiveLabOptions): Promise<LiveLab> {
@@ -99,10 +115,12 @@ export class LiveLab {
       options.monitor?.write(formatUevent(e));
       live.#udev?.send(e);
       live.autostart.uevent(e);
+      live.vfAutostart.uevent(e);
     });
     // The host boots: its parents registered before anyone listened.
     live.autostart.coldplug();
-    await live.autostart.flush();
+    live.vfAutostart.coldplug();
+    await live.settle();
     live.#mount = await mountSysfs(lab.kernel.tree, live.sysDir, {
       ...(options.cacheSeconds !== undefined ? { cacheSeconds: options.cacheSeconds } : {}),
     });
@@ -157,7 +175,7 @@ export class LiveLab {
    * goes (and with it the namespace's binding), and the mount last.
    */
   async stop(): Promise<void> {
-    await this.autostart.flush();
+    await this.settle();
     this.#stopUevents?.();
     await this.#udev?.close();
     if (this.#mount !== undefined && !isMountpoint(this.sysDir)) {
@@ -269,7 +287,8 @@ export const serveCommand = command({
  */
 export function startControl(live: LiveLab): Promise<{ close(): Promise<void> }> {
   return startControlServer(live.lab, live.socketPath, {
-    afterReboot: () => live.autostart.flush(),
+    afterReboot: () => live.settle(),
+    afterSriovManage: () => live.settle(),
   });
 }
 
@@ -401,7 +420,7 @@ export function runInLabNamespace(
 export const rebootCommand = command({
   synopsis: '[--mount DIR]',
   description:
-    'Power-cycle a served lab (DIR, or $MDEVKIT_LAB): active devices vanish, parents register again and definitions with start=auto come back.',
+    'Power-cycle a served lab (DIR, or $MDEVKIT_LAB): active devices vanish, parents register again and definitions with start=auto come back. SR-IOV VFs are gone too, unless a boot unit enables them again (lab sriov-manage --boot); start=auto VF vGPUs come back with their VFs.',
   options: LAB_DIR_OPTIONS,
   positionals: [],
   async run(io, { values }) {

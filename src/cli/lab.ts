@@ -25,14 +25,22 @@ const summaryCommand = command({
 });
 
 const snapshotCommand = command({
-  synopsis: '[--profile P] DIR',
+  synopsis: '[--profile P] [--sriov-manage GPU|ALL] DIR',
   description:
-    "Write the emulated host as a static tree: DIR/sys (with sysfs's modes), DIR/etc/mdevctl.d without definitions, and the script directories mdevctl requires (DIR/etc/mdevctl.d/scripts.d, DIR/usr/lib/mdevctl/scripts.d), so MDEVCTL_ENV_ROOT=DIR mdevctl, and Debian's mdevctl in a mount namespace, read it as a host. Refuses to overwrite an existing DIR/sys.",
-  options: { profile: PROFILE_OPTION },
+    "Write the emulated host as a static tree: DIR/sys (with sysfs's modes), DIR/etc/mdevctl.d without definitions, and the script directories mdevctl requires (DIR/etc/mdevctl.d/scripts.d, DIR/usr/lib/mdevctl/scripts.d), so MDEVCTL_ENV_ROOT=DIR mdevctl, and Debian's mdevctl in a mount namespace, read it as a host. With --sriov-manage, NVIDIA GPUs have their SR-IOV VFs enabled first (as 'lab sriov-manage -e' would). Refuses to overwrite an existing DIR/sys.",
+  options: {
+    profile: PROFILE_OPTION,
+    'sriov-manage': {
+      type: 'string',
+      value: 'GPU',
+      help: "enable the VFs of GPU (a PCI address, or ALL) before writing, as NVIDIA's sriov-manage -e",
+    },
+  },
   positionals: [{ name: 'DIR' }],
   run(io, { values, positionals }) {
     const dir = positionals[0]!;
     const lab = Lab.fromProfile(values.profile ?? DEFAULT_PROFILE);
+    if (values['sriov-manage'] !== undefined) lab.sriovManage(true, values['sriov-manage']);
     const stats = writeSnapshot(lab.kernel.tree, dir);
     io.stdout.write(
       `wrote ${dir}/sys (${stats.dirs} directories, ${stats.files} files, ${stats.links} links) and ${dir}/etc/mdevctl.d\n`,
@@ -90,12 +98,16 @@ export const LAB = group({
       load: async () => (await serve()).rebootCommand,
     },
     open: {
-      summary: 'open a device of a served lab as a VM would (VFIO open)',
+      summary: 'open a device (mdev UUID or VF address) of a served lab as a VM would (VFIO open)',
       load: async () => (await control()).labOpen,
     },
     close: {
       summary: 'release a device a VM holds open',
       load: async () => (await control()).labClose,
+    },
+    'sriov-manage': {
+      summary: "enable or disable an NVIDIA GPU's SR-IOV VFs on a served lab (-e|-d GPU|ALL)",
+      load: async () => (await control()).labSriovManage,
     },
     'udev-relay': {
       summary: "(internal) the lab's udev sender, run by 'lab serve --udev' in its namespace",

@@ -30,6 +30,12 @@ import {
   listNodeDevices,
   nodeDeviceJson,
 } from '../libvirt/nodedev.js';
+import {
+  findVfHostdev,
+  formatVfHostdevXml,
+  vfQemuDeviceProps,
+  type VfHostdev,
+} from '../libvirt/vf-hostdev.js';
 import { XmlInputError } from '../libvirt/xml.js';
 import {
   CommandError,
@@ -203,15 +209,39 @@ function hostdevOf(
   return mdevHostdev(uuid, deviceApiOf(env, uuid), opts);
 }
 
+/** A VF vGPU named by UUID or address; display options do not apply to it. */
+function vfHostdevOf(
+  env: Environment,
+  target: string,
+  values: { readonly display?: boolean; readonly ramfb?: boolean },
+): VfHostdev | undefined {
+  const vf = findVfHostdev(env, target);
+  if (vf !== undefined && (values.display !== undefined || values.ramfb !== undefined)) {
+    throw new UsageError(
+      `--display and --ramfb are for mediated devices; ${vf.address} is an NVIDIA VF vGPU, a PCI device`,
+    );
+  }
+  return vf;
+}
+
 export const hostdevXmlCommand = command({
-  synopsis: 'UUID [--display] [--ramfb]',
-  description: `The domain XML <hostdev> that assigns mediated device UUID to a VM, its model (vfio-pci, vfio-ccw, vfio-ap) taken from the device's API. Paste it into <devices>, or use 'virsh attach-device DOMAIN FILE'.`,
+  synopsis: 'UUID|VF [--display] [--ramfb]',
+  description: `The domain XML <hostdev> that assigns a device to a VM: for mediated device UUID, <hostdev type='mdev'> with its model (vfio-pci, vfio-ccw, vfio-ap) taken from the device's API; for an NVIDIA VF vGPU (its UUID, or the VF's PCI address), <hostdev type='pci' managed='no'> with the VF's address — managed='no' because the VF stays bound to nvidia. Paste it into <devices>, or use 'virsh attach-device DOMAIN FILE'.`,
   options: DISPLAY_OPTIONS,
-  positionals: [{ name: 'UUID' }],
+  positionals: [{ name: 'UUID|VF' }],
   root: true,
   json: true,
   explain,
   run(io, call) {
+    const vf = vfHostdevOf(call.host(), call.positionals[0]!, call.values);
+    if (vf !== undefined) {
+      const xml = formatVfHostdevXml(vf);
+      call.output(
+        { uuid: vf.uuid ?? null, address: vf.address, type: 'pci', managed: 'no', xml },
+        () => xml,
+      );
+      return;
+    }
     const h = hostdevOf(call.host(), call.positionals[0]!, call.values);
     const xml = formatHostdevXml(h);
     call.output(
@@ -222,11 +252,16 @@ export const hostdevXmlCommand = command({
 });
 
 export const qemuArgsCommand = command({
-  synopsis: 'UUID [--display] [--ramfb] [--syntax json|classic] [--id ID]',
+  synopsis: 'UUID|VF [--display] [--ramfb] [--syntax json|classic] [--id ID] [--sysfsdev]',
   description:
-    'The QEMU -device argument libvirt generates for mediated device UUID, shell-quoted on one line: vfio-pci (vfio-pci-nohotplug with --ramfb), vfio-ccw or vfio-ap, with sysfsdev=/sys/bus/mdev/devices/UUID.',
+    "The QEMU -device argument libvirt generates for mediated device UUID, shell-quoted on one line: vfio-pci (vfio-pci-nohotplug with --ramfb), vfio-ccw or vfio-ap, with sysfsdev=/sys/bus/mdev/devices/UUID. For an NVIDIA VF vGPU (its UUID or the VF's address): -uuid with the vGPU's UUID (NVIDIA's guest driver wants one; under libvirt the domain's <uuid> takes its place) and -device vfio-pci with host=VF, or sysfsdev=/sys/bus/pci/devices/VF with --sysfsdev.",
   options: {
     ...DISPLAY_OPTIONS,
+    sysfsdev: {
+      type: 'boolean',
+      default: false,
+      help: 'a VF vGPU by sysfsdev=/sys/bus/pci/devices/VF instead of host=VF',
+    },
     syntax: {
       type: 'string',
       default: 'json',
@@ -240,7 +275,7 @@ export const qemuArgsCommand = command({
       help: "the device id (default hostdev0, libvirt's alias of the first hostdev)",
     },
   },
-  positionals: [{ name: 'UUID' }],
+  positionals: [{ name: 'UUID|VF' }],
   root: true,
   json: true,
   explain,
@@ -252,6 +287,32 @@ export const qemuArgsCommand = command({
     if (!/^[A-Za-z][A-Za-z0-9_.-]*$/.test(id)) {
       throw new UsageError(
         `--id '${id}' is not a QEMU id (a letter, then letters, digits, '-', '.', '_')`,
+      );
+    }
+    const vf = vfHostdevOf(call.host(), call.positionals[0]!, call.values);
+    if (vf !== undefined) {
+      const props = vfQemuDeviceProps(vf, id, call.values.sysfsdev ? 'sysfsdev' : 'host');
+      const classic = props
+        .map(([k, v], i) => (i === 0 ? v : `${k}=${v.replaceAll(',', ',,')}`))
+        .join(',');
+      const json = JSON.stringify(Object.fromEntries(props));
+      const uuidArgs = vf.uuid === undefined ? [] : ['-uuid', vf.uuid];
+      call.output(
+        {
+          uuid: vf.uuid ?? null,
+          address: vf.address,
+          props: Object.fromEntries(props),
+          classic: [...uuidArgs, '-device', classic],
+          json: [...uuidArgs, '-device', json],
+        },
+        () =>
+          `${uuidArgs.length === 0 ? '' : `-uuid ${vf.uuid} `}-device ${shellQuote(syntax === 'json' ? json : classic)}\n`,
+      );
+      return;
+    }
+    if (call.values.sysfsdev) {
+      throw new UsageError(
+        '--sysfsdev is for NVIDIA VF vGPUs; a mediated device always has sysfsdev=',
       );
     }
     const h = hostdevOf(call.host(), call.positionals[0]!, call.values);
@@ -273,7 +334,10 @@ export const qemuArgsCommand = command({
 // ---- ensure-started and the libvirt hook -----------------------------------
 
 function outcomeLine(o: EnsureOutcome): string {
-  const what = `${o.uuid} (parent ${o.parent}, type ${o.type})`;
+  const what =
+    o.vf === undefined
+      ? `${o.uuid} (parent ${o.parent}, type ${o.type})`
+      : `${o.uuid.startsWith('vf:') ? 'vGPU' : `vGPU ${o.uuid}`} on VF ${o.vf} (GPU ${o.parent}, type ${o.type})`;
   switch (o.state) {
     case 'running':
       return `${what}: already running`;

@@ -34,6 +34,11 @@ export const MDEVKIT = group({
       load: async () => (await import('./k8s.js')).K8S,
     },
     ...mdevctlCommands(),
+    vf: {
+      summary:
+        "NVIDIA's SR-IOV VF vGPUs (no mdev bus): list, types, capacity, create, remove, start, stop",
+      load: async () => (await import('./vf.js')).VF,
+    },
     aggregation: {
       summary: 'how many instances a device aggregates (mdev/aggregation), read or changed',
       load: async () => (await import('./aggregation.js')).aggregationCommand,

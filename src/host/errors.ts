@@ -161,6 +161,52 @@ export const LIBRARY_ERRORS = {
     errno: 'EBUSY',
     meaning: 'giving adapters or domains back to the host would take queues from matrix devices',
   },
+  // ---- NVIDIA SR-IOV VF vGPUs (src/host/vf-vgpu)
+  'not-vgpu-gpu': {
+    errno: 'ENODEV',
+    meaning:
+      'the address is not an NVIDIA GPU with SR-IOV vGPUs (no such PCI device, no SR-IOV, or it uses the mdev bus)',
+  },
+  'vf-not-enabled': {
+    errno: 'ENODEV',
+    meaning: "the GPU's SR-IOV virtual functions are not enabled: run sriov-manage -e",
+  },
+  'no-such-vf': { errno: 'ENODEV', meaning: 'the GPU has no VF with that index or address' },
+  'unknown-vgpu-type': {
+    errno: 'ENOENT',
+    meaning: 'the GPU offers no vGPU type of that id or name',
+  },
+  'vgpu-size-mismatch': {
+    errno: 'EIO',
+    meaning:
+      'the GPU runs vGPUs of another framebuffer size and, in its default equal-size mode, takes one size at a time (EIO: what the driver answers)',
+  },
+  'vgpu-no-room': {
+    errno: 'EIO',
+    meaning: "the GPU's framebuffer has no free placement of the type's size left",
+  },
+  'no-free-vf': {
+    errno: 'EBUSY',
+    meaning: 'every VF of the GPU holds a vGPU or is defined for one',
+  },
+  'vf-taken': {
+    errno: 'EBUSY',
+    meaning: 'the VF holds another vGPU (of another definition, or made outside mdevkit)',
+  },
+  'vf-pinned': { errno: 'EEXIST', meaning: 'another definition is pinned to the VF' },
+  'vf-in-use': {
+    errno: 'EBUSY',
+    meaning: 'the VF is in use by a VM: its vGPU cannot change until the VM lets go',
+  },
+  'foreign-vgpu': {
+    errno: 'EPERM',
+    meaning:
+      'the vGPU belongs to another owner, or was not made by mdevkit; removing it needs force',
+  },
+  'vgpu-refused': {
+    errno: 'EIO',
+    meaning: 'the driver refused the vGPU for a reason sysfs does not show (see the kernel log)',
+  },
   // ---- desired state (src/host/desired)
   'config-unreadable': { errno: 'ENOENT', meaning: 'the host configuration file cannot be read' },
   'config-invalid': {
@@ -218,6 +264,9 @@ export type ErrorContextKey =
   | 'domain'
   | 'controlDomain'
   | 'max'
+  | 'gpu'
+  | 'vf'
+  | 'holder'
   | 'line'
   | 'column'
   | 'field'

@@ -11,6 +11,7 @@ import {
 } from '../host/devices.js';
 import type { Environment } from '../host/environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../host/paths.js';
+import { PCI_DEVICES, listVfGpus, vfOf } from '../host/vf-vgpu.js';
 import { listParentNames, readType, type MdevTypeInfo } from '../host/sysfs-model.js';
 import {
   AP_MATRIX_NODEDEV,
@@ -129,10 +130,34 @@ export interface MdevNodeDevice {
   readonly iommuGroup: number | undefined;
 }
 
-export type NodeDevice = ParentNodeDevice | MdevNodeDevice;
+/**
+ * A PCI device with no mdev types that mdevkit shows because it carries
+ * NVIDIA's SR-IOV vGPUs: the GPU (physical function, with
+ * `<capability type='virt_functions' maxCount=...>` listing its VFs) and
+ * each VF (with `<capability type='phys_function'>` naming the GPU). libvirt
+ * has no vGPU support for these; a VF is the plain PCI device a domain's
+ * `<hostdev type='pci' managed='no'>` names.
+ */
+export interface PciNodeDevice {
+  readonly kind: 'pci';
+  readonly name: string;
+  readonly address: string;
+  readonly path: string;
+  readonly parent: string;
+  readonly driver: string | undefined;
+  readonly capability: Extract<ParentCapability, { type: 'pci' }> & {
+    readonly numaNode: number | undefined;
+    readonly physFunction: PciAddress | undefined;
+    readonly virtFunctions:
+      { readonly maxCount: number; readonly addresses: PciAddress[] } | undefined;
+  };
+}
+
+export type NodeDevice = ParentNodeDevice | MdevNodeDevice | PciNodeDevice;
 
 /** Capability names a node device answers to (`nodedev-list --cap`). */
 export function capabilitiesOf(dev: NodeDevice): string[] {
+  if (dev.kind === 'pci') return ['pci'];
   if (dev.kind === 'mdev') return ['mdev'];
   if (dev.capability.type === 'mdev_types') return ['mdev_types'];
   return [dev.capability.type, 'mdev_types'];
@@ -190,7 +215,7 @@ function linkName(port: SysfsPort, path: string): string | undefined {
   }
 }
 
-function readIommuGroup(
+export function readIommuGroup(
   port: SysfsPort,
   devPath: string,
 ): { number: number; devices: PciAddress[] } | undefined {
@@ -479,6 +504,73 @@ export function listMdevNodeDevices(
   return out;
 }
 
+/**
+ * The PCI node device of `address` as libvirt reads it (virPCIDevice and
+ * the udev backend): ids, class, IOMMU group, NUMA node, Express link, and
+ * the SR-IOV relations from `physfn`, `sriov_totalvfs` and `virtfn<i>`.
+ */
+export function readPciNodeDevice(port: SysfsPort, address: string): PciNodeDevice | undefined {
+  const pci = parsePciAddress(address);
+  if (pci === undefined) return undefined;
+  let path: string;
+  try {
+    path = port.realpath(`${PCI_DEVICES}/${address}`);
+  } catch (err) {
+    if (err instanceof ErrnoError) return undefined;
+    throw err;
+  }
+  const numa = readOptional(port, `${path}/numa_node`);
+  const physfn = linkName(port, `${path}/physfn`);
+  const total = readOptional(port, `${path}/sriov_totalvfs`);
+  let virtFunctions: { maxCount: number; addresses: PciAddress[] } | undefined;
+  if (total !== undefined && /^\d+$/.test(total) && Number(total) > 0) {
+    const names = port.list(path).filter((n) => /^virtfn\d+$/.test(n));
+    names.sort((a, b) => Number(a.slice(6)) - Number(b.slice(6)));
+    const addresses = names
+      .map((n) => linkName(port, `${path}/${n}`))
+      .map((n) => (n === undefined ? undefined : parsePciAddress(n)))
+      .filter((a): a is PciAddress => a !== undefined);
+    virtFunctions = { maxCount: Number(total), addresses };
+  }
+  return {
+    kind: 'pci',
+    name: nodeDeviceName('pci', address),
+    address,
+    path,
+    parent: ancestorNodeDevice(path),
+    driver: linkName(port, `${path}/driver`),
+    capability: {
+      type: 'pci',
+      address: pci,
+      vendorId: readHex(port, `${path}/vendor`),
+      productId: readHex(port, `${path}/device`),
+      pciClass: readHex(port, `${path}/class`),
+      iommuGroup: readIommuGroup(port, path),
+      ...withExpress(readPciExpress(port, path)),
+      numaNode: numa !== undefined && /^\d+$/.test(numa) ? Number(numa) : undefined,
+      physFunction: physfn === undefined ? undefined : parsePciAddress(physfn),
+      virtFunctions,
+    },
+  };
+}
+
+/** The GPUs with NVIDIA SR-IOV vGPUs and their VFs, as PCI node devices. */
+export function listVfGpuNodeDevices(port: SysfsPort): PciNodeDevice[] {
+  const out: PciNodeDevice[] = [];
+  for (const gpu of listVfGpus(port, { details: false })) {
+    for (const address of [gpu.address, ...gpu.vfs.map((v) => v.address)]) {
+      const dev = readPciNodeDevice(port, address);
+      if (dev !== undefined) out.push(dev);
+    }
+  }
+  return out;
+}
+
+/** A VF's node device by address, when it is an NVIDIA vGPU VF. */
+export function findVfNodeDevice(port: SysfsPort, address: string): PciNodeDevice | undefined {
+  return vfOf(port, address) === undefined ? undefined : readPciNodeDevice(port, address);
+}
+
 export interface NodeDeviceFilter {
   /** Only devices with one of these capabilities (mdev, mdev_types, pci, css, ap_matrix). */
   readonly caps?: readonly string[] | undefined;
@@ -499,11 +591,15 @@ export function listNodeDevices(
   hooks: HostHooks = {},
 ): NodeDevice[] {
   const parents = listParentNodeDevices(env.port);
-  const all: NodeDevice[] = [...parents, ...listMdevNodeDevices(env, parents, hooks)];
+  const all: NodeDevice[] = [
+    ...parents,
+    ...listMdevNodeDevices(env, parents, hooks),
+    ...listVfGpuNodeDevices(env.port),
+  ];
   const state = filter.state ?? 'active';
   return all
     .filter((d) => {
-      const active = d.kind === 'parent' || d.active;
+      const active = d.kind !== 'mdev' || d.active;
       if (state === 'active' && !active) return false;
       if (state === 'inactive' && active) return false;
       return filter.caps === undefined || capabilitiesOf(d).some((c) => filter.caps!.includes(c));
@@ -601,6 +697,39 @@ function parentCapabilityElement(dev: ParentNodeDevice): XmlElement {
   }
 }
 
+/** virNodeDeviceCapPCIDefFormat's order for a PCI device without mdev types. */
+function pciCapabilityElement(dev: PciNodeDevice): XmlElement {
+  const cap = dev.capability;
+  return el('capability', { type: 'pci' }, [
+    cap.pciClass === undefined ? undefined : el('class', {}, hex(cap.pciClass, 6)),
+    el('domain', {}, String(cap.address.domain)),
+    el('bus', {}, String(cap.address.bus)),
+    el('slot', {}, String(cap.address.slot)),
+    el('function', {}, String(cap.address.function)),
+    el('product', { id: hex(cap.productId ?? 0, 4) }),
+    el('vendor', { id: hex(cap.vendorId ?? 0, 4) }),
+    cap.physFunction === undefined
+      ? undefined
+      : el('capability', { type: 'phys_function' }, [pciAddressElement(cap.physFunction)]),
+    cap.virtFunctions === undefined
+      ? undefined
+      : el(
+          'capability',
+          { type: 'virt_functions', maxCount: cap.virtFunctions.maxCount },
+          cap.virtFunctions.addresses.map(pciAddressElement),
+        ),
+    cap.iommuGroup === undefined || cap.iommuGroup.devices.length === 0
+      ? undefined
+      : el(
+          'iommuGroup',
+          { number: cap.iommuGroup.number },
+          cap.iommuGroup.devices.map(pciAddressElement),
+        ),
+    cap.numaNode === undefined ? undefined : el('numa', { node: cap.numaNode }),
+    cap.express === undefined ? undefined : pciExpressElement(cap.express),
+  ]);
+}
+
 /** Link speeds as libvirt prints them (virPCIELinkSpeed), by generation. */
 const LINK_SPEED = ['', '2.5', '5', '8', '16', '32', '64'];
 
@@ -633,6 +762,15 @@ function mdevCapabilityElement(dev: MdevNodeDevice, inactive: boolean): XmlEleme
  * running is always shown that way.
  */
 export function nodeDeviceXml(dev: NodeDevice, inactive = false): XmlElement {
+  if (dev.kind === 'pci') {
+    return el('device', {}, [
+      el('name', {}, dev.name),
+      el('path', {}, dev.path),
+      el('parent', {}, dev.parent),
+      dev.driver === undefined ? undefined : el('driver', {}, [el('name', {}, dev.driver)]),
+      pciCapabilityElement(dev),
+    ]);
+  }
   if (dev.kind === 'parent') {
     return el('device', {}, [
       el('name', {}, dev.name),
@@ -660,6 +798,18 @@ export function formatNodeDeviceXml(dev: NodeDevice, inactive = false): string {
 
 /** A stable JSON view for scripts (the same facts as the XML, plus state). */
 export function nodeDeviceJson(dev: NodeDevice): Record<string, unknown> {
+  if (dev.kind === 'pci') {
+    return {
+      name: dev.name,
+      kind: 'pci',
+      capabilities: capabilitiesOf(dev),
+      address: dev.address,
+      path: dev.path,
+      parent: dev.parent,
+      driver: dev.driver ?? null,
+      capability: dev.capability,
+    };
+  }
   if (dev.kind === 'parent') {
     return {
       name: dev.name,

@@ -2,6 +2,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { ErrnoError, errnoNumber, isErrnoCode, strerror, type ErrnoCode } from '../common/errno.js';
 import { isUuid } from '../common/uuid.js';
+import { isPciAddress } from './core/pci.js';
+import { vfioPciDevices } from './core/vfio.js';
 import type { Lab } from './lab.js';
 
 /**
@@ -13,11 +15,16 @@ import type { Lab } from './lab.js';
  * Protocol: JSON lines. Each request is one object on one line; each gets
  * exactly one response line, in order. A connection may carry many.
  *
- *   {"op":"open","uuid":U}    a VM opens the device (VFIO open)
+ *   {"op":"open","uuid":U}    a VM opens the mediated device (VFIO open)
  *   {"op":"close","uuid":U}   the VM releases it
+ *   {"op":"open","device":A}  the same for a PCI function a VFIO driver registered
+ *   {"op":"close","device":A} (an NVIDIA VF, by address "0000:41:00.4")
  *   {"op":"status"}           profile, parents, devices and who holds them open
  *   {"op":"reboot"}           power cycle: active devices vanish, parents re-register
  *   {"op":"dmesg","after":N}  kernel log lines with seq > N (default 0)
+ *   {"op":"sriov-manage","enable":B,"target":"0000:41:00.0"|"ALL","boot":B}
+ *                             NVIDIA's sriov-manage -e|-d: enable or disable a
+ *                             GPU's VFs; with "boot", also at every reboot
  *
  * A request may carry "id" (string or number), echoed in its response.
  * Responses: {"ok":true, ...} or {"ok":false,"error":{code,errno,message,detail?}}
@@ -26,6 +33,8 @@ import type { Lab } from './lab.js';
 
 export type ControlRequest =
   | { op: 'open' | 'close'; uuid: string; id?: string | number }
+  | { op: 'open' | 'close'; device: string; id?: string | number }
+  | { op: 'sriov-manage'; enable: boolean; target: string; boot?: boolean; id?: string | number }
   | { op: 'status' | 'reboot'; id?: string | number }
   | { op: 'dmesg'; after?: number; id?: string | number };
 
@@ -54,6 +63,10 @@ export interface ControlStatus {
   profile: string;
   parents: string[];
   devices: DeviceStatus[];
+  /** PCI functions a VM can open through VFIO (NVIDIA VFs), and who holds them. */
+  vfio: { address: string; openCount: number }[];
+  /** Boot units that enable VFs at every reboot (sriov-manage --boot). */
+  sriovAtBoot: string[];
 }
 
 export interface ControlHooks {
@@ -62,6 +75,8 @@ export interface ControlHooks {
    * autostart that the re-registration uevents set off).
    */
   afterReboot?(): Promise<void> | void;
+  /** Runs after sriov-manage, before the response (the autostart of the new VFs). */
+  afterSriovManage?(): Promise<void> | void;
 }
 
 /** Longest request line accepted; a request is a few dozen bytes. */
@@ -187,15 +202,40 @@ async function dispatch(
   switch (r['op']) {
     case 'open':
     case 'close': {
+      const op = r['op'];
+      if (r['device'] !== undefined) {
+        const device = r['device'];
+        if (typeof device !== 'string' || !isPciAddress(device.toLowerCase())) {
+          throw new ErrnoError('EINVAL', `${op}: "device" must be a PCI address (dddd:bb:ss.f)`);
+        }
+        const a = device.toLowerCase();
+        const openCount = op === 'open' ? lab.open(a) : lab.close(a);
+        return { device: a, openCount };
+      }
       const uuid = r['uuid'];
       if (typeof uuid !== 'string' || !isUuid(uuid)) {
-        throw new ErrnoError('EINVAL', `${r['op']}: "uuid" must be a UUID`);
+        throw new ErrnoError('EINVAL', `${op}: "uuid" must be a UUID (or "device" a PCI address)`);
       }
       const u = uuid.toLowerCase();
-      if (r['op'] === 'open') lab.open(u);
+      if (op === 'open') lab.open(u);
       else lab.close(u);
-      lab.kernel.log('info', `mdev ${u}: ${r['op'] === 'open' ? 'opened' : 'released'} by a VM`);
+      lab.kernel.log('info', `mdev ${u}: ${op === 'open' ? 'opened' : 'released'} by a VM`);
       return { uuid: u, openCount: lab.core.device(u)?.openCount ?? 0 };
+    }
+    case 'sriov-manage': {
+      const { enable, target, boot } = r;
+      if (typeof enable !== 'boolean') {
+        throw new ErrnoError('EINVAL', 'sriov-manage: "enable" must be true (-e) or false (-d)');
+      }
+      if (typeof target !== 'string' || target === '') {
+        throw new ErrnoError('EINVAL', 'sriov-manage: "target" must be a PCI address or ALL');
+      }
+      if (boot !== undefined && typeof boot !== 'boolean') {
+        throw new ErrnoError('EINVAL', 'sriov-manage: "boot" must be true or false');
+      }
+      const result = lab.sriovManage(enable, target, { boot: boot === true });
+      await hooks.afterSriovManage?.();
+      return { ...result, sriovAtBoot: lab.sriovAtBoot };
     }
     case 'status':
       return { ...controlStatus(lab) };
@@ -213,7 +253,7 @@ async function dispatch(
     default:
       throw new ErrnoError(
         'EINVAL',
-        `unknown op ${JSON.stringify(r['op'])} (open, close, status, reboot, dmesg)`,
+        `unknown op ${JSON.stringify(r['op'])} (open, close, status, reboot, dmesg, sriov-manage)`,
       );
   }
 }
@@ -230,6 +270,11 @@ export function controlStatus(lab: Lab): ControlStatus {
       openCount: d.openCount,
       aggregation: d.aggregation,
     })),
+    vfio: vfioPciDevices(lab.kernel).map((d) => ({
+      address: d.fn.address,
+      openCount: d.openCount,
+    })),
+    sriovAtBoot: [...lab.sriovAtBoot],
   };
 }
 

@@ -86,10 +86,16 @@ describe('reading a domain XML', () => {
     assert.deepEqual(domainMdevs(VGPU_GUEST), {
       domain: 'vgpu-guest',
       uuids: [GVT_UUID, MTTY_UUID],
+      // PCI hostdevs too (NVIDIA VF vGPUs are among them; others are left to libvirt).
+      pci: [{ address: '0000:03:00.0', managed: true }],
     });
     const twice = VGPU_GUEST.replace('C2F1B6A7-7D2E-4D4F-8B2A-1E3C4D5F6A7B', GVT_UUID);
     assert.deepEqual(domainMdevs(twice).uuids, [GVT_UUID]);
-    assert.deepEqual(domainMdevs(NO_MDEV), { domain: 'plain-guest', uuids: [] });
+    assert.deepEqual(domainMdevs(NO_MDEV), {
+      domain: 'plain-guest',
+      uuids: [],
+      pci: [{ address: '0000:03:00.0', managed: true }],
+    });
   });
 
   it('rejects what is not a domain, naming the input', () => {

@@ -160,6 +160,8 @@ export interface OperationValues {
   readonly uuid: string;
   readonly parent: string;
   readonly type: string;
+  /** A VF's PCI address (the VF vGPU routes). */
+  readonly address?: string;
 }
 
 /** A smallest valid value for a JSON schema (required properties only). */
@@ -218,7 +220,8 @@ export function operationsOf(
     const path = template
       .replace('{uuid}', values.uuid)
       .replace('{parent}', values.parent)
-      .replace('{type}', values.type);
+      .replace('{type}', values.type)
+      .replace('{address}', values.address ?? '0000:41:00.4');
     assert.doesNotMatch(path, /[{}]/, `a sample value for every parameter of ${template}`);
     for (const [method, op] of Object.entries(methods)) {
       const schema = op.requestBody?.content['application/json']?.schema;

@@ -18,6 +18,22 @@ const CASES: ConformanceCase[] = [
   { driver: 'siov', exhaustedErrno: () => 'ENOSPC' },
   // vfio-ccw: one instance per subchannel, counted by the core.
   { driver: 'vfio-ccw', exhaustedErrno: () => 'EUSERS' },
+  // nvidia-l40s: no mdev bus; VFs enabled by NVIDIA's sriov-manage (raw
+  // sriov_numvfs writes: ENOENT, nvidia.ko has no sriov_configure); a type
+  // the VF does not list fails with EIO, as the shipping driver's create does.
+  {
+    driver: 'nvidia-l40s',
+    options: { gpus: ['0000:41:00.0', '0000:42:00.0'], vfs: 8 },
+    sriovVgpu: {
+      enable: (lab) => lab.sriovManage(true, 'ALL'),
+      disable: (lab) => lab.sriovManage(false, 'ALL'),
+      rawNumVfsErrno: 'ENOENT',
+      notCreatableErrno: 'EIO',
+      group: 'nvidia',
+      current: 'current_vgpu_type',
+      creatable: 'creatable_vgpu_types',
+    },
+  },
 ];
 
 for (const c of CASES) runConformance(c);

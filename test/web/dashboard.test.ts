@@ -254,6 +254,7 @@ describe('the dashboard in headless Chromium', () => {
       'GET /api/v1/parents',
       'GET /api/v1/devices?limit=500',
       'GET /api/v1/ap/matrix',
+      'GET /api/v1/vf-vgpus',
       // the desired-state view: three lists, whatever the number of devices
       'GET /api/v1/desired/status',
       'GET /api/v1/desired/capacity',

@@ -26,6 +26,8 @@ import { describeError, startDevice } from '../devices.js';
 import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES, deviceAttributePath, typeDir } from '../paths.js';
 import { createDevice, removeDevice } from '../sysfs-model.js';
+import { createVgpu, modifyVgpu, removeVgpu, startVgpu } from '../vf-vgpu.js';
+import { VGPU_PARAMS_ATTR } from './inventory.js';
 import type { MatrixShape } from './capacity.js';
 import { acquireApplyLock } from './lock.js';
 import type { OwnershipRecord } from './ownership.js';
@@ -188,6 +190,19 @@ export async function applyPlan(
   const removed: string[] = [];
   for (const item of acting.filter((i) => i.action === 'remove')) {
     const uuid = item.uuid!;
+    if (item.kind === 'vf-vgpu') {
+      try {
+        // Ours (the plan says so): destroyed on its VF, then undefined.
+        removeVgpu(env, uuid, { force: true });
+      } catch (err) {
+        const r = failure(item, uuid, `removing vGPU ${uuid}`, err);
+        await report(r.errno === 'EBUSY' ? { ...r, blocked: true } : r);
+        continue;
+      }
+      removed.push(uuid);
+      await report({ item, uuid, ok: true });
+      continue;
+    }
     try {
       if (isActive(env, uuid)) removeDevice(env.port, uuid);
     } catch (err) {
@@ -212,6 +227,15 @@ export async function applyPlan(
   // Definition rewrites and live attributes.
   for (const item of acting.filter((i) => i.action === 'modify')) {
     const uuid = item.uuid!;
+    if (item.kind === 'vf-vgpu') {
+      try {
+        modifyVgpu(env, uuid, { start: item.spec!.start, params: vgpuParams(item) });
+        await report({ item, uuid, ok: true });
+      } catch (err) {
+        await report(failure(item, uuid, `changing vGPU ${uuid}`, err));
+      }
+      continue;
+    }
     try {
       for (const a of item.live ?? [])
         env.port.write(deviceAttributePath(env.port, uuid, a.name), a.value);
@@ -237,6 +261,18 @@ export async function applyPlan(
   // Starts of defined devices (mdevctl start's semantics).
   for (const item of acting.filter((i) => i.action === 'start')) {
     const uuid = item.uuid!;
+    if (item.kind === 'vf-vgpu') {
+      try {
+        if (item.writeDefinition === true) {
+          modifyVgpu(env, uuid, { start: item.spec!.start, params: vgpuParams(item) });
+        }
+        startVgpu(env, uuid);
+        await report({ item, uuid, ok: true });
+      } catch (err) {
+        await report(failure(item, uuid, `making vGPU ${uuid}`, err));
+      }
+      continue;
+    }
     try {
       if (item.writeDefinition === true) {
         writeConfig(env.configDir, item.parent!, uuid, {
@@ -300,7 +336,10 @@ export async function applyPlan(
     const made: typeof batch = [];
     const failed: string[] = [];
     for (const { item, uuid } of batch) {
-      const r = createOne(env, item, uuid);
+      const r =
+        item.kind === 'vf-vgpu'
+          ? createVfOne(env, item, uuid, plan.owner)
+          : createOne(env, item, uuid);
       // A device that exists is recorded as ours, whatever failed after its
       // create (the next apply finishes it); one that does not is forgotten.
       if (r.ok || isActive(env, uuid)) made.push({ item, uuid });
@@ -337,6 +376,35 @@ export async function applyPlan(
   };
   onEvent({ kind: 'end', summary });
   return summary;
+}
+
+/** An item's vgpu_params: its `nvidia/vgpu_params` attribute ('' for none). */
+function vgpuParams(item: PlanItem): string {
+  return item.spec?.attrs.filter((a) => a.name === VGPU_PARAMS_ATTR).at(-1)?.value ?? '';
+}
+
+/**
+ * Create one VF vGPU: defined (pinned to the first VF that is free and
+ * not defined for another) and made, with the UUID announced in the record;
+ * a failed make leaves no definition. The driver is asked afresh: the
+ * write of its type is the final word.
+ */
+function createVfOne(env: Environment, item: PlanItem, uuid: string, owner: string): StepResult {
+  const gpu = item.parent!;
+  const type = item.type!;
+  try {
+    createVgpu(env, {
+      gpu,
+      type,
+      uuid,
+      owner,
+      start: item.spec!.start,
+      params: vgpuParams(item),
+    });
+  } catch (err) {
+    return { ...failure(item, uuid, `creating ${type} on ${gpu}`, err), uuid: undefined };
+  }
+  return { item, uuid, ok: true };
 }
 
 /** Create one device: re-check the type's instances, create, write attributes, define. */

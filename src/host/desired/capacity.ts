@@ -14,6 +14,11 @@
  *  - queue-pool (SIOV, idxd): `work_queues: N`; one pool of queues.
  *  - vfio-ap (the matrix parent): matrix devices are counted as instances;
  *    their queues are checked against the host's masks and other devices.
+ *  - nvidia-vf (NVIDIA's SR-IOV GPUs, src/host/vf-vgpu): one vGPU per VF;
+ *    the framebuffer in 1 GB slots, a vGPU of S GB in a free run aligned
+ *    to S; in the default equal-size mode one size per GPU while it has
+ *    vGPUs (series of that size mix); the GPU's framebuffer from its board
+ *    or its largest type. VFs not enabled: nothing fits, and it says why.
  *  - generic: anything else. Trusts available_instances and assumes the
  *    types share one pool in proportion to them (true of the kernel's
  *    samples and of core-counted parents; conservative where types are
@@ -32,9 +37,10 @@ import type {
   InventoryDevice,
   InventoryParent,
   InventoryType,
+  VfGpuFacts,
 } from './inventory.js';
 
-export type ModelKind = 'nvidia-grid' | 'gvt' | 'queue-pool' | 'vfio-ap' | 'generic';
+export type ModelKind = 'nvidia-grid' | 'gvt' | 'queue-pool' | 'vfio-ap' | 'nvidia-vf' | 'generic';
 
 export type RefusalCode =
   /** The parent runs another type and mixes none (M60). */
@@ -50,7 +56,9 @@ export type RefusalCode =
   /** vfio-ap: a queue another matrix device holds. */
   | 'queue-in-use'
   /** vfio-ap: an id above the machine's maximum. */
-  | 'id-range';
+  | 'id-range'
+  /** NVIDIA SR-IOV GPU: its VFs are not enabled (sriov-manage -e). */
+  | 'vfs-disabled';
 
 export interface Refusal {
   readonly code: RefusalCode;
@@ -604,12 +612,191 @@ function genericModel(p: InventoryParent, devs: readonly InventoryDevice[]): Gen
   return new GenericState(p.name, cost, types, aggregates, units, units, count, undefined);
 }
 
+/** An NVIDIA SR-IOV GPU: VFs, framebuffer slots, one size at a time unless mixed. */
+class VfGpuState implements CapacityState {
+  readonly kind = 'nvidia-vf';
+  constructor(
+    readonly parent: string,
+    readonly facts: VfGpuFacts,
+    /** Type key ("nvidia-1153") -> framebuffer GB. */
+    readonly sizeOf: ReadonlyMap<string, number>,
+    /** Owner key per 1 GB slot, or '' (placements unknown: counted by size). */
+    public slots: string[],
+    public freeVfs: number,
+    public count: Map<string, number>,
+    private next = 0,
+    /** Whether the plan has added or removed a vGPU here (the driver's list is then stale). */
+    private changed = false,
+  ) {}
+  get devices(): number {
+    let n = 0;
+    for (const c of this.count.values()) n += c;
+    return n;
+  }
+  get #total(): number {
+    return this.slots.length;
+  }
+  #runningSize(): number | undefined {
+    const sizes = new Set([...this.count.keys()].map((t) => this.sizeOf.get(t)));
+    return sizes.size === 1 ? [...sizes][0] : undefined;
+  }
+  #freePlacement(size: number): number | undefined {
+    for (let at = 0; at + size <= this.#total; at += size) {
+      let free = true;
+      for (let i = at; i < at + size && free; i++) free = this.slots[i] === '';
+      if (free) return at;
+    }
+    return undefined;
+  }
+  check(type: string, aggregation = 1): Refusal | undefined {
+    const size = this.sizeOf.get(type);
+    if (size === undefined) return noType(this.parent, type);
+    if (aggregation !== 1) return noAggregation(this.parent, type);
+    if (this.facts.enabledVfs === 0) {
+      return {
+        code: 'vfs-disabled',
+        reason: `VFs are not enabled on ${this.parent}: run sriov-manage -e`,
+      };
+    }
+    const label = shortName(type, this.facts);
+    if (this.freeVfs < 1) {
+      return {
+        code: 'budget',
+        reason: `${label} does not fit: every VF of ${this.parent} holds a vGPU`,
+      };
+    }
+    const running = this.#runningSize();
+    if (this.facts.mode !== 'mixed-size' && running !== undefined && running !== size) {
+      return {
+        code: 'exclusive-type',
+        reason: `${label} does not fit: this GPU runs ${running} GB types`,
+      };
+    }
+    if (this.#freePlacement(size) === undefined) {
+      const used = this.slots.filter((o) => o !== '').length;
+      return {
+        code: 'budget',
+        reason: `${label} does not fit: ${this.parent} has ${this.#total - used} GB of ${this.#total} GB free and it needs ${size} GB`,
+      };
+    }
+    // What the driver lists as creatable on a free VF wins while the plan
+    // has not changed this GPU (placements the model cannot see).
+    const listed = this.facts.creatableNow;
+    if (!this.changed && listed !== undefined && !listed.includes(typeIdOf(type))) {
+      return {
+        code: 'budget',
+        reason: `${label} does not fit: ${this.parent}'s VFs do not list it as creatable now`,
+      };
+    }
+    return undefined;
+  }
+  add(type: string): void {
+    const size = this.sizeOf.get(type) ?? 0;
+    const at = this.#freePlacement(size);
+    if (at !== undefined)
+      for (let i = at; i < at + size; i++) this.slots[i] = `${type}#${this.next}`;
+    this.next++;
+    this.changed = true;
+    this.freeVfs--;
+    this.count.set(type, (this.count.get(type) ?? 0) + 1);
+  }
+  remove(type: string): void {
+    // The last placement of this type goes (which one is the driver's business).
+    let owner: string | undefined;
+    for (let i = this.slots.length - 1; i >= 0 && owner === undefined; i--) {
+      if (this.slots[i]!.startsWith(`${type}#`)) owner = this.slots[i];
+    }
+    if (owner !== undefined) this.slots = this.slots.map((o) => (o === owner ? '' : o));
+    this.changed = true;
+    this.freeVfs++;
+    const n = (this.count.get(type) ?? 1) - 1;
+    if (n <= 0) this.count.delete(type);
+    else this.count.set(type, n);
+  }
+  headroom(type: string): number {
+    const size = this.sizeOf.get(type);
+    if (size === undefined || this.check(type) !== undefined) return 0;
+    let n = 0;
+    for (let at = 0; at + size <= this.#total; at += size) {
+      let free = true;
+      for (let i = at; i < at + size && free; i++) free = this.slots[i] === '';
+      if (free) n++;
+    }
+    return Math.min(n, this.freeVfs);
+  }
+  clone(): VfGpuState {
+    return new VfGpuState(
+      this.parent,
+      this.facts,
+      this.sizeOf,
+      [...this.slots],
+      this.freeVfs,
+      new Map(this.count),
+      this.next,
+      this.changed,
+    );
+  }
+  counters(): Counter[] {
+    const used = this.slots.filter((o) => o !== '').length;
+    return [
+      { name: 'framebuffer', capacity: this.#total * 1024, used: used * 1024 },
+      { name: 'vfs', capacity: this.facts.enabledVfs, used: this.facts.enabledVfs - this.freeVfs },
+    ];
+  }
+  consumption(type: string): Record<string, number> {
+    return { framebuffer: (this.sizeOf.get(type) ?? 0) * 1024, vfs: 1 };
+  }
+  runningTypes(): string[] {
+    return [...this.count.keys()].sort();
+  }
+}
+
+/** 1155 for "nvidia-1155". */
+function typeIdOf(type: string): number {
+  return Number(type.slice('nvidia-'.length));
+}
+
+/** "L40S-24Q" for "nvidia-1155", as the GPU names it. */
+function shortName(type: string, facts: VfGpuFacts): string {
+  return facts.names.get(typeIdOf(type)) ?? type;
+}
+
+function vfModel(p: InventoryParent, facts: VfGpuFacts): VfGpuState {
+  const sizeOf = new Map<string, number>();
+  for (const [id, gb] of facts.sizes) sizeOf.set(`nvidia-${id}`, gb);
+  const total = facts.framebufferGb ?? 0;
+  const slots = new Array<string>(total).fill('');
+  const count = new Map<string, number>();
+  let k = 0;
+  // The vGPUs the VFs hold now, defined or not: where placement_id says,
+  // else packed from the start (with one size, counting is exact).
+  const held = [...facts.held].sort((a, b) => (a.placement ?? 1e9) - (b.placement ?? 1e9));
+  for (const h of held) {
+    const type = `nvidia-${h.typeId}`;
+    const size = facts.sizes.get(h.typeId) ?? 0;
+    let at = h.placement;
+    if (at === undefined) {
+      for (let a = 0; a + size <= total && at === undefined; a += size) {
+        let free = true;
+        for (let i = a; i < a + size && free; i++) free = slots[i] === '';
+        if (free) at = a;
+      }
+    }
+    if (at !== undefined)
+      for (let i = at; i < at + size && i < total; i++) slots[i] = `${type}#h${k}`;
+    k++;
+    count.set(type, (count.get(type) ?? 0) + 1);
+  }
+  return new VfGpuState(p.name, facts, sizeOf, slots, facts.freeVfs, count);
+}
+
 /** Which model a parent gets, from its types as sysfs shows them. */
 export function capacityFor(
   p: InventoryParent,
   devices: readonly InventoryDevice[],
   ap?: ApView,
 ): CapacityState {
+  if (p.kind === 'vf-gpu' && p.vf !== undefined) return vfModel(p, p.vf);
   const active = devices.filter((d) => d.active && d.parent === p.name);
   if (p.types.length > 0) {
     const grid = gridModel(p, active);

@@ -17,6 +17,8 @@ import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES } from '../paths.js';
 import { removeDevice } from '../sysfs-model.js';
 import { describeError } from '../devices.js';
+import { MdevError } from '../errors.js';
+import { listDefinitions as listVfDefinitions, removeVgpu } from '../vf-vgpu.js';
 import { applyPlan, withApplyLock, type ApplyEvent, type ApplySummary } from './apply.js';
 import { capacityOf, typeTraits, type Counter, type ModelKind } from './capacity.js';
 import { loadConfigFile, selectConfig, type ConfigFile } from './config.js';
@@ -57,6 +59,21 @@ function planWith(
   const config = selectConfig(file, options.config);
   const inventory = readInventory(env, options);
   const entries = new Map(record.entries().map((e) => [e.uuid, e]));
+  // A VF vGPU's definition names its owner (made with \`mdevkit vf create\`
+  // or the API): one the record does not know is that owner's, not a
+  // stranger's.
+  for (const d of listVfDefinitions(env, {}, { invalid: () => {} })) {
+    if (!entries.has(d.uuid)) {
+      entries.set(d.uuid, {
+        uuid: d.uuid,
+        parent: d.gpu,
+        type: `nvidia-${d.typeId}`,
+        owner: d.owner,
+        state: 'owned',
+        since: '',
+      });
+    }
+  }
   const plan = computePlan(file, config, inventory, entries, {
     owner: configOwner(config.name),
     prune: options.prune === true,
@@ -396,6 +413,18 @@ export async function drainParent(
           const holder = d.active ? options.inUse?.(d.uuid) : undefined;
           if (holder !== undefined) {
             open.push({ uuid: d.uuid, why: `open (${holder})` });
+            continue;
+          }
+          if (d.kind === 'vf-vgpu') {
+            try {
+              removeVgpu(env, d.uuid, { force: true });
+              removed.push(d.uuid);
+            } catch (err) {
+              const words = describeError(err);
+              if (err instanceof MdevError && err.errno === 'EBUSY')
+                open.push({ uuid: d.uuid, why: err.message });
+              else failed.push({ uuid: d.uuid, error: words });
+            }
             continue;
           }
           try {

@@ -5,9 +5,13 @@
  *
  * The inventory is plain data, sorted by name, so everything computed from
  * it (capacity, placement, plans) is the same whatever order sysfs lists
- * directories in. Items carry a `kind`: today every slot is an mdev parent;
- * NVIDIA's VF vGPU slots (a VF with `nvidia/current_vgpu_type`) join as
- * another kind without changing the consumers that only count capacity.
+ * directories in. Items carry a `kind`: mdev parents and their devices,
+ * and NVIDIA's SR-IOV GPUs (`vf-gpu`, whose VFs each take one vGPU through
+ * `nvidia/current_vgpu_type`) with their defined vGPUs (`vf-vgpu`, by the
+ * definition's UUID), read through src/host/vf-vgpu.ts. A vGPU a VF holds
+ * that no definition names is no device here — it has no identity to
+ * claim, adopt or remove — but its framebuffer and VF count in the GPU's
+ * facts, which the capacity model starts from.
  */
 import { ErrnoError } from '../../common/errno.js';
 import type { SysfsPort } from '../../port/sysfs-port.js';
@@ -21,6 +25,14 @@ import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../paths.js';
 import { readApHost } from '../ap/model.js';
 import { listParentNames, readParent } from '../sysfs-model.js';
+import {
+  readVgpuInventory,
+  shortTypeName,
+  typeKey,
+  typeSizeGb,
+  type VfGpuCapacity,
+  type VfGpuMode,
+} from '../vf-vgpu.js';
 
 export interface InventoryType {
   /** Directory name, e.g. "nvidia-12". */
@@ -34,8 +46,28 @@ export interface InventoryType {
   readonly aggregation: number | undefined;
 }
 
+/**
+ * What the VF vGPU capacity model needs of one NVIDIA SR-IOV GPU, as sysfs
+ * shows it now (src/host/vf-vgpu/capacity.ts).
+ */
+export interface VfGpuFacts {
+  readonly framebufferGb: number | undefined;
+  readonly mode: VfGpuMode;
+  /** sriov_numvfs: 0 until sriov-manage -e. */
+  readonly enabledVfs: number;
+  readonly freeVfs: number;
+  /** The vGPUs the VFs hold (defined or not): type id and placement (when read). */
+  readonly held: readonly { readonly typeId: number; readonly placement: number | undefined }[];
+  /** Framebuffer (GB) of each type id the GPU names. */
+  readonly sizes: ReadonlyMap<number, number>;
+  /** Short names ("L40S-12Q") by type id, for words. */
+  readonly names: ReadonlyMap<number, string>;
+  /** Type ids a free VF lists as creatable now (undefined: no free VF to ask). */
+  readonly creatableNow: readonly number[] | undefined;
+}
+
 export interface InventoryParent {
-  readonly kind: 'mdev-parent';
+  readonly kind: 'mdev-parent' | 'vf-gpu';
   /** sysfs name: a PCI address, a subchannel id, "matrix", "mtty". */
   readonly name: string;
   /** Driver bound to the parent device, else the types' common prefix. */
@@ -46,10 +78,12 @@ export interface InventoryParent {
   readonly numaNode: number | undefined;
   /** Sorted by id. */
   readonly types: readonly InventoryType[];
+  /** A `vf-gpu`'s facts. */
+  readonly vf?: VfGpuFacts;
 }
 
 export interface InventoryDevice {
-  readonly kind: 'mdev';
+  readonly kind: 'mdev' | 'vf-vgpu';
   readonly uuid: string;
   readonly parent: string;
   readonly type: string;
@@ -249,5 +283,101 @@ export function readInventory(env: Environment, options: InventoryOptions = {}):
   );
   let ap: ApView | undefined;
   if (port.kind('/sys/bus/ap') !== null) ap = (options.readAp ?? readApHost)(port);
-  return { parents, devices, ap, invalidDefinitions: invalid };
+  const vf = readVfInventory(env);
+  invalid.push(...vf.invalidDefinitions);
+  return {
+    parents: [...parents, ...vf.parents].sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    ),
+    devices: [...devices, ...vf.devices].sort((a, b) =>
+      a.uuid < b.uuid
+        ? -1
+        : a.uuid > b.uuid
+          ? 1
+          : a.parent < b.parent
+            ? -1
+            : a.parent > b.parent
+              ? 1
+              : 0,
+    ),
+    ap,
+    invalidDefinitions: invalid,
+  };
+}
+
+/** The attribute a VF vGPU's definition keeps as `vgpu_params`. */
+export const VGPU_PARAMS_ATTR = 'nvidia/vgpu_params';
+
+/**
+ * NVIDIA's SR-IOV GPUs as parents and their defined vGPUs as devices. A
+ * type is `nvidia-<id>` named by its short name ("L40S-12Q", what a
+ * configuration may say), its description `framebuffer=<MB>M` (what the
+ * type traits read), `available` how many more fit now.
+ */
+export function readVfInventory(env: Environment): {
+  parents: InventoryParent[];
+  devices: InventoryDevice[];
+  invalidDefinitions: { path: string; message: string }[];
+} {
+  const inv = readVgpuInventory(env);
+  const parents = inv.gpus.map((g): InventoryParent => {
+    const cap = inv.capacity.find((c) => c.gpu === g.address)!;
+    const sizes = new Map<number, number>();
+    const names = new Map<number, string>();
+    for (const [id, name] of g.typeNames) {
+      const gb = typeSizeGb(g, id);
+      if (gb !== undefined) sizes.set(id, gb);
+      names.set(id, shortTypeName(name));
+    }
+    return {
+      kind: 'vf-gpu',
+      name: g.address,
+      driver: 'nvidia',
+      vendor: g.vendor,
+      device: g.device,
+      numaNode: g.numaNode,
+      types: vfTypes(cap),
+      vf: {
+        framebufferGb: cap.framebufferGb,
+        mode: cap.mode,
+        enabledVfs: g.numVfs,
+        freeVfs: cap.vfs.free,
+        held: g.vfs
+          .filter((v) => v.typeId !== 0)
+          .map((v) => ({ typeId: v.typeId, placement: v.placement })),
+        sizes,
+        names,
+        creatableNow: g.creatableNow,
+      },
+    };
+  });
+  const devices = inv.entries
+    .filter((e) => e.uuid !== undefined)
+    .map((e): InventoryDevice => ({
+      kind: 'vf-vgpu',
+      uuid: e.uuid!,
+      parent: e.gpu,
+      type: typeKey(e.typeId),
+      active: e.state === 'active',
+      defined: true,
+      start: e.start,
+      attrs:
+        e.params === undefined || e.params === ''
+          ? []
+          : [{ name: VGPU_PARAMS_ATTR, value: e.params }],
+      aggregation: 1,
+    }));
+  return { parents, devices, invalidDefinitions: [...inv.invalidDefinitions] };
+}
+
+function vfTypes(cap: VfGpuCapacity): InventoryType[] {
+  return cap.types.map((t) => ({
+    id: t.key,
+    name: t.shortName ?? undefined,
+    description:
+      t.framebufferGb === undefined ? undefined : `framebuffer=${t.framebufferGb * 1024}M`,
+    deviceApi: 'vfio-pci',
+    available: t.headroom,
+    aggregation: undefined,
+  }));
 }

@@ -72,6 +72,8 @@ export interface DeviceSpec {
 
 export interface PlanItem {
   readonly action: PlanAction;
+  /** `vf-vgpu`: an NVIDIA SR-IOV vGPU (apply writes a VF's current_vgpu_type, not `create`). */
+  readonly kind?: 'vf-vgpu';
   /** In words: why this action. */
   readonly reason: string;
   readonly uuid?: string;
@@ -718,6 +720,8 @@ export function computePlan(
   );
   const counts = Object.fromEntries(ACTION_ORDER.map((a) => [a, 0])) as Record<PlanAction, number>;
   for (const i of sorted) counts[i.action]++;
+  // Items on NVIDIA SR-IOV GPUs are carried out through their VFs.
+  const vfGpus = new Set(inventory.parents.filter((p) => p.kind === 'vf-gpu').map((p) => p.name));
   return {
     file: file.file,
     config: config.name,
@@ -725,7 +729,12 @@ export function computePlan(
     policy: config.policy,
     prune,
     adopt,
-    items: sorted,
+    items:
+      vfGpus.size === 0
+        ? sorted
+        : sorted.map((i) =>
+            i.parent !== undefined && vfGpus.has(i.parent) ? { ...i, kind: 'vf-vgpu' as const } : i,
+          ),
     counts,
   };
 }

@@ -19,7 +19,15 @@ import type { DraEngine, HostView, OwnerEntry } from './engine.js';
 export function desiredEngine(env: Environment): DraEngine {
   return {
     read(): HostView {
-      const inv = readInventory(env, { activeOnly: true });
+      // NVIDIA's SR-IOV GPUs (kind vf-gpu) are made through their VFs, not
+      // mdev `create`: this driver offers mdev parents only, as before the
+      // inventory held them.
+      const all = readInventory(env, { activeOnly: true });
+      const inv = {
+        ...all,
+        parents: all.parents.filter((p) => p.kind === 'mdev-parent'),
+        devices: all.devices.filter((d) => d.kind === 'mdev'),
+      };
       return {
         parents: inv.parents.map((p) => ({
           name: p.name,

@@ -16,7 +16,7 @@
  * the engine; tests may wrap it (to count reads or fail on cue).
  */
 
-export type ModelKind = 'nvidia-grid' | 'gvt' | 'queue-pool' | 'vfio-ap' | 'generic';
+export type ModelKind = 'nvidia-grid' | 'gvt' | 'queue-pool' | 'vfio-ap' | 'nvidia-vf' | 'generic';
 
 export interface EngineType {
   readonly id: string;

@@ -1,6 +1,7 @@
 import { gvtModule } from './gvt.js';
 import type { DriverModule } from './module.js';
 import { nvidiaM60Module } from './nvidia-m60.js';
+import { nvidiaL40sModule } from './nvidia-vgpu-vf/index.js';
 import { mbochsModule } from './samples/mbochs.js';
 import { mdpyModule } from './samples/mdpy.js';
 import { mttyModule } from './samples/mtty.js';
@@ -21,6 +22,7 @@ export const DRIVER_MODULES: readonly DriverModule[] = [
   gvtModule,
   siovModule,
   vfioCcwModule,
+  nvidiaL40sModule,
 ];
 
 export function driverModule(name: string): DriverModule | undefined {

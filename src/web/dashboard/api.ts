@@ -11,6 +11,7 @@ import type {
   ParentInfo,
   TypeInfo,
 } from '../../agent/schemas.js';
+import type { VgpuCreateBody, VgpuListing } from '../../agent/routes/vf-vgpus.js';
 import type { Capacity, Owner, Status } from '../../agent/routes/desired.js';
 import { token } from './token.js';
 
@@ -20,6 +21,9 @@ export type ApiDevice = z.infer<typeof Device>;
 export type Listing = z.infer<typeof DeviceList>;
 export type Matrix = z.infer<typeof ApMatrix>;
 export type HealthInfo = z.infer<typeof Health>;
+export type VfListing = z.infer<typeof VgpuListing>;
+export type VfGpu = VfListing['gpus'][number];
+export type VfVgpu = VfListing['vgpus'][number];
 export type DesiredStatus = z.infer<typeof Status>;
 export type HostCapacity = z.infer<typeof Capacity>;
 export type OwnerEntry = z.infer<typeof Owner>;
@@ -69,6 +73,15 @@ export const api = {
     (await request<{ parents: Parent[] }>('GET', '/parents')).parents,
   devices: (limit: number): Promise<Listing> => request('GET', `/devices?limit=${limit}`),
   apMatrix: (): Promise<Matrix> => request('GET', '/ap/matrix'),
+  vfVgpus: (): Promise<VfListing> => request('GET', '/vf-vgpus'),
+  vfCreate: (body: z.input<typeof VgpuCreateBody>): Promise<unknown> =>
+    request('POST', '/vf-vgpus', body),
+  vfHostdev: (uuid: string): Promise<{ xml: string; qemu: string[] }> =>
+    request('GET', `/vf-vgpus/${uuid}/hostdev`),
+  vfRemove: (v: VfVgpu, force = false): Promise<null> =>
+    v.uuid !== null
+      ? request('DELETE', `/vf-vgpus/${v.uuid}${force ? '?force=true' : ''}`)
+      : request('DELETE', `/vf-vgpus/vf/${v.vfAddress ?? ''}${force ? '?force=true' : ''}`),
 
   create: (body: {
     parent: string;

@@ -9,12 +9,22 @@ import { renderDevices } from './devices.js';
 import { byId, toast } from './dom.js';
 import { connectEvents } from './event-stream.js';
 import { renderDesired } from './desired.js';
-import { act, loadAp, loadDesired, loadDevices, loadParents, onReloaded } from './store.js';
+import {
+  act,
+  loadAp,
+  loadDesired,
+  loadDevices,
+  loadParents,
+  loadVgpus,
+  onReloaded,
+} from './store.js';
 import { saveToken, takeTokenFromFragment, token } from './token.js';
+import { renderVgpus, wireVgpuForm } from './vgpus.js';
 
 function render(): void {
   renderParents();
   renderDevices();
+  renderVgpus();
   renderAp();
   renderDesired();
 }
@@ -47,12 +57,13 @@ function wireForms(): void {
 async function start(): Promise<void> {
   takeTokenFromFragment();
   wireForms();
+  wireVgpuForm();
   try {
     byId('host', HTMLElement).textContent = (await api.health()).host;
   } catch {
     // the header keeps "connecting…"; the loads below say what failed
   }
-  await Promise.all([loadParents(), loadDevices(), loadAp(), loadDesired()]);
+  await Promise.all([loadParents(), loadDevices(), loadVgpus(), loadAp(), loadDesired()]);
   onReloaded(render);
   render();
   connectEvents();

@@ -11,6 +11,7 @@ import {
   type HostCapacity,
   type Matrix,
   type Parent,
+  type VfListing,
 } from './api.js';
 import { byId, toast } from './dom.js';
 
@@ -24,6 +25,8 @@ export interface DashboardState {
   total: number;
   /** null: no AP bus on this host (or an agent without the endpoint). */
   ap: Matrix | null;
+  /** NVIDIA's SR-IOV GPUs and their VF vGPUs (empty lists on a host without). */
+  vgpus: VfListing;
   /** Desired (as last applied) next to actual, capacity by the vendors' rules, owners by UUID. */
   desired: DesiredStatus | null;
   capacity: HostCapacity | null;
@@ -35,10 +38,15 @@ export const state: DashboardState = {
   devices: [],
   total: 0,
   ap: null,
+  vgpus: { gpus: [], vgpus: [], invalidDefinitions: [] },
   desired: null,
   capacity: null,
   owners: new Map(),
 };
+
+export async function loadVgpus(): Promise<void> {
+  state.vgpus = await api.vfVgpus();
+}
 
 /** The desired-state view's data; an agent without those endpoints leaves it empty. */
 export async function loadDesired(): Promise<void> {
@@ -93,7 +101,13 @@ export function scheduleReload(withAp: boolean): void {
     reloadTimer = undefined;
     const ap = reloadAp;
     reloadAp = false;
-    Promise.all([loadParents(), loadDevices(), loadDesired(), ap ? loadAp() : undefined])
+    Promise.all([
+      loadParents(),
+      loadDevices(),
+      loadVgpus(),
+      loadDesired(),
+      ap ? loadAp() : undefined,
+    ])
       .then(() => render())
       .catch((err: unknown) => toast(`could not reload: ${String(err)}`, true));
   }, REDRAW_DELAY_MS);
