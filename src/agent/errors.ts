@@ -77,6 +77,7 @@ export const HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   EINVAL: 400,
   ERANGE: 400,
   E2BIG: 400,
+  EFBIG: 413,
   ENAMETOOLONG: 400,
   EISDIR: 400,
   ENOTDIR: 400,
@@ -95,6 +96,11 @@ export const HTTP_STATUS: Readonly<Record<ApiErrorCode, number>> = {
   'invalid-index': 400,
   'invalid-id-list': 400,
   'invalid-xml': 400,
+  'reserved-name': 400,
+  'control-character': 400,
+  'core-attribute': 400,
+  'file-too-large': 413,
+  'config-symlink': 409,
   'not-defined': 404,
   'already-defined': 409,
   ambiguous: 409,
@@ -233,6 +239,12 @@ export function errorResponse(
   return answer(500, recordOf('internal', 'internal error in the agent (see its log)'));
 }
 
+/** The host-library code a schema refinement put in its issue's params, if any. */
+function libraryCodeOf(params: unknown): HostErrorCode | undefined {
+  const code = (params as { params?: { code?: unknown } } | undefined)?.params?.code;
+  return code === 'control-character' ? code : undefined;
+}
+
 /** Status and body for an error that carries a code; undefined for a bug. */
 function classify(
   err: unknown,
@@ -257,10 +269,15 @@ function classify(
       path: `${err.validationContext ?? ''}${v.instancePath.replace(/\//g, '.')}`,
       message: v.message,
     }));
-    const first = issues[0];
+    // A refinement that applies a host-library rule names the library's code
+    // (schemas.ts), so the API and the CLI refuse the same input alike; such
+    // an issue is the one reported ("mtty\t" has whitespace too).
+    const coded = err.validation.findIndex((v) => libraryCodeOf(v.params) !== undefined);
+    const code = libraryCodeOf(err.validation[coded]?.params) ?? 'invalid-request';
+    const first = issues[Math.max(coded, 0)];
     const message =
       first === undefined ? 'invalid request' : `invalid request: ${first.path}: ${first.message}`;
-    return answer(400, recordOf('invalid-request', message), { issues });
+    return answer(HTTP_STATUS[code], recordOf(code, message), { issues });
   }
   // The host library's errors, and the port's errno errors, carry their code.
   const record = errorRecord(err);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { controlCharacterProblem } from '../host/paths.js';
 
 /**
  * The API's shapes, as zod schemas: they validate requests, type the
@@ -14,10 +15,18 @@ export const Uuid = z
   .transform((s) => s.toLowerCase())
   .describe('device UUID (RFC 4122 text form)');
 
-/** Control characters (C0, DEL, C1): never part of a sysfs name or an attribute name. */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-/** The same, less tab and newline: what an attribute value may not hold. */
-const VALUE_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+/**
+ * No control character (C0, DEL, C1), invisible formatting character or lone
+ * surrogate, by the host library's own rule (src/host/paths.ts), which the
+ * CLI applies and which makes a definition file holding one invalid. The
+ * issue carries the library's code, so the API answers `control-character`
+ * as the CLI does (errors.ts reads it).
+ */
+const noControlCharacters = (what: string) =>
+  [
+    (s: string): boolean => controlCharacterProblem(s, what) === undefined,
+    { message: 'no control characters', params: { code: 'control-character' } },
+  ] as const;
 /** Text that is valid Unicode (no lone surrogate, which no file name can hold). */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const wellFormed = (s: string): boolean => !LONE_SURROGATE.test(s);
@@ -28,7 +37,7 @@ export const SysfsName = z
   .min(1)
   .max(255)
   .regex(/^[^/\0\s]+$/, 'one path component without spaces')
-  .refine((s) => !CONTROL.test(s), 'no control characters')
+  .refine(...noControlCharacters('name'))
   .refine(wellFormed, 'not valid Unicode')
   .refine((s) => s !== '.' && s !== '..', 'not . or ..');
 
@@ -61,7 +70,7 @@ export const Attribute = z.object({
     .string()
     .min(1)
     .max(4096)
-    .refine((s) => !CONTROL.test(s), 'no control characters')
+    .refine(...noControlCharacters('attribute name'))
     .refine(wellFormed, 'not valid Unicode')
     .refine(
       (s) => s.split('/').every((c) => c !== '' && c !== '.' && c !== '..'),
@@ -71,7 +80,7 @@ export const Attribute = z.object({
   value: z
     .string()
     .max(4096)
-    .refine((s) => !VALUE_CONTROL.test(s), 'no control characters but tab and newline')
+    .refine(...noControlCharacters('attribute value'))
     .refine(wellFormed, 'not valid Unicode'),
 });
 

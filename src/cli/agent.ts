@@ -13,6 +13,7 @@ import {
 import { buildAgent } from '../agent/server.js';
 import { VfPoller } from '../agent/vf-events.js';
 import { Autostart, describeAutostartRun } from '../host/autostart.js';
+import { cleanConfigDirDebris } from '../host/config-store.js';
 import { environmentAt, type Environment } from '../host/environment.js';
 import { VfAutostart, describeVfAutostartRun } from '../host/vf-vgpu.js';
 import { procInUseProbe, type InUseProbe } from '../host/desired/in-use.js';
@@ -199,6 +200,8 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     inUse = (uuid) =>
       (lab.core.device(uuid)?.openCount ?? 0) > 0 ? 'open by a VM of the lab' : undefined;
     checkEnvironmentDirs(env);
+    // A crash mid-write left temp files; they are ours (and the dirs trusted now).
+    cleanConfigDirDebris(env.configDir);
     // Uevents are the lab's word for what changed in sysfs; definitions are files.
     events = mergeSources(
       ueventSource((listener) => lab.kernel.onUevent(listener), env.port),
@@ -235,6 +238,7 @@ async function serveAgent(io: CommandIo, values: AgentValues): Promise<number> {
     if (!fs.existsSync(env.configDir))
       fs.mkdirSync(env.configDir, { recursive: true, mode: 0o755 });
     checkEnvironmentDirs(env);
+    cleanConfigDirDebris(env.configDir);
     events = mergeSources(
       new SysfsPoller(env.port, pollMs),
       new ConfigDirWatcher(env.configDir),

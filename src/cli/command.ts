@@ -1,7 +1,7 @@
 import * as nodePath from 'node:path';
 import { parseArgs } from 'node:util';
 import { ErrnoError, strerror } from '../common/errno.js';
-import type { CommandIo } from '../ctl/io.js';
+import { terminalSafe, type CommandIo } from '../ctl/io.js';
 import { environmentAt, type Environment } from '../host/environment.js';
 import { jsonErrorLine } from '../host/errors.js';
 import { parseUuid } from '../host/uuid-forms.js';
@@ -493,8 +493,8 @@ function isParseArgsError(err: unknown): err is Error {
 /** Failures the user can act on get one line; anything else is a bug and keeps its stack. */
 export function reportError(io: CommandIo, err: unknown): number {
   if (err instanceof UsageError) {
-    io.stderr.write(`${PROGRAM}: ${err.message}\n`);
-    if (err.usage !== undefined) io.stderr.write(`\n${err.usage}`);
+    io.stderr.write(terminalSafe(`${PROGRAM}: ${err.message}\n`));
+    if (err.usage !== undefined) io.stderr.write(terminalSafe(`\n${err.usage}`));
     return 2;
   }
   // A coded failure (the host library's, or an errno) as one JSON line when asked for.
@@ -504,28 +504,28 @@ export function reportError(io: CommandIo, err: unknown): number {
     return err instanceof CommandError ? err.exitCode : 1;
   }
   if (err instanceof CommandError) {
-    io.stderr.write(`${PROGRAM}: ${err.message}\n`);
+    io.stderr.write(terminalSafe(`${PROGRAM}: ${err.message}\n`));
     return err.exitCode;
   }
   // By name, not instanceof: importing the profile module would load zod on
   // every command's start-up path (mdevctl's commands must start fast).
   if (err instanceof Error && err.name === 'ProfileError') {
-    io.stderr.write(`${PROGRAM}: ${err.message}\n`);
+    io.stderr.write(terminalSafe(`${PROGRAM}: ${err.message}\n`));
     return 1;
   }
   if (err instanceof ErrnoError) {
     const where = err.path === undefined ? '' : ` (${err.path})`;
     const detail = err.detail === undefined ? '' : `: ${err.detail}`;
-    io.stderr.write(`${PROGRAM}: ${strerror(err.code)}${where}${detail}\n`);
+    io.stderr.write(terminalSafe(`${PROGRAM}: ${strerror(err.code)}${where}${detail}\n`));
     return 1;
   }
   if (isParseArgsError(err)) {
-    io.stderr.write(`${PROGRAM}: ${err.message}\n`);
+    io.stderr.write(terminalSafe(`${PROGRAM}: ${err.message}\n`));
     return 2;
   }
   // A library error with a stable code is an expected failure: its words suffice.
   if (err instanceof Error && (err as { code?: unknown }).code !== undefined) {
-    io.stderr.write(`${PROGRAM}: ${err.message}\n`);
+    io.stderr.write(terminalSafe(`${PROGRAM}: ${err.message}\n`));
     return 1;
   }
   throw err;

@@ -12,6 +12,7 @@ import {
   type SysfsMount,
 } from '../sim/fuse/sysfs-fuse.js';
 import { Autostart, describeAutostartRun } from '../host/autostart.js';
+import { cleanConfigDirDebris } from '../host/config-store.js';
 import { environmentAt } from '../host/environment.js';
 import { VfAutostart, describeVfAutostartRun } from '../host/vf-vgpu.js';
 import { ControlUnavailableError, controlCall, startControlServer } from '../sim/control.js';
@@ -152,6 +153,8 @@ export class LiveLab {
         if (err.code !== 'ENOTCONN') throw err;
       });
     }
+    // A lab killed mid-write left temp files in its config dir; they are ours.
+    cleanConfigDirDebris(this.configDir);
     const state = await mountpointState(this.sysDir);
     if (state === 'live') {
       throw new CommandError(
@@ -175,6 +178,12 @@ export class LiveLab {
     await this.settle();
     this.#stopUevents?.();
     await this.#udev?.close();
+    if (this.#mount !== undefined && !isMountpoint(this.sysDir)) {
+      // Someone ran fusermount -u: stopping is all that is left to do.
+      this.options.log.write(
+        `mdevkit lab: ${this.sysDir} was already unmounted (removed from outside)\n`,
+      );
+    }
     await this.#mount?.unmount();
   }
 }
@@ -196,7 +205,8 @@ export function formatUevent(e: Uevent): string {
 
 function parseCache(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
-  const n = Number(text);
+  // Decimal seconds only: Number() would take "" and " " as 0, "0x10" as 16, "1e3" as 1000.
+  const n = /^[0-9]{1,4}(\.[0-9]{1,3})?$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isFinite(n) || n < 0 || n > 3600) {
     throw new UsageError(`--cache takes seconds between 0 and 3600, not '${text}'`);
   }

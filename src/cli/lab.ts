@@ -27,7 +27,7 @@ const summaryCommand = command({
 const snapshotCommand = command({
   synopsis: '[--profile P] [--sriov-manage GPU|ALL] DIR',
   description:
-    "Write the emulated host as a static tree: DIR/sys (with sysfs's modes) and an empty DIR/etc/mdevctl.d, which Debian's mdevctl reads in a mount namespace. With --sriov-manage, NVIDIA GPUs have their SR-IOV VFs enabled first (as 'lab sriov-manage -e' would). Refuses to overwrite an existing DIR/sys.",
+    "Write the emulated host as a static tree: DIR/sys (with sysfs's modes), DIR/etc/mdevctl.d without definitions, and the script directories mdevctl requires (DIR/etc/mdevctl.d/scripts.d, DIR/usr/lib/mdevctl/scripts.d), so MDEVCTL_ENV_ROOT=DIR mdevctl, and Debian's mdevctl in a mount namespace, read it as a host. With --sriov-manage, NVIDIA GPUs have their SR-IOV VFs enabled first (as 'lab sriov-manage -e' would). Refuses to overwrite an existing DIR/sys.",
   options: {
     profile: PROFILE_OPTION,
     'sriov-manage': {

@@ -1,6 +1,7 @@
-import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
+import { errnoCodeIn, strerror } from '../common/errno.js';
 import type { CommandIo } from '../ctl/io.js';
+import { readFileLimited } from '../host/config-store.js';
 import { MdevError, type HostHooks } from '../host/devices.js';
 import type { Environment } from '../host/environment.js';
 import {
@@ -77,14 +78,24 @@ function listingHooks(io: CommandIo): HostHooks {
   };
 }
 
-/** Text of FILE, or standard input for "-" (or no FILE at all when allowed). */
+/** The most XML read from a file or standard input: 10 MiB, as virsh takes. */
+const MAX_XML_BYTES = 10 << 20;
+
+/** Text of FILE, or standard input for "-" (or no FILE at all when allowed); at most 10 MiB. */
 function readInput(io: CommandIo, file: string | undefined, what: string): string {
-  if (file === undefined || file === '-') return io.readStdin();
+  if (file === undefined || file === '-') return io.readStdin(MAX_XML_BYTES);
   try {
-    return fs.readFileSync(nodePath.resolve(io.cwd, file), 'utf8');
+    return readFileLimited(nodePath.resolve(io.cwd, file), file, MAX_XML_BYTES);
   } catch (err) {
+    const code = (err as { code?: unknown }).code;
     const reason =
-      (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+      code === 'ENOENT'
+        ? 'no such file'
+        : err instanceof MdevError
+          ? err.message
+          : typeof code === 'string'
+            ? strerror(errnoCodeIn(err) ?? 'EIO')
+            : (err as Error).message;
     throw new CommandError(`cannot read ${what} '${file}': ${reason}`);
   }
 }
@@ -405,7 +416,7 @@ export const libvirtHookCommand = command({
     if (driver !== 'qemu' || operation !== 'prepare' || (subOperation ?? 'begin') !== 'begin') {
       return 0;
     }
-    const xml = io.readStdin();
+    const xml = io.readStdin(MAX_XML_BYTES);
     return runEnsure(io, xml, `domain XML of '${domain}'`, call.host(), false, true);
   },
 });

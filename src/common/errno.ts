@@ -24,6 +24,7 @@ const ERRNO = {
   ENOTDIR: [20, 'Not a directory'],
   EISDIR: [21, 'Is a directory'],
   EINVAL: [22, 'Invalid argument'],
+  EFBIG: [27, 'File too large'],
   ENOSPC: [28, 'No space left on device'],
   EROFS: [30, 'Read-only file system'],
   ERANGE: [34, 'Numerical result out of range'],

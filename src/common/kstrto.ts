@@ -22,12 +22,17 @@ export function kstrtoul(buf: string, base: 0 | 10 | 16 = 0): number | undefined
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
-/** kstrtoint: like kstrtoul but signed and limited to 32 bits. */
+/**
+ * kstrtoint: like kstrtoul but signed and limited to 32 bits. After a "-"
+ * no "+" may follow (kstrtoll parses the rest with _kstrtoull, which takes
+ * no sign): "-+5" is EINVAL, as in the kernel.
+ */
 export function kstrtoint(buf: string, base: 0 | 10 | 16 = 0): number | undefined {
-  const s = buf.endsWith('\n') ? buf.slice(0, -1) : buf;
-  const neg = s.startsWith('-');
-  const n = kstrtoul(neg ? s.slice(1) : s, base);
+  // kstrtoul takes the one trailing newline; stripping one here too let "0\n\n" through.
+  const neg = buf.startsWith('-');
+  if (neg && buf.startsWith('+', 1)) return undefined;
+  const n = kstrtoul(neg ? buf.slice(1) : buf, base);
   if (n === undefined) return undefined;
-  const v = neg ? -n : n;
+  const v = neg ? 0 - n : n; // "-0" is 0, not -0
   return v >= -0x80000000 && v <= 0x7fffffff ? v : undefined;
 }

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { readFdLimited } from '../host/config-store.js';
 
 /**
  * What a command may touch: its output streams, its environment variables,
@@ -16,8 +17,34 @@ export interface CommandIo {
   readonly stderr: Writable;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly cwd: string;
-  /** Standard input as text (read lazily: --jsonfile /dev/stdin, hooks, FILE "-"). */
-  readonly readStdin: () => string;
+  /**
+   * Standard input as text (read lazily: --jsonfile /dev/stdin, hooks, FILE
+   * "-"); with `maxBytes`, more than that fails (`file-too-large`) instead
+   * of reading on.
+   */
+  readonly readStdin: (maxBytes?: number) => string;
+}
+
+/**
+ * Characters that would act on a terminal or hide what a line says:
+ * controls (newlines and tabs are layout) and the invisible formatting
+ * characters (bidirectional overrides, zero-width characters).
+ */
+const TERMINAL_CONTROL =
+  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/g;
+
+/**
+ * Text that quotes what a user, a file or a request said — an error, a
+ * warning — made safe for a terminal: those characters are written as
+ * `\u001b`, so a UUID argument or a file name cannot send escape sequences
+ * (retitle the window, hide text, move the cursor) to whoever reads the
+ * message.
+ */
+export function terminalSafe(text: string): string {
+  return text.replace(
+    TERMINAL_CONTROL,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** The process's own streams, environment and directory. */
@@ -27,8 +54,15 @@ export function processIo(): CommandIo {
     stderr: process.stderr,
     env: process.env,
     cwd: process.cwd(),
-    readStdin: () => fs.readFileSync(0, 'utf8'),
+    readStdin: readStandardInput,
   };
+}
+
+/** Standard input, to `maxBytes` when given (`file-too-large` beyond). */
+function readStandardInput(maxBytes?: number): string {
+  return maxBytes === undefined
+    ? fs.readFileSync(0, 'utf8')
+    : readFdLimited(0, '/dev/stdin', maxBytes);
 }
 
 /**
@@ -45,7 +79,7 @@ export function processFdIo(): CommandIo {
     stderr: fdWriter(2),
     env: process.env,
     cwd: process.cwd(),
-    readStdin: () => fs.readFileSync(0, 'utf8'),
+    readStdin: readStandardInput,
   };
 }
 

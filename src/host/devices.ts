@@ -80,6 +80,7 @@ export {
   defineDevice,
   defineDeviceAsync,
   defineDeviceSteps,
+  jsonFileSource,
   modifyDevice,
   modifyDeviceAsync,
   modifyDeviceSteps,

@@ -52,7 +52,31 @@ export const LIBRARY_ERRORS = {
     errno: 'EINVAL',
     meaning: 'XML input is malformed or not the document expected',
   },
+  'reserved-name': {
+    errno: 'EINVAL',
+    meaning:
+      "a parent name that is one of the config directory's own entries (scripts.d, the .# temp files): a definition there could never be listed or removed",
+  },
+  'control-character': {
+    errno: 'EINVAL',
+    meaning:
+      'a name, type or attribute (name or value) holds a control character (U+0000-U+001F, U+007F-U+009F), an invisible formatting character or a lone surrogate',
+  },
+  'core-attribute': {
+    errno: 'EINVAL',
+    meaning:
+      "an attribute name is one of the device core's files (remove, mdev_type, driver, subsystem, iommu_group, uevent, power, ...), not the vendor driver's",
+  },
+  'file-too-large': {
+    errno: 'EFBIG',
+    meaning: 'a JSON document (--jsonfile, a definition) is larger than 1 MiB',
+  },
   // ---- definitions
+  'config-symlink': {
+    errno: 'ELOOP',
+    meaning:
+      'a definition or parent directory in the config directory is a symbolic link, which is never followed',
+  },
   'not-defined': { errno: 'ENOENT', meaning: 'no definition matches the UUID (and parent)' },
   'already-defined': { errno: 'EEXIST', meaning: 'the device is defined already' },
   ambiguous: {

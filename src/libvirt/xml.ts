@@ -138,10 +138,12 @@ export function parseXml(text: string, what: string): ParsedElement {
   if (/<!DOCTYPE/i.test(text)) {
     throw new XmlInputError(`${what} has a document type declaration, which is not accepted`);
   }
+  // The validator's words quote the document (a tag name, a character);
+  // the input may be any file, so only the kind of error and where it is.
   const valid = XMLValidator.validate(text);
   if (valid !== true) {
     throw new XmlInputError(
-      `${what} is not well-formed XML: ${valid.err.msg} (line ${valid.err.line}, column ${valid.err.col})`,
+      `${what} is not well-formed XML (${valid.err.code} at line ${valid.err.line}, column ${valid.err.col})`,
     );
   }
   const parser = new XMLParser({
@@ -155,7 +157,13 @@ export function parseXml(text: string, what: string): ParsedElement {
     htmlEntities: true,
     commentPropName: '#comment',
   });
-  const doc = parser.parse(text) as OrderedNode[];
+  let doc: OrderedNode[];
+  try {
+    doc = parser.parse(text) as OrderedNode[];
+  } catch (err) {
+    // Well-formed but beyond the parser's limits (nesting thousands deep).
+    throw new XmlInputError(`${what} cannot be read: ${(err as Error).message}`);
+  }
   const roots = doc.map(toParsed).filter((p): p is ParsedElement => p !== undefined);
   if (roots.length !== 1) throw new XmlInputError(`${what} has no single root element`);
   return roots[0]!;

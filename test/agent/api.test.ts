@@ -289,8 +289,10 @@ describe('agent API, in process', () => {
         attrs: [{ name: 'driver/unbind', value: 'x' }],
       },
     });
+    // Refused by name before the device is created: driver/ is the core's.
     assert.equal(escape.statusCode, 400, escape.body);
-    assert.match(json(escape.body).error.message, /'driver\/unbind'.*removed again/);
+    assert.equal(json(escape.body).error.code, 'core-attribute');
+    assert.match(json(escape.body).error.message, /"driver\/unbind"/);
     assert.equal((await typeOf('mdpy', 'mdpy-xga')).activeDevices, 0, 'the device was unwound');
   });
 

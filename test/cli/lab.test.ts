@@ -58,11 +58,12 @@ describe('mdevkit lab summary', () => {
 });
 
 describe('mdevkit lab snapshot', () => {
-  it('writes DIR/sys and an empty DIR/etc/mdevctl.d, with sysfs modes', () => {
+  it('writes DIR/sys and a DIR/etc/mdevctl.d without definitions, with sysfs modes', () => {
     const dir = path.join(tmpDir(), 'lab');
     const r = runMdevkit(['lab', 'snapshot', dir]);
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(fs.readdirSync(path.join(dir, 'etc', 'mdevctl.d')), []);
+    // No definitions: only mdevctl's script directory (test/security/cli-lab-snapshot.test.ts).
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'etc', 'mdevctl.d')), ['scripts.d']);
     const port = new FsSysfsPort(dir);
     assert.deepEqual(listParents(port), listParents(Lab.fromProfile('lab').port));
     const create = path.join(dir, 'sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1/create');

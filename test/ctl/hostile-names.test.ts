@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { writeConfig } from '../../src/host/config-store.js';
+import { formatConfig, type MdevConfig } from '../../src/host/config-store.js';
 import {
   AttributeWriteError,
   MdevError,
@@ -50,6 +50,15 @@ function snapshotSysfs(port: SysfsPort): Map<string, string> {
   };
   walk('/sys', 0);
   return out;
+}
+
+/**
+ * A definition as an editor leaves it: the library itself refuses to write
+ * one holding these names (writeConfig checks), so only a hand can.
+ */
+function writeByHand(configDir: string, parent: string, uuid: string, config: MdevConfig): void {
+  fs.mkdirSync(path.join(configDir, parent), { recursive: true });
+  fs.writeFileSync(path.join(configDir, parent, uuid), formatConfig(config));
 }
 
 function hostileAttributeNames(): string[] {
@@ -162,7 +171,7 @@ test('hostile names never reach outside their directory', () => {
   const sysBefore = snapshotSysfs(lab.port);
   names.forEach((name, i) => {
     const uuid = uuidN(1000 + i);
-    writeConfig(configDir, parent, uuid, {
+    writeByHand(configDir, parent, uuid, {
       mdevType: type,
       start: 'manual',
       attrs: [{ name, value: '1' }],
@@ -171,9 +180,13 @@ test('hostile names never reach outside their directory', () => {
       () => startDevice(env, { uuid }),
       (err: unknown) => {
         assert.ok(err instanceof MdevError, `${JSON.stringify(name)}: ${String(err)}`);
-        // Refused by name, or absent from the device: never written.
+        // Refused by name (a core file of the device, a NUL included), or
+        // absent from the device: never written.
         assert.ok(
-          err.code === 'invalid-name' || err.code === 'attribute-missing',
+          err.code === 'invalid-name' ||
+            err.code === 'core-attribute' ||
+            err.code === 'control-character' ||
+            err.code === 'attribute-missing',
           `${JSON.stringify(name)}: ${err.code}: ${err.message}`,
         );
         if (err instanceof AttributeWriteError) assert.equal(err.removeError, undefined);

@@ -6,7 +6,14 @@ import { Lab } from '../../src/sim/lab.js';
 import { U1 } from '../support/labs.js';
 import { tmpDir } from '../support/tmp.js';
 import { AUTH, TOKEN, labAgent, type LabAgent } from '../agent/support.js';
-import { assertErrorShape, rawRequest, requestHead, type RawAnswer } from './support.js';
+import {
+  assertErrorShape,
+  operationsOf,
+  rawRequest,
+  requestHead,
+  type Operation,
+  type RawAnswer,
+} from './support.js';
 
 /*
  * Authentication bypass attempts for every route of the OpenAPI document
@@ -18,87 +25,6 @@ import { assertErrorShape, rawRequest, requestHead, type RawAnswer } from './sup
  * token; on loopback no write may. Every refusal has the API's error shape,
  * and the host is unchanged afterwards.
  */
-
-interface Operation {
-  readonly method: string;
-  readonly template: string;
-  readonly path: string;
-  readonly public: boolean;
-  readonly body: string | undefined;
-}
-
-type JsonSchema = {
-  type?: string | string[];
-  properties?: Record<string, JsonSchema>;
-  required?: string[];
-  enum?: unknown[];
-  items?: JsonSchema;
-  minimum?: number;
-  default?: unknown;
-  anyOf?: JsonSchema[];
-};
-
-/** Values a request could really carry, by property name: a bypass must be able to succeed. */
-const SAMPLE: Record<string, unknown> = {
-  parent: 'mdpy',
-  type: 'mdpy-hd',
-  value: 1,
-  uuid: '44444444-4444-4444-8444-444444444444',
-};
-
-/** A smallest valid value for a JSON schema (required properties only). */
-function sample(s: JsonSchema | undefined, name = ''): unknown {
-  if (s === undefined) return undefined;
-  if (name in SAMPLE) return SAMPLE[name];
-  if (s.enum !== undefined) return s.enum[0];
-  if (s.default !== undefined) return s.default;
-  if (s.anyOf !== undefined) return sample(s.anyOf[0], name);
-  const type = Array.isArray(s.type) ? s.type[0] : s.type;
-  switch (type) {
-    case 'object': {
-      const o: Record<string, unknown> = {};
-      for (const k of s.required ?? []) o[k] = sample(s.properties?.[k], k);
-      return o;
-    }
-    case 'array':
-      return [];
-    case 'integer':
-    case 'number':
-      return s.minimum ?? 1;
-    case 'boolean':
-      return false;
-    default:
-      return 'x';
-  }
-}
-
-function operations(doc: {
-  paths: Record<
-    string,
-    Record<
-      string,
-      { security?: unknown[]; requestBody?: { content: Record<string, { schema: JsonSchema }> } }
-    >
-  >;
-}): Operation[] {
-  const out: Operation[] = [];
-  for (const [template, methods] of Object.entries(doc.paths)) {
-    const path = template
-      .replace('{uuid}', U1)
-      .replace('{parent}', 'mdpy')
-      .replace('{type}', 'mdpy-hd')
-      .replace('{address}', '0000:41:00.4');
-    assert.doesNotMatch(path, /[{}]/, `a sample value for every parameter of ${template}`);
-    for (const [method, op] of Object.entries(methods)) {
-      const schema = op.requestBody?.content['application/json']?.schema;
-      const body = schema === undefined ? undefined : JSON.stringify(sample(schema));
-      const isPublic = Array.isArray(op.security) && op.security.length === 0;
-      out.push({ method: method.toUpperCase(), template, path, public: isPublic, body });
-      if (method === 'get') out.push({ method: 'HEAD', template, path, public: isPublic, body });
-    }
-  }
-  return out;
-}
 
 const pct = (c: string, lower = false): string => {
   const h = c.charCodeAt(0).toString(16).padStart(2, '0');
@@ -237,7 +163,7 @@ for (const where of ['beyond loopback', 'on loopback'] as const) {
         maxBody: 1 << 22,
       });
       assert.equal(doc.status, 200);
-      ops = operations(JSON.parse(doc.body));
+      ops = operationsOf(JSON.parse(doc.body), { uuid: U1, parent: 'mdpy', type: 'mdpy-hd' });
     });
     after(() => la.agent.close());
 

@@ -33,7 +33,8 @@ function plantBrokenFiles(configDir: string, outside: string): string[] {
   fs.writeFileSync(nodePath.join(outside, 'shadow'), `${SECRET}\n`);
   fs.symlinkSync(nodePath.join(outside, 'shadow'), nodePath.join(mdpy, U6));
   fs.symlinkSync('loop', nodePath.join(configDir, 'loop')); // a parent that loops
-  return [U2, U3, U4, U6];
+  // Every link is reported, the loop too: links in the config dir are never followed.
+  return [U2, U3, U4, U5, U6];
 }
 
 describe('one bad definition does not blank the dashboard', () => {
@@ -71,7 +72,7 @@ describe('one bad definition does not blank the dashboard', () => {
     const skipped = body.skipped as { parent: string; uuid: string; reason: string }[];
     assert.deepEqual(
       skipped.map((s) => s.uuid).sort(),
-      [U2, U3, U4, U6].sort(),
+      [U2, U3, U4, U5, U6].sort(),
       JSON.stringify(skipped),
     );
     for (const s of skipped) {
@@ -95,7 +96,7 @@ describe('one bad definition does not blank the dashboard', () => {
     assert.equal(put.statusCode, 200, put.body);
     const m = await get('/metrics');
     assert.equal(m.statusCode, 200, m.body);
-    assert.match(m.body, /^mdevkit_definitions_skipped 4$/m);
+    assert.match(m.body, /^mdevkit_definitions_skipped 5$/m);
     assert.ok(!m.body.includes('not-for-your-eyes'));
   });
 
@@ -103,7 +104,7 @@ describe('one bad definition does not blank the dashboard', () => {
     const skippedEvents = events.filter((e) => e.event.kind === 'definition-skipped');
     assert.deepEqual(
       skippedEvents.map((e) => ('uuid' in e.event ? e.event.uuid : '')).sort(),
-      [U2, U3, U4, U6].sort(),
+      [U2, U3, U4, U5, U6].sort(),
     );
   });
 
@@ -122,8 +123,8 @@ describe('one bad definition does not blank the dashboard', () => {
     assert.equal(bad.statusCode, 204, bad.body);
     assert.equal(fs.existsSync(nodePath.join(la.env.configDir, 'mdpy', U2)), false);
     const list = json((await get('/api/v1/devices')).body);
-    assert.equal(list.skipped.length, 3);
-    assert.match((await get('/metrics')).body, /^mdevkit_definitions_skipped 3$/m);
+    assert.equal(list.skipped.length, 4);
+    assert.match((await get('/metrics')).body, /^mdevkit_definitions_skipped 4$/m);
   });
 });
 
@@ -166,7 +167,7 @@ describe('a symlink loop in the config dir neither crashes nor stops the agent',
         [[U1, true]],
         'the good start=auto definition started at boot, beside the broken ones',
       );
-      assert.equal(body.skipped.length, 4);
+      assert.equal(body.skipped.length, 5);
       assert.equal((await fetch(`${a.url}/metrics`)).status, 200);
     } finally {
       assert.equal(await a.stop(), 0);

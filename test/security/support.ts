@@ -134,3 +134,102 @@ export function assertErrorShape(
   assert.equal(typeof e['errnoNumber'], 'number', `${what}: errnoNumber`);
   assert.equal(typeof e['message'], 'string', `${what}: message`);
 }
+
+/** One operation of the OpenAPI document, with its parameters filled in. */
+export interface Operation {
+  readonly method: string;
+  readonly template: string;
+  readonly path: string;
+  readonly public: boolean;
+  readonly body: string | undefined;
+}
+
+type JsonSchema = {
+  type?: string | string[];
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+  enum?: unknown[];
+  items?: JsonSchema;
+  minimum?: number;
+  default?: unknown;
+  anyOf?: JsonSchema[];
+};
+
+/** The path parameters' values (parent and type are also those of bodies). */
+export interface OperationValues {
+  readonly uuid: string;
+  readonly parent: string;
+  readonly type: string;
+  /** A VF's PCI address (the VF vGPU routes). */
+  readonly address?: string;
+}
+
+/** A smallest valid value for a JSON schema (required properties only). */
+function sample(values: OperationValues, s: JsonSchema | undefined, name = ''): unknown {
+  // Values a request could really carry, by property name: a bypass must be
+  // able to succeed (a create's uuid is a fresh one).
+  const known: Record<string, unknown> = {
+    parent: values.parent,
+    type: values.type,
+    value: 1,
+    uuid: '44444444-4444-4444-8444-444444444444',
+  };
+  if (s === undefined) return undefined;
+  if (name in known) return known[name];
+  if (s.enum !== undefined) return s.enum[0];
+  if (s.default !== undefined) return s.default;
+  if (s.anyOf !== undefined) return sample(values, s.anyOf[0], name);
+  const type = Array.isArray(s.type) ? s.type[0] : s.type;
+  switch (type) {
+    case 'object': {
+      const o: Record<string, unknown> = {};
+      for (const k of s.required ?? []) o[k] = sample(values, s.properties?.[k], k);
+      return o;
+    }
+    case 'array':
+      return [];
+    case 'integer':
+    case 'number':
+      return s.minimum ?? 1;
+    case 'boolean':
+      return false;
+    default:
+      return 'x';
+  }
+}
+
+/**
+ * Every operation of an OpenAPI document (GETs also as HEAD), its path
+ * parameters set to `values` and its body the smallest valid one: so a
+ * suite attacks the routes added tomorrow too, not a hand-made list.
+ */
+export function operationsOf(
+  doc: {
+    paths: Record<
+      string,
+      Record<
+        string,
+        { security?: unknown[]; requestBody?: { content: Record<string, { schema: JsonSchema }> } }
+      >
+    >;
+  },
+  values: OperationValues,
+): Operation[] {
+  const out: Operation[] = [];
+  for (const [template, methods] of Object.entries(doc.paths)) {
+    const path = template
+      .replace('{uuid}', values.uuid)
+      .replace('{parent}', values.parent)
+      .replace('{type}', values.type)
+      .replace('{address}', values.address ?? '0000:41:00.4');
+    assert.doesNotMatch(path, /[{}]/, `a sample value for every parameter of ${template}`);
+    for (const [method, op] of Object.entries(methods)) {
+      const schema = op.requestBody?.content['application/json']?.schema;
+      const body = schema === undefined ? undefined : JSON.stringify(sample(values, schema));
+      const isPublic = Array.isArray(op.security) && op.security.length === 0;
+      out.push({ method: method.toUpperCase(), template, path, public: isPublic, body });
+      if (method === 'get') out.push({ method: 'HEAD', template, path, public: isPublic, body });
+    }
+  }
+  return out;
+}

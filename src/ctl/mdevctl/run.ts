@@ -1,8 +1,7 @@
-import * as fs from 'node:fs';
-import * as nodePath from 'node:path';
 import { ErrnoError, errnoNumber, isErrnoCode, strerror } from '../../common/errno.js';
 import {
   defineDevice,
+  jsonFileSource,
   listActiveDevices,
   listDefinedDevices,
   listTypes,
@@ -19,7 +18,7 @@ import {
 } from '../../host/devices.js';
 import { environmentFrom, type Environment } from '../../host/environment.js';
 import { MdevError, jsonErrorLine } from '../../host/errors.js';
-import type { CommandIo } from '../io.js';
+import { terminalSafe, type CommandIo } from '../io.js';
 import { ArgError, ArgExit, parse, type ParsedArgs } from './args.js';
 import { listJson, listText, typesJson, typesText } from './output.js';
 import { LIST, MDEVCTL_VERSION, programSpec } from './spec.js';
@@ -112,13 +111,7 @@ export function warnEnabled(spec: string | undefined, module: string): boolean {
 }
 
 function jsonSource(io: CommandIo, path: string): JsonSource {
-  return {
-    name: path,
-    read: () =>
-      path === '/dev/stdin'
-        ? io.readStdin()
-        : fs.readFileSync(nodePath.resolve(io.cwd, path), 'utf8'),
-  };
+  return jsonFileSource(path, io.cwd, (maxBytes) => io.readStdin(maxBytes));
 }
 
 /** Take mdevkit's --root DIR out of the arguments (before any "--"). */
@@ -185,7 +178,7 @@ export function runMdevctl(
   const env = environment ?? environmentFrom(io.env, root);
   const fail = (err: unknown): number => {
     if (!isOperationError(err)) throw err;
-    io.stderr.write(jsonErrorLine(io.env, err) ?? formatError(err));
+    io.stderr.write(jsonErrorLine(io.env, err) ?? terminalSafe(formatError(err)));
     return 1;
   };
   // mdevctl checks its directories before it reads its command line.
@@ -211,7 +204,7 @@ export function runMdevctl(
       return err.status;
     }
     if (err instanceof ArgError) {
-      io.stderr.write(err.text);
+      io.stderr.write(terminalSafe(err.text));
       return 2;
     }
     throw err;
@@ -221,7 +214,7 @@ export function runMdevctl(
   const hooks: HostHooks = {
     warn: (m, source = 'command') => {
       if (warnEnabled(io.env['MDEVCTL_LOG'], WARN_MODULE[source])) {
-        io.stderr.write(warnLine(m, source));
+        io.stderr.write(terminalSafe(warnLine(m, source)));
       }
     },
     calloutStderr: (script, text) => io.stderr.write(`${script}: ${text}`),

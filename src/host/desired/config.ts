@@ -27,10 +27,10 @@
  * sysfs or config paths (types, attributes, parents) are checked to stay
  * inside their directory here, before anything reads the host.
  */
-import * as fs from 'node:fs';
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, type Node } from 'yaml';
 import { z } from 'zod';
-import { checkAttributeName, checkComponent } from '../paths.js';
+import { readFileLimited, sizeWords } from '../../common/read-limited.js';
+import { checkAttributeName, checkComponent, controlCharacterProblem } from '../paths.js';
 import { DesiredError } from './errors.js';
 
 export const CONFIG_VERSION = 1;
@@ -230,7 +230,15 @@ const attrs = z
         ctx.addIssue({ code: 'custom', message: 'each item of an attribute list has one key' });
         return z.NEVER;
       }
-      for (const [name, value] of pairs) out.push({ name, value: String(value) });
+      for (const [name, value] of pairs) {
+        // The host library's rule for values (a definition holding one is invalid).
+        const problem = controlCharacterProblem(String(value), 'an attribute value');
+        if (problem !== undefined) {
+          ctx.addIssue({ code: 'custom', message: problem });
+          return z.NEVER;
+        }
+        out.push({ name, value: String(value) });
+      }
     }
     return out;
   });
@@ -337,17 +345,31 @@ function nodeAt(root: Node | null, path: readonly Segment[], key?: string): Node
  * Read and validate a configuration file. Throws DesiredError
  * (`config-unreadable`, `config-invalid`) naming file, line, column and field.
  */
+/** A host configuration is a few kilobytes; /dev/zero or an endless pipe must not be read to the end. */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
 export function loadConfigFile(file: string): ConfigFile {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readFileLimited(file, MAX_CONFIG_BYTES);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    throw new DesiredError('config-unreadable', `${file}: cannot read the file (${code})`, {
+    const why = code === 'EFBIG' ? `larger than ${sizeWords(MAX_CONFIG_BYTES)}` : code;
+    throw new DesiredError('config-unreadable', `${file}: cannot read the file (${why})`, {
       file,
     });
   }
   return parseConfigText(text, file);
+}
+
+/**
+ * An unknown key as an error may name it: a field name is a word; anything
+ * else is not quoted, as the file may be no configuration at all
+ * (`-f /etc/shadow` reads as one long key holding the hash).
+ */
+const isFieldWord = (key: string): boolean => /^[A-Za-z_][A-Za-z0-9_-]{0,31}$/.test(key);
+function fieldWords(key: string): string {
+  return isFieldWord(key) ? JSON.stringify(key) : '(a key that is no field name)';
 }
 
 export function parseConfigText(text: string, file: string): ConfigFile {
@@ -373,10 +395,12 @@ export function parseConfigText(text: string, file: string): ConfigFile {
   let value: unknown;
   try {
     value = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
+  } catch {
+    // Only aliases fail here. yaml's message quotes the alias, and the file
+    // may be no configuration at all: say what, never what it holds.
     throw new DesiredError(
       'config-invalid',
-      `${file}: not usable YAML: ${(err as Error).message}`,
+      `${file}: not usable YAML: an alias that cannot be resolved (no anchor before it, or aliases that expand too far)`,
       { file },
     );
   }
@@ -393,7 +417,7 @@ export function parseConfigText(text: string, file: string): ConfigFile {
       let message = issue.message;
       if (issue.code === 'unrecognized_keys') {
         key = issue.keys[0];
-        message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+        message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map(fieldWords).join(', ')}`;
       } else if (issue.code === 'invalid_type' && issue.input === undefined) {
         message = `missing (${issue.message.replace(/^Invalid input: /, '')})`;
       } else if (issue.code === 'invalid_key') {
@@ -402,7 +426,7 @@ export function parseConfigText(text: string, file: string): ConfigFile {
         path = path.slice(0, -1);
         message = issue.issues[0]?.message ?? message;
       }
-      const field = fieldName(key === undefined ? path : [...path, key]);
+      const field = fieldName(key === undefined || !isFieldWord(key) ? path : [...path, key]);
       const at = locate(fieldName(path), key) ?? { line: 1, column: 1 };
       return { field, message, ...at };
     });

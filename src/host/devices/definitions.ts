@@ -1,16 +1,24 @@
 /** Definitions: define, undefine, modify (and modify --live, through the callout). */
+import * as nodePath from 'node:path';
 import { CalloutContext } from '../callouts.js';
-import { deleteConfig, writeConfig, type StartMode } from '../config-store.js';
+import {
+  MAX_JSON_BYTES,
+  deleteConfig,
+  readFileLimited,
+  writeConfig,
+  type StartMode,
+} from '../config-store.js';
 import type { Environment } from '../environment.js';
 import { MdevError, codeOf } from '../errors.js';
 import { runAsync, runSync, type Steps } from '../script-runner.js';
-import { checkedNames, newUuid, parentArg, uuidArg } from './args.js';
+import { checkedNames, newUuid, parentArg, typeArg, uuidArg } from './args.js';
 import {
   addAttributes,
   applyJson,
   applySysfs,
   calloutContext,
   calloutFor,
+  checkRequestAttributes,
   configOf,
   draft,
   freeze,
@@ -25,6 +33,27 @@ import {
 import { osErrorText, sysfsLookupError } from './errors.js';
 import { getActiveDeviceSteps, getDefinedDevice, listDefinedDevices } from './listing.js';
 import { noHooks, type HostHooks, type JsonSource, type MdevDevice } from './types.js';
+
+/**
+ * mdevctl's `--jsonfile PATH`: the file (relative to `cwd`; links followed,
+ * the user named it), or standard input for /dev/stdin — read only when the
+ * operation gets that far, and at most MAX_JSON_BYTES (1 MiB) either way, so
+ * /dev/zero or an endless pipe ends in `file-too-large` instead of a process
+ * that reads until it aborts.
+ */
+export function jsonFileSource(
+  path: string,
+  cwd: string,
+  readStdin: (maxBytes: number) => string,
+): JsonSource {
+  return {
+    name: path,
+    read: () =>
+      path === '/dev/stdin'
+        ? readStdin(MAX_JSON_BYTES)
+        : readFileLimited(nodePath.resolve(cwd, path), path),
+  };
+}
 
 export interface DefineRequest {
   readonly uuid?: string | undefined;
@@ -112,8 +141,12 @@ export function* defineDeviceSteps(
   const ctx = calloutContext(env, hooks);
   const c = calloutFor(ctx, d);
   yield* c.invoke('define', hooks.force ?? false, function* () {
-    // A running device's script may know attributes it was started with.
-    if (d.active) addAttributes(d, yield* c.getAttributes());
+    // A running device's script may know attributes it was started with,
+    // checked as a request's would be (no core file, no control character).
+    if (d.active) {
+      addAttributes(d, yield* c.getAttributes());
+      checkRequestAttributes(d, d.attrs);
+    }
     storeConfig(env, d);
   });
   return { ...freeze(d, true), generatedUuid: req.uuid === undefined };
@@ -255,7 +288,7 @@ export function* modifyDeviceSteps(
   req: ModifyRequest,
   hooks: HostHooks = noHooks,
 ): Steps<MdevDevice> {
-  req = { ...req, uuid: uuidArg(req.uuid), parent: parentArg(req.parent) };
+  req = { ...req, uuid: uuidArg(req.uuid), parent: parentArg(req.parent), type: typeArg(req.type) };
   let d: Draft;
   if (req.json !== undefined) {
     // As mdevctl 1.3: the document is the whole new definition, stored as is.
@@ -274,6 +307,7 @@ export function* modifyDeviceSteps(
   if (req.type !== undefined) d.type = req.type;
   if (req.start !== undefined) d.start = req.start;
   if (req.addAttr !== undefined) {
+    checkRequestAttributes(d, [req.addAttr]);
     const at = req.index ?? d.attrs.length;
     if (at > d.attrs.length) throw invalidIndex(d, at);
     d.attrs.splice(at, 0, { name: req.addAttr.name, value: req.addAttr.value });

@@ -2,7 +2,6 @@
  * The mutable device record the operations work on (mdevctl's MDev) and how
  * it is filled: from sysfs, from a definition's JSON, from callouts.
  */
-import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ErrnoError, errnoCodeIn } from '../../common/errno.js';
 import type { SysfsPort } from '../../port/sysfs-port.js';
@@ -15,15 +14,19 @@ import {
 } from '../callouts.js';
 import {
   ConfigError,
+  MAX_JSON_BYTES,
+  isDefinitionFile,
+  parseJsonText,
   readConfigValue,
   type MdevAttribute,
   type MdevConfig,
   type StartMode,
 } from '../config-store.js';
+import { checkAttribute } from '../paths.js';
 import type { Environment } from '../environment.js';
 import { parseJson } from '../json-syntax.js';
 import { probeActive, type SysfsPresence, type TypeDevicesIndex } from '../sysfs-model.js';
-import { MdevError } from '../errors.js';
+import { MdevError, codeOf } from '../errors.js';
 import type { RunnerOptions, Steps } from '../script-runner.js';
 import type { HostHooks, JsonSource, MdevDevice } from './types.js';
 
@@ -102,16 +105,10 @@ export function loadFromJson(
     d.start = partial.start ?? 'manual';
   }
   d.attrs.push(...partial.attrs);
-  if (partial.error !== undefined) throw new ConfigError(partial.error, path);
+  if (partial.error !== undefined) throw new ConfigError(partial.error, path, partial.errorCode);
 }
 
-export function parseJsonText(text: string, path: string): unknown {
-  try {
-    return parseJson(text);
-  } catch (err) {
-    throw new ConfigError(`malformed JSON (${(err as Error).message})`, path);
-  }
-}
+export { parseJsonText };
 
 export function configOf(d: Draft): MdevConfig {
   return { mdevType: d.type!, start: d.start, attrs: d.attrs };
@@ -129,44 +126,16 @@ export function freeze(d: Draft, defined: boolean): MdevDevice {
   };
 }
 
-/**
- * Read a small file (a definition) with one open, read and close: no
- * fstat, no options parsing and no fresh buffer per file, which counts when
- * a listing reads ten thousand of them.
- */
-// Allocated at the first read, not at start-up: most commands read no definition.
-let readBuffer: Buffer | undefined;
-export function readSmallFile(path: string): string {
-  let buf = (readBuffer ??= Buffer.allocUnsafe(64 * 1024));
-  const fd = fs.openSync(path, 'r');
-  try {
-    let n = 0;
-    for (;;) {
-      const room = buf.length - n;
-      const got = fs.readSync(fd, buf, n, room, null);
-      n += got;
-      // A regular file on Linux reads short only at its end: no second read
-      // just to see 0 (one syscall less per definition).
-      if (got < room) break;
-      if (n === buf.length) {
-        const bigger = Buffer.allocUnsafe(buf.length * 2);
-        buf.copy(bigger);
-        buf = readBuffer = bigger;
-      }
-    }
-    return buf.toString('utf8', 0, n);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
+export { readDefinitionText as readSmallFile } from '../config-store.js';
 
 export function persistPath(env: Environment, d: Draft): string | undefined {
   return d.parent === undefined ? undefined : nodePath.join(env.configDir, d.parent, d.uuid);
 }
 
+/** Defined: a definition file is there (a link is not one: links in the config dir are never followed). */
 export function isDefined(env: Environment, d: Draft): boolean {
   const p = persistPath(env, d);
-  return p !== undefined && fs.existsSync(p);
+  return p !== undefined && isDefinitionFile(p);
 }
 
 export function calloutView(d: Draft): CalloutDevice | undefined {
@@ -271,14 +240,25 @@ export function toDraft(dev: MdevDevice): Draft {
 }
 
 /**
- * The document's text, read once. `opened`: mdevctl opens the file first
+ * The document's text, read once, at most MAX_JSON_BYTES (a request's
+ * document may be /dev/zero). `opened`: mdevctl opens the file first
  * (define, modify) and says so when that fails ("Unable to read file");
  * a failed read of an opened file (a directory) is "Unable to read
- * jsonfile", as it is for start, which only reads.
+ * jsonfile", as it is for start, which only reads. A syntax error (in
+ * parseJsonDocument) says where, never what: the document may be
+ * /etc/shadow.
  */
 export function readJsonText(src: JsonSource, opened = false): string {
   try {
-    return src.read();
+    const text = src.read();
+    if (text.length > MAX_JSON_BYTES && Buffer.byteLength(text) > MAX_JSON_BYTES) {
+      throw new MdevError(
+        'file-too-large',
+        `${src.name} is larger than 1 MiB (${MAX_JSON_BYTES} bytes)`,
+        { context: { path: src.name } },
+      );
+    }
+    return text;
   } catch (err) {
     const what = opened && errnoCodeIn(err) !== 'EISDIR' ? 'file' : 'jsonfile';
     throw MdevError.causedBy(err, `Unable to read ${what} ${rustDebug(src.name)}`, {
@@ -298,6 +278,16 @@ export function parseJsonDocument(src: JsonSource, text: string): unknown {
   }
 }
 
+/**
+ * A request's attributes, checked before anything is stored or created:
+ * names that stay inside the device and are the vendor driver's, no
+ * control characters (codes `invalid-name`, `core-attribute`,
+ * `control-character`).
+ */
+export function checkRequestAttributes(d: Draft, attrs: readonly MdevAttribute[]): void {
+  for (const a of attrs) checkAttribute(a, { uuid: d.uuid, parent: d.parent, type: d.type });
+}
+
 export function readJsonSource(src: JsonSource, opened = false): unknown {
   return parseJsonDocument(src, readJsonText(src, opened));
 }
@@ -314,9 +304,12 @@ export function applyJson(
   try {
     loadFromJson(d, parent, json, hooks);
   } catch (err) {
-    throw new MdevError('invalid-config', `Invalid device definition in "${src.name}"`, {
-      cause: err,
-      context: { path: src.name, uuid: d.uuid, parent },
-    });
+    // A control character keeps its own code; anything else is an invalid document.
+    throw new MdevError(
+      codeOf(err) === 'control-character' ? 'control-character' : 'invalid-config',
+      `Invalid device definition in "${src.name}"`,
+      { cause: err, context: { path: src.name, uuid: d.uuid, parent } },
+    );
   }
+  checkRequestAttributes(d, d.attrs);
 }

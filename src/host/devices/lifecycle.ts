@@ -2,13 +2,14 @@
 import type { SysfsPort } from '../../port/sysfs-port.js';
 import type { CalloutContext } from '../callouts.js';
 import type { Environment } from '../environment.js';
-import { MDEV_BUS_DEVICES, MDEV_CLASS, checkAttributeName, deviceAttributePath } from '../paths.js';
+import { MDEV_BUS_DEVICES, MDEV_CLASS, checkAttribute, deviceAttributePath } from '../paths.js';
 import type { SysfsPresence } from '../sysfs-model.js';
 import { runAsync, runSync, type Steps } from '../script-runner.js';
 import { checkedNames, newUuid, uuidArg } from './args.js';
 import {
   applySysfs,
   calloutContext,
+  checkRequestAttributes,
   draft,
   freeze,
   invoke,
@@ -20,7 +21,7 @@ import {
   toDraft,
   type Draft,
 } from './draft.js';
-import { MdevError } from '../errors.js';
+import { MdevError, codeOf } from '../errors.js';
 import { AttributeWriteError, osErrorText, sysfsLookupError } from './errors.js';
 import { definedCount, definitionsInDirectoryOrder, listDefinedDevices } from './listing.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
@@ -55,11 +56,13 @@ function resolveStart(env: Environment, req: StartRequest, hooks: HostHooks): Dr
     try {
       loadFromJson(d, req.parent, json, hooks);
     } catch (err) {
-      throw new MdevError('invalid-config', `Invalid device definition in "${req.json.name}"`, {
-        cause: err,
-        context: { path: req.json.name, uuid: d.uuid, parent: req.parent },
-      });
+      throw new MdevError(
+        codeOf(err) === 'control-character' ? 'control-character' : 'invalid-config',
+        `Invalid device definition in "${req.json.name}"`,
+        { cause: err, context: { path: req.json.name, uuid: d.uuid, parent: req.parent } },
+      );
     }
+    checkRequestAttributes(d, d.attrs);
     return d;
   }
   let d: Draft | undefined;
@@ -136,13 +139,14 @@ function createAndConfigure(env: Environment, d: Draft, hooks: HostHooks): void 
   const port = env.port;
   const parent = d.parent!;
   const type = d.type!;
-  // Refuse hostile attribute names before anything is written.
+  // Refuse hostile attributes before anything is written (a definition
+  // may have been written by hand): the check's own code stays.
   for (const a of d.attrs) {
     try {
-      checkAttributeName(a.name);
+      checkAttribute(a);
     } catch (err) {
       throw new MdevError(
-        'invalid-name',
+        codeOf(err) ?? 'invalid-name',
         `Refusing attribute of mdev ${d.uuid}: ${(err as Error).message}`,
         { context: { uuid: d.uuid, parent, type, attribute: a.name } },
       );

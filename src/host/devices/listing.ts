@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { ErrnoError } from '../../common/errno.js';
 import { CalloutTimeoutError, rustDebug, type CalloutContext } from '../callouts.js';
-import { TEMP_PREFIX, readConfigValue } from '../config-store.js';
+import { SCRIPTS_DIR, TEMP_PREFIX, configSymlinkError, readConfigValue } from '../config-store.js';
 import type { Environment } from '../environment.js';
 import { MDEV_BUS_DEVICES, MDEV_CLASS } from '../paths.js';
 import { indexTypeDevices, type TypeDevicesIndex } from '../sysfs-model.js';
@@ -24,7 +24,7 @@ import {
   sortDevices,
   sysfsState,
 } from './draft.js';
-import { MdevError } from '../errors.js';
+import { MdevError, codeOf } from '../errors.js';
 import { osErrorText } from './errors.js';
 import { existsInSysfs, isSysfsDir, parseI32, sysfsError } from './sysfs.js';
 import {
@@ -34,19 +34,6 @@ import {
   type MdevDevice,
   type MdevTypeEntry,
 } from './types.js';
-
-/**
- * What a link in the config dir leads to, or undefined when it leads
- * nowhere: dangling, a loop (ELOOP), no permission. No file there may make
- * a listing fail.
- */
-function statIfReachable(path: string): fs.Stats | undefined {
-  try {
-    return fs.statSync(path);
-  } catch {
-    return undefined;
-  }
-}
 
 /** Below this many devices the index costs more readdirs than it saves readlinks. */
 const TYPE_INDEX_THRESHOLD = 256;
@@ -76,8 +63,10 @@ export function* listActiveDevicesSteps(
   const definedIn = (parent: string): Set<string> | null => {
     let set = definedNames.get(parent);
     if (set === undefined) {
+      const dir = nodePath.join(env.configDir, parent);
       try {
-        set = new Set(fs.readdirSync(nodePath.join(env.configDir, parent)));
+        // A parent directory that is a link is not followed (as list -d).
+        set = fs.lstatSync(dir).isDirectory() ? new Set(fs.readdirSync(dir)) : null;
       } catch {
         set = null;
       }
@@ -110,6 +99,8 @@ export function* listActiveDevicesSteps(
     const d = draft(uuid);
     applySysfs(d, where);
     const defined = definedIn(where.parent)?.has(uuid) === true;
+    // readSmallFile opens with O_NOFOLLOW: a definition that is a link is
+    // marked defined (the name is there) but nothing is read through it.
     if (defined) d.start = startModeOf(`${env.configDir}/${where.parent}/${uuid}`) ?? 'manual';
     callouts ??= ctx.hasCallouts();
     if (callouts) {
@@ -189,8 +180,15 @@ export function* getActiveDeviceSteps(
 /**
  * Definitions, each with its active state. The first definition that cannot
  * be parsed fails the whole listing (as in mdevctl), with an error naming
- * the file; definitions excluded by the filter are never read. Files whose
- * names are not UUIDs are skipped with a warning.
+ * the file, unless `hooks.invalidDefinition` takes it; definitions excluded
+ * by the filter are never read. Files whose names are not UUIDs are skipped
+ * with a warning.
+ *
+ * Links are never followed, as mdevctl ignores them too: a parent directory
+ * that is a link is skipped with a warning, a definition that is a link is
+ * skipped and reported to `hooks.invalidDefinition` (code `config-symlink`)
+ * when given. Nothing is read through a link, so a link to /etc/shadow
+ * shows nothing of it.
  */
 export function listDefinedDevices(
   env: Environment,
@@ -230,12 +228,17 @@ export function definitionsInDirectoryOrder(
   }
   for (const pent of parents) {
     const parent = pent.name;
-    if (parent === 'scripts.d') continue;
+    if (parent === SCRIPTS_DIR) continue;
     if (filter.parent !== undefined && filter.parent !== parent) continue;
     const parentDir = nodePath.join(env.configDir, parent);
-    if (!pent.isDirectory()) {
-      if (!pent.isSymbolicLink() || !statIfReachable(parentDir)?.isDirectory()) continue;
+    if (pent.isSymbolicLink()) {
+      hooks.warn?.(
+        `Skipping "${parentDir}": a symbolic link; links in the config directory are not followed`,
+        'listing',
+      );
+      continue;
     }
+    if (!pent.isDirectory()) continue;
     let children: fs.Dirent[];
     try {
       children = fs.readdirSync(parentDir, { withFileTypes: true });
@@ -250,40 +253,46 @@ export function definitionsInDirectoryOrder(
     const list: MdevDevice[] = [];
     for (const child of children) {
       const path = `${parentDir}/${child.name}`;
-      if (!child.isFile()) {
-        if (!child.isSymbolicLink()) continue;
-        const st = statIfReachable(path);
-        if (st === undefined) {
-          hooks.warn?.(
-            `unable to access file ${rustDebug(path)}: No such file or directory (os error 2)`,
-            'listing',
-          );
-          continue;
-        }
-        if (!st.isFile()) continue;
-      }
       if (child.name.startsWith(TEMP_PREFIX)) continue; // debris of an interrupted atomic write
+      const link = child.isSymbolicLink();
+      if (!link && !child.isFile()) continue;
       const uuid = parseUuid(child.name);
       if (uuid === undefined) {
-        hooks.warn?.(`Can't determine uuid for file '${child.name}'`, 'listing');
+        if (!link) hooks.warn?.(`Can't determine uuid for file '${child.name}'`, 'listing');
         continue;
       }
       if (filter.uuid !== undefined && filter.uuid !== uuid) continue;
+      if (link) {
+        // Not a definition (mdevctl skips links silently); say why it is not listed.
+        hooks.invalidDefinition?.(path, configSymlinkError(path, { uuid, parent }));
+        continue;
+      }
       let text: string;
       try {
         text = readSmallFile(path);
       } catch (err) {
-        hooks.warn?.(`Unable to open file ${rustDebug(path)}: ${osErrorText(err)}`, 'listing');
+        if (!(err instanceof MdevError)) {
+          // Gone, unreadable, or swapped for a link since the listing (ELOOP).
+          hooks.warn?.(`Unable to open file ${rustDebug(path)}: ${osErrorText(err)}`, 'listing');
+          continue;
+        }
+        const error = new MdevError(err.code, `Invalid definition ${path}`, {
+          cause: err,
+          context: { path, uuid, parent },
+        });
+        if (hooks.invalidDefinition === undefined) throw error;
+        hooks.invalidDefinition(path, error);
         continue;
       }
       const d = draft(uuid);
       try {
         loadFromJson(d, parent, parseJsonText(text, path), hooks, path);
       } catch (err) {
-        const error = new MdevError('invalid-config', `Invalid definition ${path}`, {
-          cause: err,
-          context: { path, uuid, parent },
-        });
+        const error = new MdevError(
+          codeOf(err) === 'control-character' ? 'control-character' : 'invalid-config',
+          `Invalid definition ${path}`,
+          { cause: err, context: { path, uuid, parent } },
+        );
         if (hooks.invalidDefinition === undefined) throw error;
         hooks.invalidDefinition(path, error);
         continue;

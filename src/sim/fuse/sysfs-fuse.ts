@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as nodePath from 'node:path';
+import type Fuse from 'fuse-native';
 import type { FuseOps, FuseStat } from 'fuse-native';
 import { ErrnoError, errnoNumber, type ErrnoCode } from '../../common/errno.js';
 import { PAGE_SIZE, type SysfsAttr, type SysfsNode, type SysfsTree } from '../sysfs/tree.js';
@@ -55,6 +57,10 @@ export interface SysfsMount {
   readonly mountpoint: string;
   /** Requests served so far, by operation (for benchmarks and debugging). */
   readonly stats: Readonly<Record<string, number>>;
+  /**
+   * Unmount and let go of the mount. A mount that someone removed from
+   * outside already (`fusermount -u`) is let go of too, without an error.
+   */
   unmount(): Promise<void>;
 }
 
@@ -292,11 +298,38 @@ export async function mountSysfs(
     stats,
     unmount() {
       unmounted ??= new Promise<void>((resolve, reject) =>
-        fuse.unmount((err) => (err ? reject(err) : resolve())),
+        fuse.unmount((err) => {
+          if (!err) return resolve();
+          if (isMountpoint(mnt)) return reject(err);
+          // Removed from outside (fusermount -u): only our side is left.
+          try {
+            releaseGoneMount(fuse, mnt);
+            resolve();
+          } catch (releaseError) {
+            reject(releaseError as Error);
+          }
+        }),
       );
       return unmounted;
     },
   };
+}
+
+/**
+ * Let go of a mount that was removed from outside. fuse-native's unmount
+ * runs `fusermount -uz` first and, when that fails because nothing is
+ * mounted there any more, never takes its second step: releasing the
+ * binding's handle on the event loop, which then keeps the process alive
+ * however it is asked to stop (a `lab serve` ignored the first SIGTERM).
+ * The binding's own call is that second step alone; it is the same native
+ * module instance fuse-native loaded (Node caches addons by path).
+ */
+function releaseGoneMount(fuse: Fuse, mnt: string): void {
+  const dir = nodePath.dirname(createRequire(import.meta.url).resolve('fuse-native'));
+  const load = createRequire(nodePath.join(dir, 'index.js'))('node-gyp-build') as (d: string) => {
+    fuse_native_unmount(mnt: string, thread: Buffer): void;
+  };
+  load(dir).fuse_native_unmount(mnt, (fuse as unknown as { _thread: Buffer })._thread);
 }
 
 /** What is at a path that should become a mountpoint. */

@@ -1,5 +1,5 @@
-import * as fs from 'node:fs';
 import { z } from 'zod';
+import { readFileLimited } from '../../common/read-limited.js';
 import { DRIVER_MODULES, driverModule } from '../drivers/registry.js';
 import labProfile from './lab.json' with { type: 'json' };
 import samplesProfile from './samples.json' with { type: 'json' };
@@ -38,6 +38,9 @@ export interface HostProfile {
   readonly devices: readonly ProfileDevice[];
 }
 
+/** The most a profile file may hold. */
+const MAX_PROFILE_BYTES = 1 << 20;
+
 export class ProfileError extends Error {
   override readonly name = 'ProfileError';
 }
@@ -61,15 +64,24 @@ export function loadProfile(nameOrPath: string = DEFAULT_PROFILE): HostProfile {
   }
   let text: string;
   try {
-    text = fs.readFileSync(nameOrPath, 'utf8');
+    // A profile is a few kilobytes; /dev/zero must not be read forever.
+    text = readFileLimited(nameOrPath, MAX_PROFILE_BYTES);
   } catch (err) {
-    throw new ProfileError(`${nameOrPath}: cannot read profile: ${(err as Error).message}`);
+    const code = (err as { code?: unknown }).code;
+    const why =
+      code === 'EFBIG'
+        ? `larger than ${MAX_PROFILE_BYTES >> 20} MiB`
+        : typeof code === 'string'
+          ? code
+          : (err as Error).message;
+    throw new ProfileError(`${nameOrPath}: cannot read profile: ${why}`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
-  } catch (err) {
-    throw new ProfileError(`${nameOrPath}: not valid JSON: ${(err as Error).message}`);
+  } catch {
+    // Never V8's message: it quotes the file, and the path may name any file.
+    throw new ProfileError(`${nameOrPath}: not valid JSON`);
   }
   return parseProfile(json, nameOrPath);
 }

@@ -10,11 +10,25 @@ export interface SnapshotStats {
 }
 
 /**
- * Write the tree's /sys as static files under `outDir/sys`, plus an empty
- * `outDir/etc/mdevctl.d`: a frozen host that node:fs tools and Debian's
- * mdevctl (under a mount namespace) read like the real thing. Attribute
- * files hold what `show` returned and keep sysfs's mode bits; write-only
- * files (create, remove) are empty; links keep their relative targets.
+ * The empty script directories the mdevctl programs require of a host, as
+ * their packages install them: etc/mdevctl.d/scripts.d (1.2.0, and
+ * mdevkit's drop-in) and usr/lib/mdevctl/scripts.d (1.3 on).
+ */
+const SCRIPT_DIRS = [
+  'etc/mdevctl.d/scripts.d/callouts',
+  'etc/mdevctl.d/scripts.d/notifiers',
+  'usr/lib/mdevctl/scripts.d/callouts',
+  'usr/lib/mdevctl/scripts.d/notifiers',
+];
+
+/**
+ * Write the tree's /sys as static files under `outDir/sys`, plus an
+ * `outDir/etc/mdevctl.d` without definitions and the script directories
+ * mdevctl requires: a frozen host that node:fs tools, `MDEVCTL_ENV_ROOT=DIR
+ * mdevctl` and Debian's mdevctl (under a mount namespace) read like the
+ * real thing. Attribute files hold what `show` returned and keep sysfs's
+ * mode bits; write-only files (create, remove) are empty; links keep their
+ * relative targets.
  */
 export function writeSnapshot(tree: SysfsTree, outDir: string): SnapshotStats {
   const stats: SnapshotStats = { dirs: 0, files: 0, links: 0 };
@@ -25,7 +39,7 @@ export function writeSnapshot(tree: SysfsTree, outDir: string): SnapshotStats {
   const sys = tree.root.get('sys');
   if (sys === undefined || sys.kind !== 'dir') throw new Error('the tree has no /sys');
   writeDir(sys, sysOut, stats);
-  fs.mkdirSync(nodePath.join(outDir, 'etc', 'mdevctl.d'), { recursive: true });
+  for (const d of SCRIPT_DIRS) fs.mkdirSync(nodePath.join(outDir, d), { recursive: true });
   return stats;
 }
 
