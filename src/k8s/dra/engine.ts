@@ -14,9 +14,15 @@
  *
  * `desiredEngine(env)` (./desired-engine.ts) is the implementation over
  * the engine; tests may wrap it (to count reads or fail on cue).
+ *
+ * The words of the capacity models (kinds, refusals, counters, matrix
+ * shapes) and of the ownership record are the engine's own types, so a new
+ * model kind or refusal reaches the driver without a second declaration.
  */
+import type { Counter, MatrixShape, ModelKind, Refusal } from '../../host/desired/capacity.js';
+import type { OwnershipState } from '../../host/desired/ownership.js';
 
-export type ModelKind = 'nvidia-grid' | 'gvt' | 'queue-pool' | 'vfio-ap' | 'nvidia-vf' | 'generic';
+export type { Counter, MatrixShape, ModelKind, OwnershipState, Refusal };
 
 export interface EngineType {
   readonly id: string;
@@ -64,24 +70,6 @@ export interface EngineApView {
   }[];
 }
 
-export interface Refusal {
-  readonly code: string;
-  /** In words, naming parent, type and numbers. */
-  readonly reason: string;
-}
-
-export interface Counter {
-  readonly name: string;
-  readonly capacity: number;
-  readonly used: number;
-}
-
-export interface MatrixShape {
-  readonly adapters: readonly number[];
-  readonly domains: readonly number[];
-  readonly controlDomains: readonly number[];
-}
-
 /** One parent's capacity model. */
 export interface EngineCapacity {
   readonly parent: string;
@@ -105,8 +93,6 @@ export interface HostView {
   readonly ap: EngineApView | undefined;
   readonly capacity: ReadonlyMap<string, EngineCapacity>;
 }
-
-export type OwnershipState = 'creating' | 'owned';
 
 export interface OwnerEntry {
   readonly uuid: string;
