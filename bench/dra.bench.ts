@@ -32,29 +32,13 @@ import { DraFleet } from '../test/k8s/support/dra-fleet.js';
 import { SimDraNode, draApiServer, DRIVER } from '../test/k8s/support/sim-dra-node.js';
 import { profileOf } from '../test/k8s/support/sim-node.js';
 import type { FakeApiServer, KubeObject } from '../test/k8s/support/fake-apiserver.js';
+import { LatencyTable } from './support/latency-table.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdevkit-dra-bench-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
 
-function pct(samples: number[], p: number): number {
-  const s = [...samples].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
-const ms = (n: number): string => `${n.toFixed(2)} ms`;
-const rows: string[][] = [];
-function row(what: string, samples: number[], baseline: number[] | undefined, goal: string): void {
-  const p50 = pct(samples, 50);
-  const p99 = pct(samples, 99);
-  rows.push([
-    what,
-    ms(p50),
-    ms(p99),
-    ms(Math.max(...samples)),
-    baseline === undefined ? '' : `${ms(pct(baseline, 50))} / ${ms(pct(baseline, 99))}`,
-    baseline === undefined ? '' : `${(p99 / pct(baseline, 99)).toFixed(1)}x`,
-    goal,
-  ]);
-}
+const table = new LatencyTable();
+const row = table.row.bind(table);
 const now = (): number => performance.now();
 
 async function startNode(
@@ -217,11 +201,6 @@ async function publication(mode: 'uevents' | 'poll' | 'told'): Promise<number[]>
   await fleet.stop();
 }
 
-const head = ['', 'p50', 'p99', 'max', 'baseline p50 / p99', 'p99 ratio', 'goal'];
-const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-console.log(line(head));
-for (const r of rows) console.log(line(r));
-console.log(
-  '\nbaselines: NodePrepareResources for a claim already prepared (Prepare/Unprepare rows); a publication the driver is told to make (slice rows); one node alone (fleet row)',
+table.print(
+  'NodePrepareResources for a claim already prepared (Prepare/Unprepare rows); a publication the driver is told to make (slice rows); one node alone (fleet row)',
 );

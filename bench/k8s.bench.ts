@@ -36,29 +36,13 @@ import { unixTarget } from '../src/k8s/grpc/unix-socket.js';
 import { Fleet, desiredApplierFor } from '../test/k8s/support/fleet.js';
 import { parsePluginConfig } from '../src/k8s/device-plugin/config.js';
 import { SimNode, profileOf } from '../test/k8s/support/sim-node.js';
+import { LatencyTable } from './support/latency-table.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mdevkit-k8s-bench-'));
 process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
 
-function pct(samples: number[], p: number): number {
-  const s = [...samples].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-}
-const ms = (n: number): string => `${n.toFixed(2)} ms`;
-const rows: string[][] = [];
-function row(what: string, samples: number[], baseline: number[] | undefined, goal: string): void {
-  const p50 = pct(samples, 50);
-  const p99 = pct(samples, 99);
-  rows.push([
-    what,
-    ms(p50),
-    ms(p99),
-    ms(Math.max(...samples)),
-    baseline === undefined ? '' : `${ms(pct(baseline, 50))} / ${ms(pct(baseline, 99))}`,
-    baseline === undefined ? '' : `${(p99 / pct(baseline, 99)).toFixed(1)}x`,
-    goal,
-  ]);
-}
+const table = new LatencyTable();
+const row = table.row.bind(table);
 
 const GPU_A = '0000:85:00.0';
 const MTTY = profileOf('bench', [
@@ -223,11 +207,6 @@ async function rollout(nodes: number, where: string): Promise<number[]> {
   );
 }
 
-const head = ['', 'p50', 'p99', 'max', 'baseline p50 / p99', 'p99 ratio', 'goal'];
-const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-console.log(line(head));
-for (const r of rows) console.log(line(r));
-console.log(
-  '\nbaselines: GetDevicePluginOptions on the same socket (Allocate rows); a refresh the plugin is told to do (ListAndWatch rows); one node alone (fleet rows)',
+table.print(
+  'GetDevicePluginOptions on the same socket (Allocate rows); a refresh the plugin is told to do (ListAndWatch rows); one node alone (fleet rows)',
 );
