@@ -18,6 +18,7 @@ import {
   startVgpu,
   stopVgpu,
   vfOf,
+  type VgpuInventory,
 } from '../host/vf-vgpu.js';
 import { UsageError, command, group, uuidArgument } from './command.js';
 
@@ -55,57 +56,51 @@ const GPU_OPTION = {
   help: 'only this GPU (the PCI address of its physical function, 0000:41:00.0)',
 } as const;
 
-const listCommand = command({
-  synopsis: '[--gpu GPU]',
-  description:
-    "NVIDIA's VF vGPUs, one row each: the vGPUs mdevkit defined (active when their VF holds their type, inactive when not, conflict when the VF holds another) and the vGPUs a VF holds that nobody defined here (foreign). Each GPU's line says its VFs and framebuffer; a GPU whose VFs are not enabled says so. Read from sysfs and the definitions only.",
-  options: { gpu: GPU_OPTION },
-  positionals: [],
-  root: true,
-  json: true,
-  run(_io, call) {
-    const gpu = gpuOption(call.values.gpu);
-    const inv = readVgpuInventory(call.host(), gpu === undefined ? {} : { gpu });
-    call.output(
-      {
-        gpus: inv.capacity.map(vfCapacityJson),
-        vgpus: inv.entries.map(vgpuEntryJson),
-        invalidDefinitions: inv.invalidDefinitions,
-      },
-      () => renderVfList(inv),
-    );
-  },
-});
+/**
+ * A read-only view of the GPUs --gpu selects (every GPU without it): the
+ * inventory is read once from sysfs and the definitions, and `view` gives
+ * its JSON and its text.
+ */
+function inventoryCommand(
+  description: string,
+  view: (inv: VgpuInventory) => { json: unknown; text: () => string },
+) {
+  return command({
+    synopsis: '[--gpu GPU]',
+    description,
+    options: { gpu: GPU_OPTION },
+    positionals: [],
+    root: true,
+    json: true,
+    run(_io, call) {
+      const gpu = gpuOption(call.values.gpu);
+      const { json, text } = view(readVgpuInventory(call.host(), gpu === undefined ? {} : { gpu }));
+      call.output(json, text);
+    },
+  });
+}
 
-const typesCommand = command({
-  synopsis: '[--gpu GPU]',
-  description:
-    "The vGPU types of each GPU: id, name, framebuffer, whether a free VF lists it in creatable_vgpu_types now, and how many more fit. A GPU in NVIDIA's default equal-size mode takes one framebuffer size at a time (Q and A of that size mix).",
-  options: { gpu: GPU_OPTION },
-  positionals: [],
-  root: true,
-  json: true,
-  run(_io, call) {
-    const gpu = gpuOption(call.values.gpu);
-    const inv = readVgpuInventory(call.host(), gpu === undefined ? {} : { gpu });
-    call.output(inv.capacity.map(vfCapacityJson), () => renderVfTypes(inv));
-  },
-});
+const listCommand = inventoryCommand(
+  "NVIDIA's VF vGPUs, one row each: the vGPUs mdevkit defined (active when their VF holds their type, inactive when not, conflict when the VF holds another) and the vGPUs a VF holds that nobody defined here (foreign). Each GPU's line says its VFs and framebuffer; a GPU whose VFs are not enabled says so. Read from sysfs and the definitions only.",
+  (inv) => ({
+    json: {
+      gpus: inv.capacity.map(vfCapacityJson),
+      vgpus: inv.entries.map(vgpuEntryJson),
+      invalidDefinitions: inv.invalidDefinitions,
+    },
+    text: () => renderVfList(inv),
+  }),
+);
 
-const capacityCommand = command({
-  synopsis: '[--gpu GPU]',
-  description:
-    'Per GPU: framebuffer used and total, VFs free, enabled and total, the framebuffer size it runs and its mode, and the types that still fit with how many.',
-  options: { gpu: GPU_OPTION },
-  positionals: [],
-  root: true,
-  json: true,
-  run(_io, call) {
-    const gpu = gpuOption(call.values.gpu);
-    const inv = readVgpuInventory(call.host(), gpu === undefined ? {} : { gpu });
-    call.output(inv.capacity.map(vfCapacityJson), () => renderVfCapacity(inv));
-  },
-});
+const typesCommand = inventoryCommand(
+  "The vGPU types of each GPU: id, name, framebuffer, whether a free VF lists it in creatable_vgpu_types now, and how many more fit. A GPU in NVIDIA's default equal-size mode takes one framebuffer size at a time (Q and A of that size mix).",
+  (inv) => ({ json: inv.capacity.map(vfCapacityJson), text: () => renderVfTypes(inv) }),
+);
+
+const capacityCommand = inventoryCommand(
+  'Per GPU: framebuffer used and total, VFs free, enabled and total, the framebuffer size it runs and its mode, and the types that still fit with how many.',
+  (inv) => ({ json: inv.capacity.map(vfCapacityJson), text: () => renderVfCapacity(inv) }),
+);
 
 const createCommand = command({
   synopsis:
